@@ -1,0 +1,1 @@
+"""cfm-image: placeholder."""

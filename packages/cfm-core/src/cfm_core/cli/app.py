@@ -1,0 +1,48 @@
+"""How an application plugs into the ``cfm`` command.
+
+An app is a distribution that exposes an :class:`App` under the entry-point group ``cfm.apps``::
+
+    [project.entry-points."cfm.apps"]
+    image = "cfm_image.cli:APP"
+
+Each :class:`Command` receives the remaining command-line arguments and parses them itself,
+normally with :func:`parse_config` (typed dataclasses, presets, ``--help`` with every default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+ENTRY_POINT_GROUP = "cfm.apps"
+
+
+class ConfigError(ValueError):
+    """A bad configuration or a missing input file, reported before any work starts."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ``cfm <app> <name>`` command.
+
+    Args:
+        name: the command word (``train``, ``sample``, ``eval``, ``info`` ...).
+        help: one line for the listings.
+        run: called with the arguments after the command word; returns an exit code or None.
+    """
+
+    name: str
+    help: str
+    run: Callable[[Sequence[str]], int | None]
+
+
+@dataclass(frozen=True)
+class App:
+    """An application: a name, a one-line description and its commands."""
+
+    name: str
+    help: str
+    commands: tuple[Command, ...] = field(default_factory=tuple)
+
+    def command(self, name: str) -> Command | None:
+        return next((c for c in self.commands if c.name == name), None)

@@ -1,0 +1,82 @@
+"""One config system for every app: typed dataclasses, named presets and command-line overrides (tyro)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+import tyro
+
+from cfm_core.cli.app import ConfigError
+
+T = TypeVar("T")
+
+
+def parse_config(
+    config_type: type[T],
+    argv: Sequence[str],
+    *,
+    prog: str,
+    description: str | None = None,
+    presets: Mapping[str, T] | None = None,
+) -> T:
+    """Parse ``argv`` into ``config_type``; ``--preset NAME`` (first) picks the defaults.
+
+    ``--help`` lists every option with its default (the preset's, when one is chosen).
+    Validation errors raised by the dataclass (``__post_init__``) become :class:`ConfigError`.
+    """
+    argv = list(argv)
+    default = None
+    if presets:
+        names = ", ".join(sorted(presets))
+        description = f"{description or config_type.__doc__ or ''}\n\nPresets (--preset NAME, first): {names}."
+        if argv[:1] == ["--preset"] or (argv and argv[0].startswith("--preset=")):
+            name = argv[1] if argv[0] == "--preset" and len(argv) > 1 else argv[0].partition("=")[2]
+            argv = argv[2:] if argv[0] == "--preset" else argv[1:]
+            if name not in presets:
+                raise ConfigError(f"unknown preset {name!r}; choose one of {names}")
+            default = presets[name]
+    try:
+        if default is None:
+            return tyro.cli(config_type, args=argv, prog=prog, description=description)
+        return tyro.cli(config_type, args=argv, prog=prog, description=description, default=default)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err)) from None
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-friendly dict of a (nested) dataclass config, for checkpoints and logs."""
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (list, tuple)):
+            return [convert(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): convert(v) for k, v in value.items()}
+        if hasattr(value, "__fspath__"):
+            return str(value)
+        return value
+
+    return convert(config)
+
+
+def config_from_dict(config_type: type[T], data: Mapping[str, Any]) -> T:
+    """Rebuild a (nested) dataclass config from :func:`config_to_dict` output; unknown keys raise."""
+    fields = {f.name: f for f in dataclasses.fields(config_type)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{config_type.__name__}: unknown config keys {unknown}")
+    kwargs = {}
+    for name, value in data.items():
+        ftype = fields[name].type
+        sub = ftype if isinstance(ftype, type) and dataclasses.is_dataclass(ftype) else None
+        if sub is None and isinstance(ftype, str):
+            default = getattr(config_type, name, None) if not callable(getattr(config_type, name, None)) else None
+            sub = type(default) if dataclasses.is_dataclass(default) else None
+        if sub is not None and isinstance(value, Mapping):
+            value = config_from_dict(sub, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return config_type(**kwargs)

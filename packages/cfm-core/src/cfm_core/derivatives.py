@@ -1,0 +1,90 @@
+"""Backends for the total time derivative ``Dm = d_t m_{t->r}(x) + (d_x m_{t->r}(x)) v``.
+
+Every backend gets a ``field(x, t) -> m`` closure (``r`` and the condition are held fixed inside it)
+and returns ``Dm`` detached: the derivative only enters the stop-gradient target.
+
+* ``jvp`` — ``torch.func.jvp`` with tangent ``(v, 1)`` in float32 under ``no_grad``, autocast off and
+  the math attention kernel forced (fused kernels have no forward-mode rule). The caller then runs one
+  ordinary forward with gradients, with the same RNG state, so dropout masks are shared.
+* ``finite_difference`` — one extra stop-gradient forward one small step along the instantaneous
+  (conditional) flow: ``(m(x', t') - m(x, t)) / (t' - t)`` with ``x' = F[m_t, x, t, t']`` (Euler
+  Mean Flows' JVP-free estimate). The step is ``step`` in unit time, shortened where ``r`` is closer.
+* ``autograd`` — ``torch.autograd.functional.jvp`` (the double-backward trick): slower, but works for
+  modules without forward-mode rules; the tests use it as the reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from cfm_core.formulations import Formulation
+
+Field = Callable[[Tensor, Tensor], Tensor]
+
+DERIVATIVE_BACKENDS = ("jvp", "finite_difference", "autograd")
+
+
+@contextlib.contextmanager
+def derivative_context(device: torch.device):
+    """No grad, no autocast, math attention: the context every derivative pass runs in."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False), sdpa_kernel(SDPBackend.MATH):
+        yield
+
+
+def shared_rng(device: torch.device):
+    """Fork the RNG so that a pass inside this context consumes the same random numbers as the
+    pass that follows it (dropout masks are shared between the derivative and the gradient pass)."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
+def jvp_derivative(field: Field, x: Tensor, t: Tensor, velocity: Tensor) -> Tensor:
+    """``Dm`` by forward-mode AD (``torch.func.jvp``) in float32."""
+    x32, t32, v32 = x.float(), t.float(), velocity.float()
+    with derivative_context(x.device):
+        _, tangent = torch.func.jvp(field, (x32, t32), (v32, torch.ones_like(t32)))
+    return tangent.detach()
+
+
+def autograd_derivative(field: Field, x: Tensor, t: Tensor, velocity: Tensor) -> Tensor:
+    """``Dm`` by reverse-mode AD twice (``torch.autograd.functional.jvp``), in float32."""
+    x32, t32, v32 = x.float(), t.float(), velocity.float()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with torch.autocast(device_type=x.device.type, enabled=False), sdpa_kernel(SDPBackend.MATH):
+        _, tangent = torch.autograd.functional.jvp(field, (x32, t32), (v32, torch.ones_like(t32)))
+    return tangent.detach()
+
+
+def finite_difference_derivative(
+    field: Field,
+    x: Tensor,
+    t: Tensor,
+    r: Tensor,
+    m_inst: Tensor,
+    m_value: Tensor,
+    formulation: Formulation,
+    step: float,
+) -> Tensor:
+    """``Dm`` by one extra forward pass ``step`` (unit time) along the instantaneous flow towards ``r``.
+
+    ``m_value`` is the detached output of the gradient pass at ``(x, t)``; ``m_inst`` the
+    instantaneous field that moves ``x`` (the conditional target in training).
+    """
+    u_t, u_r = formulation.unit_from_time(t), formulation.unit_from_time(r)
+    gap = (u_r - u_t).clamp_min(0.0)
+    h = torch.where(gap > 0, torch.minimum(gap, torch.full_like(gap, step)), torch.full_like(gap, step))
+    t_next = formulation.time_from_unit(u_t + h)
+    with derivative_context(x.device):
+        x_next = formulation.update(m_inst.float(), x.float(), t.float(), t_next.float())
+        m_next = field(x_next, t_next.float())
+        dt = (t_next - t).float()
+        shape = dt.shape + (1,) * (x.ndim - dt.ndim)
+        return ((m_next - m_value.float()) / dt.reshape(shape)).detach()

@@ -1,0 +1,57 @@
+"""Single-time embeddings (a scalar time per sample -> a feature vector)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class SinusoidalTimeEmbedding(nn.Module):
+    """Transformer-style sinusoidal features ``[cos(s t w_k), sin(s t w_k)]`` with geometric ``w_k``.
+
+    ``scale`` multiplies the time first (1000 suits times in ``[0, 1]``, as DDPM's step index).
+    """
+
+    def __init__(self, dim: int, scale: float = 1000.0, max_period: float = 10000.0) -> None:
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"embedding dim must be even, got {dim}")
+        half = dim // 2
+        freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+        self.register_buffer("freqs", freqs, persistent=False)
+        self.scale = float(scale)
+
+    def forward(self, t: Tensor) -> Tensor:
+        args = (t.float() * self.scale)[:, None] * self.freqs[None]
+        return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class FourierTimeEmbedding(nn.Module):
+    """Random Fourier features ``[cos(2 pi w t), sin(2 pi w t)]`` with fixed ``w ~ N(0, scale^2)``
+    (NCSN++/EDM style, good for EDM's ``c_noise``)."""
+
+    def __init__(self, dim: int, scale: float = 16.0, seed: int = 0) -> None:
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"embedding dim must be even, got {dim}")
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("freqs", torch.randn(dim // 2, generator=g) * scale)
+
+    def forward(self, t: Tensor) -> Tensor:
+        args = 2 * math.pi * t.float()[:, None] * self.freqs[None]
+        return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class TimeMLPEmbedding(nn.Module):
+    """A feature map (sinusoidal or Fourier) followed by a two-layer SiLU MLP: the usual time embedding."""
+
+    def __init__(self, dim: int, features: nn.Module | None = None, feature_dim: int | None = None) -> None:
+        super().__init__()
+        feature_dim = feature_dim or dim
+        self.features = features if features is not None else SinusoidalTimeEmbedding(feature_dim)
+        self.mlp = nn.Sequential(nn.Linear(feature_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, t: Tensor) -> Tensor:
+        return self.mlp(self.features(t))

@@ -1,0 +1,1 @@
+"""The 2-D toy app: distributions, a small two-time MLP, and ``cfm toy train|sample|eval``."""

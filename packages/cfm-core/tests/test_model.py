@@ -1,0 +1,202 @@
+"""CumulativeFlowMap: the loss assembly, r = t, MeanFlow's identity, NFE counts, CFG and errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cfm_core import CumulativeFlowMap
+from cfm_core.derivatives import autograd_derivative
+
+from .conftest import SmoothNet
+
+
+def _fixed_times(model, u_t, u_r, inst):
+    model.time_sampler = lambda batch, device: (u_t, u_r, inst)
+
+
+def test_loss_equals_hand_computed_target(formulation):
+    """Fixed times and noise: the loss is the weighted MSE to the hand-built field-equation target."""
+    torch.manual_seed(0)
+    model = CumulativeFlowMap(SmoothNet(), formulation, derivative="jvp")
+    n = 8
+    u_t = torch.linspace(0.1, 0.6, n)
+    u_r = torch.linspace(0.3, 0.9, n)
+    inst = torch.tensor([True, False] * (n // 2))
+    u_r = torch.where(inst, u_t, u_r)
+    _fixed_times(model, u_t, u_r, inst)
+    data, noise = torch.randn(n, 3), torch.randn(n, 3)
+    loss = model.loss(data, noise=noise)
+
+    f = formulation
+    t = f.time_from_unit(u_t)
+    r = torch.where(inst, t, f.time_from_unit(u_r))
+    x = f.interpolate(data, noise, t)
+    m_cond = f.conditional_target(data, noise, t)
+    v = f.velocity(m_cond, x, t)
+    dm = autograd_derivative(lambda a, b: model.field(a, b, r), x, t, v)
+    target = torch.where(inst[:, None], m_cond, f.field_target(m_cond, x, t, r, dm))
+    weight = f.loss_weight(t) * torch.where(inst, torch.ones_like(t), f.field_weight(t, r))
+    expected = ((model.field(x, t, r) - target) ** 2).mean(1) * weight
+    torch.testing.assert_close(loss, expected.mean(), rtol=1e-4, atol=1e-6)
+    plain = CumulativeFlowMap(model.net, formulation, field_weighting="none")
+    _fixed_times(plain, u_t, u_r, inst)
+    expected_plain = ((model.field(x, t, r) - target) ** 2).mean(1) * f.loss_weight(t)
+    torch.testing.assert_close(plain.loss(data, noise=noise), expected_plain.mean(), rtol=1e-4, atol=1e-6)
+
+
+def test_r_equal_t_is_the_instantaneous_model(formulation):
+    """With every row at r = t the loss is the ordinary (flow matching / EDM / DDPM-x0) loss."""
+    torch.manual_seed(1)
+    model = CumulativeFlowMap(SmoothNet(), formulation, instantaneous_ratio=1.0)
+    u_t = torch.rand(16)
+    _fixed_times(model, u_t, u_t, torch.ones(16, dtype=torch.bool))
+    data, noise = torch.randn(16, 3), torch.randn(16, 3)
+    t = formulation.time_from_unit(u_t)
+    x = formulation.interpolate(data, noise, t)
+    err = (model.field(x, t, t) - formulation.conditional_target(data, noise, t)) ** 2
+    expected = (err.mean(1) * formulation.loss_weight(t)).mean()
+    torch.testing.assert_close(model.loss(data, noise=noise), expected)
+    # and the field target collapses to the instantaneous target at r = t (Theorem 1)
+    torch.testing.assert_close(formulation.field_target(data, x, t, t, torch.randn_like(x)), data)
+
+
+def test_u_loss_is_meanflow_with_time_flipped():
+    """Our u target equals -(MeanFlow target) under t_MF = 1 - t, u_MF = -u (MeanFlow: t = 1 is noise)."""
+    torch.manual_seed(2)
+    net = SmoothNet()
+    model = CumulativeFlowMap(net, "u")
+    n = 16
+    data, noise = torch.randn(n, 3), torch.randn(n, 3)
+    t, r = torch.rand(n) * 0.5, 0.5 + torch.rand(n) * 0.5  # ours: t -> r towards data
+
+    def u_mf(z, r_mf, t_mf):  # MeanFlow's u(z, r, t) from our network
+        return -net(z, 1 - t_mf, 1 - r_mf)
+
+    t_mf, r_mf = 1 - t, 1 - r
+    z = (1 - t_mf[:, None]) * data + t_mf[:, None] * noise
+    v_mf = noise - data
+    u_val, dudt = torch.func.jvp(u_mf, (z, r_mf, t_mf), (v_mf, torch.zeros_like(r_mf), torch.ones_like(t_mf)))
+    target_mf = v_mf - (t_mf - r_mf)[:, None] * dudt
+
+    f = model.formulation
+    x = f.interpolate(data, noise, t)
+    m_cond = f.conditional_target(data, noise, t)
+    dm = autograd_derivative(lambda a, b: model.field(a, b, r), x, t, f.velocity(m_cond, x, t))
+    ours = f.field_target(m_cond, x, t, r, dm)
+    torch.testing.assert_close(z, x)
+    torch.testing.assert_close(ours, -target_mf, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(model.field(x, t, r), -u_val)
+
+
+class CountingNet(SmoothNet):
+    def __init__(self):
+        super().__init__()
+        self.rows = 0
+
+    def forward(self, x, t, r, cond=None):
+        self.rows += x.shape[0]
+        return super().forward(x, t, r, None if cond is None else cond.float()[:, None].expand_as(x))
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 7])
+def test_nfe_counts_are_exact(formulation, steps):
+    net = CountingNet()
+    model = CumulativeFlowMap(net, formulation)
+    noise = torch.randn(5, 3)
+    for call, expected in [
+        (lambda: model.sample(noise, steps=steps, return_nfe=True), steps),
+        (lambda: model.sample_instantaneous(noise, steps=steps, method="euler", return_nfe=True), steps),
+        (lambda: model.sample_instantaneous(noise, steps=steps, method="heun", return_nfe=True), 2 * steps - 1),
+    ]:
+        net.rows = 0
+        _, nfe = call()
+        assert nfe == expected
+        assert net.rows == expected * 5  # NFE counts per-sample network evaluations
+
+
+def test_classifier_free_guidance_combines_fields():
+    net = CountingNet()
+    model = CumulativeFlowMap(net, "u", null_cond=torch.tensor(0))
+    noise, cond = torch.randn(6, 3), torch.randint(1, 4, (6,))
+    out, nfe = model.sample(noise, steps=2, cond=cond, guidance=3.0, return_nfe=True)
+    assert nfe == 4 and net.rows == 4 * 6
+    # by hand
+    grid = model.formulation.time_grid(2)
+    x = noise.clone()
+    for t, r in zip(grid[:-1], grid[1:], strict=True):
+        tb, rb = t.expand(6), r.expand(6)
+        m_c, m_u = model.field(x, tb, rb, cond), model.field(x, tb, rb, torch.zeros_like(cond))
+        x = model.formulation.update(m_u + 3.0 * (m_c - m_u), x, tb, rb)
+    torch.testing.assert_close(out, x)
+    with pytest.raises(ValueError, match="guidance != 1 needs a condition"):
+        model.sample(noise, guidance=2.0)
+
+
+def test_condition_dropout_uses_the_null_condition():
+    seen = []
+
+    class Recorder(SmoothNet):
+        def forward(self, x, t, r, cond=None):
+            seen.append(cond.clone())
+            return super().forward(x, t, r)
+
+    model = CumulativeFlowMap(Recorder(), "u", null_cond=torch.tensor(-1), cond_dropout=0.5, instantaneous_ratio=1.0)
+    model.loss(torch.randn(400, 3), cond=torch.ones(400, dtype=torch.long))
+    share = (seen[-1] == -1).float().mean().item()
+    assert 0.35 < share < 0.65
+    with pytest.raises(ValueError, match="needs null_cond"):
+        CumulativeFlowMap(SmoothNet(), "u", cond_dropout=0.1)
+
+
+def test_sampling_restores_training_mode():
+    model = CumulativeFlowMap(SmoothNet(dropout=0.5), "u").train()
+    noise = torch.randn(4, 3)
+    a, b = model.sample(noise, steps=2), model.sample(noise, steps=2)
+    torch.testing.assert_close(a, b)  # eval mode inside: no dropout
+    assert model.training
+
+
+def test_user_time_grid_and_its_errors(formulation):
+    model = CumulativeFlowMap(SmoothNet(), formulation)
+    grid = formulation.time_grid(3).tolist()
+    x, nfe = model.sample(torch.randn(4, 3), steps=grid, return_nfe=True)
+    assert nfe == 3 and x.shape == (4, 3)
+    with pytest.raises(ValueError, match="r must lie between t and the data end"):
+        model.sample(torch.randn(4, 3), steps=grid[::-1])
+    with pytest.raises(ValueError, match="outside the formulation's range"):
+        model.sample(torch.randn(4, 3), steps=[grid[0] + 100 * (grid[0] - grid[-1]), grid[-1]])
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match="unknown formulation"):
+        CumulativeFlowMap(SmoothNet(), "flow")
+    with pytest.raises(ValueError, match="unknown derivative backend"):
+        CumulativeFlowMap(SmoothNet(), "u", derivative="fd")
+
+    class WrongShape(torch.nn.Module):
+        def forward(self, x, t, r, cond=None):
+            return x[:, :2]
+
+    with pytest.raises(ValueError, match=r"network output shape \(\d+, 2\) does not match the input shape \(\d+, 3\)"):
+        CumulativeFlowMap(WrongShape(), "u").loss(torch.randn(4, 3))
+    model = CumulativeFlowMap(SmoothNet(), "u")
+    bad = torch.randn(4, 3)
+    bad[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="x_data contains NaN or inf"):
+        model.loss(bad)
+    with pytest.raises(ValueError, match="noise contains NaN"):
+        model.sample(bad)
+    with pytest.raises(ValueError, match="noise shape"):
+        model.loss(torch.randn(4, 3), noise=torch.randn(4, 2))
+    with pytest.raises(ValueError, match="unknown sampling method"):
+        model.sample_instantaneous(torch.randn(4, 3), method="rk4")
+    with pytest.raises(ValueError, match="outside the formulation's range"):
+        model.flow_map(torch.randn(4, 3), 1.5, 1.0)
+
+    class Overflow(torch.nn.Module):
+        def forward(self, x, t, r, cond=None):
+            return x * float("inf")
+
+    with pytest.raises(FloatingPointError, match="non-finite CFM loss"):
+        CumulativeFlowMap(Overflow(), "u", instantaneous_ratio=1.0).loss(torch.randn(4, 3))
