@@ -6,7 +6,7 @@ from typing import Any
 
 from cfm_core.formulations.base import Formulation, expand_like
 from cfm_core.formulations.ddim import DDIM
-from cfm_core.formulations.edm import EDM, karras_sigmas
+from cfm_core.formulations.edm import EDM
 from cfm_core.formulations.flow_matching import UFlowMatching, X1FlowMatching
 
 FORMULATIONS: dict[str, type[Formulation]] = {
@@ -49,5 +49,4 @@ __all__ = [
     "X1FlowMatching",
     "expand_like",
     "get_formulation",
-    "karras_sigmas",
 ]

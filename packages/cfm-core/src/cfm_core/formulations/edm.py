@@ -31,7 +31,8 @@ class EDM(Formulation):
 
     * Clamp: ``r`` in the ``1/r`` factor is clamped at ``target_clamp`` (default ``sigma_min``).
     * Unit time follows the Karras schedule with ``rho``: ``u = 0 -> sigma_max``, ``u = 1 ->
-      sigma_min``; the sampling grid of N hops is EDM's: N Karras sigmas then 0.
+      sigma_min``; the sampling grid of N hops is ``Karras(i/N)`` for ``i < N``, then 0 (EDM's own
+      grid puts ``sigma_min`` before the final 0, which wastes a hop in few-step sampling).
     * Loss weight ``1/c_out(t)^2`` (EDM's ``lambda(sigma)``): the loss in the raw network's units.
     """
 
@@ -71,15 +72,6 @@ class EDM(Formulation):
     def unit_from_time(self, t: Tensor) -> Tensor:
         lo, hi = self.sigma_min ** (1 / self.rho), self.sigma_max ** (1 / self.rho)
         return (t.clamp_min(0.0) ** (1 / self.rho) - hi) / (lo - hi)
-
-    def time_grid(self, steps: int, device: torch.device | str | None = None) -> Tensor:
-        """EDM's discretisation: ``steps`` hops over Karras sigmas ``sigma_max .. sigma_min``, then 0."""
-        if int(steps) != steps or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
-        steps = int(steps)
-        u = torch.linspace(0.0, 1.0, steps, dtype=torch.float64) if steps > 1 else torch.zeros(1, dtype=torch.float64)
-        grid = torch.cat([self.time_from_unit(u), torch.zeros(1, dtype=torch.float64)])
-        return grid.float().to(device)
 
     def network_time(self, t: Tensor) -> Tensor:
         return t.clamp_min(self.sigma_min).log() / 4
@@ -129,14 +121,3 @@ class EDM(Formulation):
             "rho": self.rho,
             "target_clamp": self.target_clamp,
         }
-
-
-def karras_sigmas(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> list[float]:
-    """EDM's sigma schedule as a plain list (``steps`` values, then 0), for documentation and tests."""
-    if steps == 1:
-        return [sigma_max, 0.0]
-    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
-    return [(hi + i / (steps - 1) * (lo - hi)) ** rho for i in range(steps)] + [0.0]
-
-
-__all__ = ["EDM", "karras_sigmas"]
