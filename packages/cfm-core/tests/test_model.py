@@ -18,7 +18,7 @@ def _fixed_times(model, u_t, u_r, inst):
 def test_loss_equals_hand_computed_target(formulation):
     """Fixed times and noise: the loss is the weighted MSE to the hand-built field-equation target."""
     torch.manual_seed(0)
-    model = CumulativeFlowMap(SmoothNet(), formulation, derivative="jvp")
+    model = CumulativeFlowMap(SmoothNet(), formulation, derivative="jvp", adaptive_p=0.0)
     n = 8
     u_t = torch.linspace(0.1, 0.6, n)
     u_r = torch.linspace(0.3, 0.9, n)
@@ -39,16 +39,20 @@ def test_loss_equals_hand_computed_target(formulation):
     weight = f.loss_weight(t) * torch.where(inst, torch.ones_like(t), f.field_weight(t, r))
     expected = ((model.field(x, t, r) - target) ** 2).mean(1) * weight
     torch.testing.assert_close(loss, expected.mean(), rtol=1e-4, atol=1e-6)
-    plain = CumulativeFlowMap(model.net, formulation, field_weighting="none")
+    plain = CumulativeFlowMap(model.net, formulation, field_weighting="none", adaptive_p=0.0)
     _fixed_times(plain, u_t, u_r, inst)
     expected_plain = ((model.field(x, t, r) - target) ** 2).mean(1) * f.loss_weight(t)
     torch.testing.assert_close(plain.loss(data, noise=noise), expected_plain.mean(), rtol=1e-4, atol=1e-6)
+    adaptive = CumulativeFlowMap(model.net, formulation, adaptive_p=1.0, adaptive_c=0.5)
+    _fixed_times(adaptive, u_t, u_r, inst)
+    expected_adaptive = expected / (expected.detach() + 0.5)
+    torch.testing.assert_close(adaptive.loss(data, noise=noise), expected_adaptive.mean(), rtol=1e-4, atol=1e-6)
 
 
 def test_r_equal_t_is_the_instantaneous_model(formulation):
     """With every row at r = t the loss is the ordinary (flow matching / EDM / DDPM-x0) loss."""
     torch.manual_seed(1)
-    model = CumulativeFlowMap(SmoothNet(), formulation, instantaneous_ratio=1.0)
+    model = CumulativeFlowMap(SmoothNet(), formulation, instantaneous_ratio=1.0, adaptive_p=0.0)
     u_t = torch.rand(16)
     _fixed_times(model, u_t, u_t, torch.ones(16, dtype=torch.bool))
     data, noise = torch.randn(16, 3), torch.randn(16, 3)

@@ -108,7 +108,8 @@ class CumulativeFlowMap(nn.Module):
             the x1/EDM/DDIM targets near the data end without moving the minimiser; ``"none"`` is
             the paper's plain L2 (measured to diverge for x1/EDM/DDIM on a Gaussian; see README).
         adaptive_p, adaptive_c: adaptive loss weight ``1/(|err|^2 + c)^p`` under stop-gradient
-            (``p = 0``, the paper's plain L2, is the default; MeanFlow uses ``p = 1``).
+            (``p = 0`` is the paper's plain L2; MeanFlow uses ``p = 1``). ``None`` takes the
+            formulation's measured default (0 for u, x1 and edm; 1 for ddim).
         null_cond: the condition meaning "unconditional" (e.g. a tensor holding the extra class
             index), used by ``cond_dropout`` in training and by classifier-free guidance in sampling.
             Without it, guidance calls the network with ``cond=None``.
@@ -127,7 +128,7 @@ class CumulativeFlowMap(nn.Module):
         derivative: str = "jvp",
         fd_step: float = 0.01,
         field_weighting: str = "normalized",
-        adaptive_p: float = 0.0,
+        adaptive_p: float | None = None,
         adaptive_c: float = 1e-3,
         null_cond: Condition = None,
         cond_dropout: float = 0.0,
@@ -142,6 +143,9 @@ class CumulativeFlowMap(nn.Module):
             raise ValueError(f"fd_step must lie in (0, 1) (unit time), got {fd_step}")
         if field_weighting not in FIELD_WEIGHTINGS:
             raise ValueError(f"unknown field_weighting {field_weighting!r}; choose one of {FIELD_WEIGHTINGS}")
+        self.formulation = get_formulation(formulation, **(formulation_options or {}))
+        if adaptive_p is None:
+            adaptive_p = self.formulation.default_adaptive_p
         if adaptive_p < 0 or adaptive_c <= 0:
             raise ValueError(f"need adaptive_p >= 0 and adaptive_c > 0, got {adaptive_p}, {adaptive_c}")
         if not 0.0 <= cond_dropout < 1.0:
@@ -149,7 +153,6 @@ class CumulativeFlowMap(nn.Module):
         if cond_dropout > 0 and null_cond is None:
             raise ValueError("cond_dropout > 0 needs null_cond (the condition meaning 'unconditional')")
         self.net = net
-        self.formulation = get_formulation(formulation, **(formulation_options or {}))
         self.time_sampler = TimePairSampler(
             kind=time_sampler, instantaneous_ratio=instantaneous_ratio, mean=logit_normal[0], std=logit_normal[1]
         )

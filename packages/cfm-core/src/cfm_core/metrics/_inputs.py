@@ -10,13 +10,15 @@ ArrayLike = Tensor | np.ndarray
 
 
 def as_sample_matrix(
-    x: ArrayLike, name: str, *, min_samples: int = 1, dtype: torch.dtype | None = None
+    x: ArrayLike, name: str, *, min_samples: int = 1, dtype: torch.dtype | None = None,
+    detach: bool = True,
 ) -> Tensor:
-    """``x`` as a torch tensor of shape ``(N, D)`` with finite values and at least ``min_samples`` rows.
+    """``x`` as a torch tensor of shape ``(N, D)``, finite, with at least ``min_samples`` rows.
 
-    Numpy arrays become CPU tensors; torch tensors keep their device and are detached. ``dtype``
-    (if given) converts the values; otherwise floating tensors keep theirs and others become float32.
-    Raises ``TypeError``/``ValueError`` naming ``name`` and the problem.
+    Numpy arrays become CPU tensors; torch tensors keep their device (and are detached from the
+    autograd graph when ``detach``). ``dtype`` (if given) converts the values; otherwise floating
+    tensors keep theirs and others become float32. Raises ``TypeError``/``ValueError`` naming
+    ``name`` and the problem.
     """
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(np.ascontiguousarray(x))
@@ -28,7 +30,8 @@ def as_sample_matrix(
         raise ValueError(f"{name} has zero feature dimensions (shape {tuple(x.shape)})")
     if x.shape[0] < min_samples:
         raise ValueError(f"{name} needs at least {min_samples} samples, got {x.shape[0]}")
-    x = x.detach()
+    if detach:
+        x = x.detach()
     if dtype is not None:
         x = x.to(dtype)
     elif not x.is_floating_point():
@@ -40,12 +43,12 @@ def as_sample_matrix(
 
 def as_sample_pair(
     x: ArrayLike, y: ArrayLike, names: tuple[str, str] = ("x", "y"), *, min_samples: int = 1,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | None = None, detach: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Two sample matrices with the same feature dimension, on one device (``x``'s unless only
     ``y`` is on a GPU) and one floating dtype (the wider of the two unless ``dtype`` is given)."""
-    a = as_sample_matrix(x, names[0], min_samples=min_samples, dtype=dtype)
-    b = as_sample_matrix(y, names[1], min_samples=min_samples, dtype=dtype)
+    a = as_sample_matrix(x, names[0], min_samples=min_samples, dtype=dtype, detach=detach)
+    b = as_sample_matrix(y, names[1], min_samples=min_samples, dtype=dtype, detach=detach)
     if a.shape[1] != b.shape[1]:
         raise ValueError(
             f"{names[0]} and {names[1]} have different dimensions: "

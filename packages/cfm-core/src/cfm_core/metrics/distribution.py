@@ -22,12 +22,29 @@ from cfm_core.metrics._inputs import ArrayLike, as_sample_matrix, as_sample_pair
 _CHUNK_ELEMENTS = 2**24
 
 
+def _distances(a: Tensor, b: Tensor) -> Tensor:
+    """Exact Euclidean distances (no ``|a|^2 + |b|^2 - 2ab`` shortcut, which loses digits)."""
+    return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
+
+
 def _pairwise_distance_sum(a: Tensor, b: Tensor) -> float:
     """``sum_ij ||a_i - b_j||`` over all pairs, a block of rows of ``a`` at a time."""
     rows = max(1, _CHUNK_ELEMENTS // b.shape[0])
     total = torch.zeros((), dtype=torch.float64, device=a.device)
     for start in range(0, a.shape[0], rows):
-        total += torch.cdist(a[start : start + rows], b).sum()
+        total += _distances(a[start : start + rows], b).sum()
+    return float(total)
+
+
+def _within_distance_sum(a: Tensor) -> float:
+    """``sum_ij ||a_i - a_j||`` over all ordered pairs, evaluating each unordered pair once."""
+    rows = max(1, _CHUNK_ELEMENTS // a.shape[0])
+    total = torch.zeros((), dtype=torch.float64, device=a.device)
+    for start in range(0, a.shape[0], rows):
+        stop = min(start + rows, a.shape[0])
+        total += _distances(a[start:stop], a[start:stop]).sum()
+        if stop < a.shape[0]:
+            total += 2 * _distances(a[start:stop], a[stop:]).sum()
     return float(total)
 
 
@@ -51,7 +68,7 @@ def energy_distance(x: ArrayLike, y: ArrayLike, *, unbiased: bool = True) -> flo
     x, y = as_sample_pair(x, y, min_samples=2, dtype=torch.float64)
     n, m = x.shape[0], y.shape[0]
     cross = _pairwise_distance_sum(x, y) / (n * m)
-    within_x, within_y = _pairwise_distance_sum(x, x), _pairwise_distance_sum(y, y)
+    within_x, within_y = _within_distance_sum(x), _within_distance_sum(y)
     if unbiased:
         within_x, within_y = within_x / (n * (n - 1)), within_y / (m * (m - 1))
     else:
@@ -60,7 +77,8 @@ def energy_distance(x: ArrayLike, y: ArrayLike, *, unbiased: bool = True) -> flo
 
 
 def _random_directions(n: int, dim: int, seed: int) -> Tensor:
-    """``n`` directions uniform on the unit sphere of ``R^dim`` (float64, CPU), fixed by ``seed``."""
+    """``n`` directions uniform on the unit sphere of ``R^dim`` (float64, CPU), fixed by
+    ``seed``."""
     g = torch.Generator().manual_seed(seed)
     directions = torch.randn(n, dim, generator=g, dtype=torch.float64)
     return directions / directions.norm(dim=1, keepdim=True)
@@ -157,7 +175,8 @@ def frechet_distance(mu1: ArrayLike, cov1: ArrayLike, mu2: ArrayLike, cov2: Arra
     c1, c2 = _as_moment(cov1, "cov1", 2), _as_moment(cov2, "cov2", 2)
     if not m1.shape[0] == m2.shape[0] == c1.shape[0] == c2.shape[0]:
         raise ValueError(
-            f"moment shapes disagree: mu1 {m1.shape}, cov1 {c1.shape}, mu2 {m2.shape}, cov2 {c2.shape}"
+            f"moment shapes disagree: mu1 {m1.shape}, cov1 {c1.shape}, "
+            f"mu2 {m2.shape}, cov2 {c2.shape}"
         )
     values1, vectors1 = scipy.linalg.eigh(_symmetric(c1))
     values1 = _checked_spectrum(values1, "cov1")
@@ -170,6 +189,6 @@ def frechet_distance(mu1: ArrayLike, cov1: ArrayLike, mu2: ArrayLike, cov2: Arra
 
 
 def frechet_distance_from_features(features1: ArrayLike, features2: ArrayLike) -> float:
-    """:func:`frechet_distance` between Gaussians fitted to two feature sets ``(N, D)``, ``(M, D)``."""
+    """:func:`frechet_distance` between Gaussians fitted to features ``(N, D)`` and ``(M, D)``."""
     f1, f2 = as_sample_pair(features1, features2, ("features1", "features2"), min_samples=2)
     return frechet_distance(*gaussian_moments(f1), *gaussian_moments(f2))

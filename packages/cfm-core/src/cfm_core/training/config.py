@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from cfm_core.cli import ConfigError
@@ -69,6 +70,10 @@ class TrainConfig:
     """Train on the CPU even when a GPU is present."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.output_dir, os.PathLike):
+            self.output_dir = os.fspath(self.output_dir)
+        if isinstance(self.init_from, os.PathLike):
+            self.init_from = os.fspath(self.init_from)
         for option in ("steps", "batch_size"):
             value = getattr(self, option)
             _require(_is_int(value) and value >= 1, option, "must be a positive integer", value)

@@ -1,0 +1,266 @@
+"""Training data for one shape: surface samples drawn once, normalised, and batched per step.
+
+Channel layout of every point array here: ``x y z`` first, then ``nx ny nz`` when normals are
+asked for, then ``r g b`` when colours are asked for. Sampled colours are RGB in ``[0, 1]``; the
+:class:`PointBank` standardises them as Geometry Distributions does, ``(c - 0.5) * sqrt(12)``
+(unit variance for uniform colours), and :meth:`PointBank.decode` undoes it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import trimesh
+from tqdm.auto import tqdm
+
+from cfm_geometry.normalisation import Normalisation
+from cfm_geometry.shapes import BUILTIN_SHAPES, builtin_shape
+from cfm_geometry.surface import Surface, SurfaceError, load_surface
+
+__all__ = [
+    "Normalisation",
+    "PointBank",
+    "Surface",
+    "SurfaceError",
+    "load_surface",
+    "sample_surface_points",
+    "save_points",
+    "surface_from_spec",
+]
+
+COLOR_SCALE = math.sqrt(12.0)
+SAMPLE_CHUNK = 1 << 21
+POINT_OUTPUT_FORMATS = (".ply", ".npy", ".npz", ".xyz")
+
+
+def surface_from_spec(spec: str | os.PathLike) -> Surface:
+    """A built-in shape by name (one of :data:`~cfm_geometry.shapes.BUILTIN_SHAPES`), else the
+    file at ``spec`` (see :func:`~cfm_geometry.surface.load_surface`)."""
+    if str(spec) in BUILTIN_SHAPES:
+        return Surface.from_mesh(builtin_shape(str(spec)), source=f"builtin:{spec}")
+    return load_surface(spec)
+
+
+def sample_surface_points(
+    surface: Surface,
+    n: int,
+    seed: int,
+    with_normals: bool = False,
+    with_colors: bool = False,
+) -> np.ndarray:
+    """``n`` surface points in the shape's units, float32 ``(n, 3 [+3 normals] [+3 colours])``.
+
+    A mesh is sampled uniformly by area (``trimesh.sample.sample_surface``); each point gets the
+    normal of its face and the colour of the mesh there (interpolated vertex colours, the face
+    colour, or the texture). A point cloud is resampled uniformly with replacement. The result is
+    a deterministic function of ``seed``. Raises :class:`SurfaceError` when normals or colours are
+    asked for and the surface has none.
+    """
+    if int(n) != n or n < 1:
+        raise ValueError(f"the number of points must be a positive integer, got {n!r}")
+    n = int(n)
+    for wanted, present, what in ((with_normals, surface.has_normals, "normals"),
+                                  (with_colors, surface.has_colors, "colours")):
+        if wanted and not present:
+            raise SurfaceError(f"{surface.source}: has no {what} to sample")
+    rng = np.random.default_rng(seed)
+    if not surface.is_mesh:
+        index = rng.integers(0, len(surface.points), size=n)
+        columns = [surface.points[index]]
+        columns += [surface.normals[index]] if with_normals else []
+        columns += [surface.colors[index]] if with_colors else []
+        return np.concatenate(columns, axis=1).astype(np.float32)
+    chunks = [min(SAMPLE_CHUNK, n - start) for start in range(0, n, SAMPLE_CHUNK)]
+    parts = [
+        _sample_mesh(surface, count, rng, with_normals, with_colors)
+        for count in tqdm(chunks, desc="sampling surface", unit="chunk", disable=len(chunks) < 2)
+    ]
+    return np.concatenate(parts, axis=0)
+
+
+def _sample_mesh(surface: Surface, count: int, rng: np.random.Generator,
+                 with_normals: bool, with_colors: bool) -> np.ndarray:
+    mesh = surface.mesh
+    points, faces, barycentric = trimesh.sample.sample_surface(
+        mesh, count, seed=rng, return_barycentric=True
+    )
+    columns = [points]
+    if with_normals:
+        columns.append(mesh.face_normals[faces])
+    if with_colors:
+        columns.append(_mesh_colors(surface, faces, barycentric))
+    return np.concatenate(columns, axis=1).astype(np.float32)
+
+
+def _mesh_colors(surface: Surface, faces: np.ndarray, barycentric: np.ndarray) -> np.ndarray:
+    """RGB in ``[0, 1]`` at the sampled points of a coloured or textured mesh."""
+    mesh, visual = surface.mesh, surface.mesh.visual
+    corners = mesh.faces[faces]
+    if visual.kind == "vertex":
+        rgb = visual.vertex_colors[:, :3].astype(np.float64)
+        return np.einsum("nk,nkc->nc", barycentric, rgb[corners]) / 255.0
+    if visual.kind == "face":
+        return visual.face_colors[faces, :3] / 255.0
+    image = getattr(visual.material, "image", None)
+    if image is None:
+        raise SurfaceError(f"{surface.source}: has texture coordinates but no texture image")
+    uv = np.einsum("nk,nkc->nc", barycentric, visual.uv[corners])
+    return trimesh.visual.color.uv_to_interpolated_color(uv, image)[:, :3] / 255.0
+
+
+class PointBank:
+    """The normalised training points of one shape, drawn once; minibatches are drawn from them.
+
+    Args:
+        points: ``(N, C)`` normalised points (layout in the module docstring).
+        normalisation: the transform from the shape's units (stored in checkpoints).
+        with_normals, with_colors: which extra channels ``points`` holds.
+    """
+
+    def __init__(self, points: torch.Tensor, normalisation: Normalisation,
+                 with_normals: bool = False, with_colors: bool = False) -> None:
+        channels = 3 + 3 * with_normals + 3 * with_colors
+        if points.ndim != 2 or points.shape[1] != channels or len(points) == 0:
+            raise ValueError(f"points must have shape (N > 0, {channels}), got {tuple(points.shape)}")
+        self.points = points
+        self.normalisation = normalisation
+        self.with_normals, self.with_colors = bool(with_normals), bool(with_colors)
+
+    @classmethod
+    def from_surface(cls, surface: Surface, num_points: int, seed: int,
+                     with_normals: bool = False, with_colors: bool = False,
+                     device: torch.device | str | None = None) -> PointBank:
+        """Sample ``num_points`` surface points (seeded), fit the normalisation to them and the
+        shape's bounding box, and keep the normalised points (float32, on ``device``)."""
+        samples = sample_surface_points(surface, num_points, seed, with_normals, with_colors)
+        normalisation = Normalisation.fit(surface.bounds, samples)
+        encoded = normalisation.apply(samples)
+        if with_colors:
+            encoded[:, -3:] = (encoded[:, -3:] - 0.5) * COLOR_SCALE
+        points = torch.from_numpy(encoded).to(device)
+        return cls(points, normalisation, with_normals, with_colors)
+
+    @property
+    def num_points(self) -> int:
+        return self.points.shape[0]
+
+    @property
+    def channels(self) -> int:
+        return self.points.shape[1]
+
+    def to(self, device: torch.device | str) -> PointBank:
+        """The same bank with its points on ``device``."""
+        return PointBank(self.points.to(device), self.normalisation,
+                         self.with_normals, self.with_colors)
+
+    def batch_for_step(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
+        """The minibatch of training step ``step``: ``batch_size`` points drawn with replacement.
+
+        A pure function of ``(seed, step)``, independent of the device and of earlier calls, so
+        a resumed run sees exactly the batches an uninterrupted run would have seen.
+        """
+        if step < 0 or batch_size < 1:
+            raise ValueError(f"need step >= 0 and batch_size >= 1, got {step}, {batch_size}")
+        rng = np.random.default_rng([int(seed), int(step)])
+        index = torch.from_numpy(rng.integers(0, self.num_points, size=batch_size))
+        return self.points[index.to(self.points.device)]
+
+    def decode(self, points: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Generated ``(..., C)`` points back in the shape's units as float64: xyz un-normalised,
+        normals scaled to unit length, colours un-standardised and clipped to ``[0, 1]``."""
+        if isinstance(points, torch.Tensor):
+            points = points.detach().cpu().numpy()
+        points = np.asarray(points, dtype=np.float64)
+        if points.shape[-1] != self.channels:
+            raise ValueError(f"expected {self.channels} channels, got shape {points.shape}")
+        out = self.normalisation.invert(points)
+        if self.with_normals:
+            normals = out[..., 3:6]
+            out[..., 3:6] = normals / np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True),
+                                                 1e-12)
+        if self.with_colors:
+            out[..., -3:] = np.clip(out[..., -3:] / COLOR_SCALE + 0.5, 0.0, 1.0)
+        return out
+
+
+def save_points(path: str | os.PathLike, points: np.ndarray, normals: np.ndarray | None = None,
+                colors: np.ndarray | None = None) -> Path:
+    """Write a point cloud atomically (temporary file in the same folder, then ``os.replace``).
+
+    Formats by extension: ``.ply`` (binary, via trimesh; normals as ``nx ny nz``, colours as
+    ``red green blue``), ``.npz`` (``points``, ``normals``, ``colors`` arrays), ``.npy`` and
+    ``.xyz`` (columns ``x y z [nx ny nz]``; no colours). :func:`load_surface` reads them all back.
+    ``colors`` are RGB in ``[0, 1]``. Returns the path.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in POINT_OUTPUT_FORMATS:
+        raise ValueError(f"{path}: unknown point format {path.suffix!r}; "
+                         f"use one of {POINT_OUTPUT_FORMATS}")
+    points = _checked_columns(points, None, "points")
+    normals = _checked_columns(normals, len(points), "normals")
+    colors = _checked_columns(colors, len(points), "colors")
+    if colors is not None and suffix in (".npy", ".xyz"):
+        raise ValueError(f"{path}: {suffix} cannot hold colours; use .ply or .npz")
+    if suffix == ".ply":
+        data = _ply_bytes(points, normals, colors)
+    elif suffix == ".npz":
+        arrays = {"points": points, "normals": normals, "colors": colors}
+        buffer = io.BytesIO()
+        np.savez(buffer, **{k: v.astype(np.float32) for k, v in arrays.items() if v is not None})
+        data = buffer.getvalue()
+    else:
+        table = points if normals is None else np.concatenate([points, normals], axis=1)
+        buffer = io.BytesIO()
+        if suffix == ".npy":
+            np.save(buffer, table.astype(np.float32))
+        else:
+            np.savetxt(buffer, table, fmt="%.7g")
+        data = buffer.getvalue()
+    _write_atomic(path, data)
+    return path
+
+
+def _checked_columns(values, rows: int | None, name: str) -> np.ndarray | None:
+    if values is None:
+        return None
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] != 3 or (rows is not None and len(values) != rows):
+        expected = f"({'N' if rows is None else rows}, 3)"
+        raise ValueError(f"{name} must have shape {expected}, got {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name} contain NaN or inf")
+    return values
+
+
+def _ply_bytes(points: np.ndarray, normals: np.ndarray | None, colors: np.ndarray | None) -> bytes:
+    rgba = None
+    if colors is not None:
+        rgb = np.round(np.clip(colors, 0.0, 1.0) * 255).astype(np.uint8)
+        rgba = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], axis=1)
+    if normals is None:
+        return trimesh.PointCloud(points, colors=rgba).export(file_type="ply")
+    # trimesh writes normals only for meshes: a mesh without faces is a point cloud with normals.
+    cloud = trimesh.Trimesh(vertices=points, faces=np.zeros((0, 3), dtype=np.int64),
+                            vertex_normals=normals, vertex_colors=rgba, process=False)
+    return trimesh.exchange.ply.export_ply(cloud, vertex_normal=True)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,325 @@
+"""``Trainer``: the training loop every app shares (CPU, one GPU, or ``accelerate launch`` multi-GPU).
+
+Data and processes
+------------------
+The app gives a function ``data(step) -> x | (x, cond)`` returning the *global* batch of global step
+``step`` (0-based) deterministically; before calling it the trainer seeds every RNG with stream 0
+of the step (:mod:`cfm_core.training.seeding`), so a data function that draws random numbers is
+deterministic too, and identical on every process. Process ``rank`` of ``world`` keeps the rows
+``rank::world`` (the global batch must divide evenly), then reseeds with its own stream for the
+loss's noise and times. A run therefore reproduces exactly and resumes exactly from a checkpoint.
+
+The prepared module is the :class:`~cfm_core.CumulativeFlowMap` itself: its ``forward`` is the loss,
+so the DDP wrapper sees the gradient pass and synchronises gradients (the JVP runs under
+``no_grad`` inside it).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
+from accelerate.utils import send_to_device
+from torch import Tensor
+from torch.optim.lr_scheduler import LambdaLR
+from tqdm import tqdm
+
+from cfm_core.cli import ConfigError
+from cfm_core.model import Condition, CumulativeFlowMap, select_condition
+from cfm_core.nn import load_single_time_state_dict
+from cfm_core.training.checkpoint import (
+    Checkpoint,
+    check_formulation,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from cfm_core.training.config import TrainConfig
+from cfm_core.training.ema import EMA
+from cfm_core.training.metric_log import MetricLog
+from cfm_core.training.seeding import DATA_STREAM, loss_stream, seed_everything, step_seed
+
+Batch = Tensor | tuple[Tensor, Condition]
+DataFn = Callable[[int], Batch]
+SampleHook = Callable[[CumulativeFlowMap, int, Path], dict[str, Any] | None]
+
+
+def make_accelerator(config: TrainConfig) -> Accelerator:
+    """An ``Accelerator`` for ``config.cpu`` and ``config.mixed_precision``.
+
+    accelerate keeps one global state per process and refuses a second ``Accelerator`` with
+    another precision or device; in a single (non-distributed) process, e.g. a notebook or a test
+    session running several trainers, that state is reset instead.
+    """
+    kwargs = {"cpu": config.cpu, "mixed_precision": config.mixed_precision}
+    try:
+        return Accelerator(**kwargs)
+    except ValueError as err:
+        if "already been initialized" not in str(err) or PartialState().use_distributed:
+            raise
+    AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(**kwargs)
+
+
+def warmup_factor(warmup_steps: int) -> Callable[[int], float]:
+    """The LR multiplier of 0-based step ``s``: ``min(1, (s + 1) / warmup_steps)`` (1 without warm-up)."""
+    if warmup_steps == 0:
+        return lambda step: 1.0
+    return lambda step: min(1.0, (step + 1) / warmup_steps)
+
+
+def split_batch(batch: Any, step: int) -> tuple[Tensor, Condition]:
+    """``(x, cond)`` from what ``data(step)`` returned: a tensor ``x`` or a pair ``(x, cond)``."""
+    if isinstance(batch, Tensor):
+        return batch, None
+    if isinstance(batch, (tuple, list)) and len(batch) == 2 and isinstance(batch[0], Tensor):
+        return batch[0], batch[1]
+    raise TypeError(f"data({step}) must return a tensor x or a pair (x, cond), "
+                    f"got {type(batch).__name__}")
+
+
+class Trainer:
+    """Trains a :class:`~cfm_core.CumulativeFlowMap` with AdamW, EMA, checkpoints and logs.
+
+    Args:
+        model: the model to train (its weights are the initialisation unless resuming or
+            ``config.init_from`` is set).
+        data: ``data(step)`` returns the global batch of 0-based step ``step``: a tensor ``x`` or a
+            pair ``(x, cond)``; it must be a deterministic function of ``step`` (random draws are
+            fine: the trainer seeds them). Under DDP each process keeps rows ``rank::world``.
+        config: the shared training options.
+        run_config: the full resolved app config (JSON), stored in every checkpoint.
+        app: the app's name, stored in every checkpoint.
+        normalisation: how the app normalised the data (JSON), stored in every checkpoint.
+        on_sample: ``on_sample(ema_model, step, output_dir) -> metrics | None``, called on the main
+            process every ``config.sample_every`` steps and at the end with a copy of the model
+            holding the first EMA average; the metrics it returns are logged as ``sample/<name>``.
+        extra: anything else to store in every checkpoint's ``meta.json`` (JSON).
+    """
+
+    def __init__(
+        self,
+        model: CumulativeFlowMap,
+        data: DataFn,
+        config: TrainConfig,
+        *,
+        run_config: dict[str, Any],
+        app: str,
+        normalisation: dict[str, Any] | None = None,
+        on_sample: SampleHook | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(model, CumulativeFlowMap):
+            raise TypeError(f"model must be a CumulativeFlowMap, got {type(model).__name__}")
+        if not callable(data):
+            raise TypeError("data must be callable as data(step)")
+        for name, value in (("run_config", run_config), ("normalisation", normalisation),
+                            ("extra", extra)):
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError) as err:
+                raise TypeError(f"{name} must be JSON-serialisable: {err}") from None
+        self.data, self.config, self.app = data, config, app
+        self.run_config, self.normalisation, self.extra = run_config, normalisation, extra or {}
+        self.on_sample = on_sample
+        self.output_dir = Path(config.output_dir)
+        self.accelerator = make_accelerator(config)
+
+        resume_from = self._checkpoint_to_resume(model)
+        if resume_from is not None:
+            model.load_state_dict(resume_from.model)
+        elif config.init_from is not None:
+            self._warm_start(model)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                      weight_decay=config.weight_decay)
+        self.scheduler = LambdaLR(optimizer, warmup_factor(config.warmup_steps))
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.ema = EMA(self.unwrapped_model, config.ema_decays, config.ema_warmup_power)
+        self.step = 0
+        if resume_from is not None:
+            self.optimizer.load_state_dict(resume_from.optimizer)
+            self.scheduler.load_state_dict(resume_from.scheduler)
+            if resume_from.ema is not None:
+                self.ema.load_state_dict(resume_from.ema)
+            self.step = resume_from.step
+            self.accelerator.print(f"resuming from {resume_from.path} at step {self.step}")
+        self.log = None
+        if self.is_main:
+            self.log = MetricLog(self.output_dir, None if resume_from is None else self.step)
+
+    # ------------------------------------------------------------------ setup --
+    @property
+    def unwrapped_model(self) -> CumulativeFlowMap:
+        """The model without its DDP / mixed-precision wrapper (shares the weights)."""
+        return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def _checkpoint_to_resume(self, model: CumulativeFlowMap) -> Checkpoint | None:
+        latest = latest_checkpoint(self.output_dir)
+        if not self.config.resume:
+            if latest is not None:
+                raise ConfigError(f"output_dir: {self.output_dir} already holds checkpoints (newest "
+                                  f"{latest.name}); pass resume=True to continue that run, or choose "
+                                  "another output_dir")
+            return None
+        if latest is None:
+            raise ConfigError(f"resume: no checkpoint in {self.output_dir} to resume from")
+        checkpoint = load_checkpoint(latest)
+        try:
+            check_formulation(checkpoint, model)
+        except ValueError as err:
+            raise ConfigError(f"resume: {err}") from None
+        if checkpoint.optimizer is None or checkpoint.scheduler is None:
+            raise ConfigError(f"resume: {latest} holds no optimizer state (inference only)")
+        if checkpoint.ema_decays != self.config.ema_decays:
+            raise ConfigError(f"ema_decays: the run being resumed keeps {checkpoint.ema_decays}, "
+                              f"the config asks for {self.config.ema_decays}")
+        return checkpoint
+
+    def _warm_start(self, model: CumulativeFlowMap) -> None:
+        """Load ``config.init_from``'s network weights (single-time checkpoints too)."""
+        try:
+            source = load_checkpoint(self.config.init_from, load_optimizer=False)
+            check_formulation(source, model)
+            state = source.state_dict(use_ema=self.config.init_from_ema)
+            net_state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+            load_single_time_state_dict(model.net, net_state)
+        except (FileNotFoundError, ValueError, KeyError) as err:
+            raise ConfigError(f"init_from: {err}") from None
+        self.accelerator.print(f"warm start from {source.path} (step {source.step})")
+
+    # --------------------------------------------------------------- one step --
+    def local_batch(self, step: int) -> tuple[Tensor, Condition]:
+        """This process's rows of the global batch of ``step``, on the training device."""
+        seed_everything(step_seed(self.config.seed, step, DATA_STREAM))
+        x, cond = split_batch(self.data(step), step)
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        if world > 1:
+            if x.shape[0] % world:
+                raise ValueError(f"the global batch of data({step}) has {x.shape[0]} rows, which "
+                                 f"do not split evenly over {world} processes")
+            rows = torch.arange(rank, x.shape[0], world, device=x.device)
+            x, cond = x[rows], select_condition(cond, rows)
+        return send_to_device((x, cond), self.accelerator.device)
+
+    def backward(self, step: int) -> dict[str, Tensor]:
+        """Forward and backward pass of global step ``step`` on this process's rows.
+
+        Leaves the gradients (averaged over processes under DDP) in the parameters and returns
+        the loss terms. :meth:`fit` calls it once per step before the optimizer step.
+        """
+        x, cond = self.local_batch(step)
+        seed_everything(step_seed(self.config.seed, step, loss_stream(self.accelerator.process_index)))
+        self.model.train()
+        loss, terms = self.model(x, cond, return_terms=True)
+        self.accelerator.backward(loss)
+        return terms
+
+    def _optimizer_step(self) -> tuple[float, float]:
+        """Clip, step the optimizer, the LR schedule and the EMA; returns (grad norm, LR used)."""
+        max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
+        grad_norm = float(self.accelerator.clip_grad_norm_(self.model.parameters(), max_norm))
+        if not math.isfinite(grad_norm):
+            raise FloatingPointError(f"non-finite gradient norm at step {self.step}: lower the "
+                                     "learning rate or check the data and the network")
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.update()
+        return grad_norm, lr
+
+    # ------------------------------------------------------------------- loop --
+    def fit(self) -> dict[str, Any]:
+        """Train from the current step to ``config.steps``; returns a summary of the run."""
+        cfg = self.config
+        first_step, started = self.step, time.perf_counter()
+        record: dict[str, Any] = {}
+        checkpoint, samples = None, None
+        window_steps, window_seconds = 0, 0.0
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"cfm {self.app} train", unit="step",
+                   disable=not self.is_main, dynamic_ncols=True)
+        try:
+            while self.step < cfg.steps:
+                tic = time.perf_counter()
+                terms = self.backward(self.step)
+                grad_norm, lr = self._optimizer_step()
+                self.step += 1
+                window_seconds += time.perf_counter() - tic
+                window_steps += 1
+                bar.update(1)
+                final = self.step == cfg.steps
+                if self.step % cfg.log_every == 0 or final:
+                    record = self._log_training(terms, grad_norm, lr, window_steps / window_seconds)
+                    bar.set_postfix(loss=f"{record['loss']:.4g}", lr=f"{lr:.3g}")
+                    window_steps, window_seconds = 0, 0.0
+                if final or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
+                    checkpoint = self.save()
+                if final or (cfg.sample_every and self.step % cfg.sample_every == 0):
+                    samples = self.sample()
+        finally:
+            bar.close()
+        if self.log is not None:
+            self.log.close()
+        return {
+            "app": self.app,
+            "output_dir": str(self.output_dir),
+            "step": self.step,
+            "trained_steps": self.step - first_step,
+            "loss": record.get("loss"),
+            "checkpoint": None if checkpoint is None else str(checkpoint),
+            "samples": samples,
+            "seconds": time.perf_counter() - started,
+        }
+
+    def _log_training(self, terms: dict[str, Tensor], grad_norm: float, lr: float,
+                      steps_per_s: float) -> dict[str, Any]:
+        names = sorted(terms)
+        values = torch.stack([terms[k].detach().float() for k in names])
+        values = self.accelerator.reduce(values, reduction="mean").tolist()
+        record = {"step": self.step, **dict(zip(names, values, strict=True)), "lr": lr,
+                  "grad_norm": grad_norm, "steps_per_s": steps_per_s}
+        if self.log is not None:
+            self.log.write(record)
+        return record
+
+    def sampling_model(self) -> CumulativeFlowMap:
+        """A copy of the model holding the first EMA average (the raw weights without EMA), in
+        eval mode without gradients."""
+        if self.ema.decays:
+            return self.ema.copy()
+        return copy.deepcopy(self.unwrapped_model).eval().requires_grad_(False)
+
+    def sample(self) -> dict[str, Any] | None:
+        """Run the ``on_sample`` hook on the main process and log what it returns."""
+        result = None
+        if self.on_sample is not None and self.is_main:
+            result = self.on_sample(self.sampling_model(), self.step, self.output_dir)
+            if result:
+                self.log.write({"step": self.step, **{f"sample/{k}": v for k, v in result.items()}})
+        self.accelerator.wait_for_everyone()
+        return result
+
+    def save(self) -> Path | None:
+        """Checkpoint the current step (main process; the others wait). Returns its directory."""
+        path = None
+        if self.is_main:
+            path = save_checkpoint(
+                self.output_dir, self.step, self.unwrapped_model, app=self.app,
+                config=self.run_config, ema=self.ema, optimizer=self.optimizer,
+                scheduler=self.scheduler, normalisation=self.normalisation, extra=self.extra,
+                keep_last=self.config.keep_last,
+            )
+        self.accelerator.wait_for_everyone()
+        return path
