@@ -19,15 +19,16 @@ import tempfile
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
-
 from cfm_image.data import ImageFolderDataset, write_shards
+from tqdm.auto import tqdm
 
 SHARD_PATTERN = "shard-%06d.tar"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="pack_image_shards.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="pack_image_shards.py", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("folder", type=Path, help="folder of images (searched recursively)")
     parser.add_argument("out_dir", type=Path, help="output folder for the shards (created)")
     parser.add_argument("--resolution", type=int, required=True, help="side of the square images")
@@ -50,8 +51,15 @@ def write_json_atomic(path: Path, payload: dict) -> None:
         raise
 
 
-def pack(folder: Path, out_dir: Path, resolution: int, maxcount: int, labels: bool,
-         channels: int, seed: int) -> dict:
+def pack(
+    folder: Path,
+    out_dir: Path,
+    resolution: int,
+    maxcount: int,
+    labels: bool,
+    channels: int,
+    seed: int,
+) -> dict:
     """Pack ``folder`` into shards under ``out_dir``; returns the metadata written to meta.json."""
     if out_dir.is_dir() and any(out_dir.glob("shard-*.tar")):
         raise FileExistsError(f"{out_dir} already holds shards; choose an empty output folder")
@@ -83,13 +91,22 @@ def pack(folder: Path, out_dir: Path, resolution: int, maxcount: int, labels: bo
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        meta = pack(args.folder, args.out_dir, args.resolution, args.maxcount, args.labels,
-                    args.channels, args.seed)
+        meta = pack(
+            args.folder,
+            args.out_dir,
+            args.resolution,
+            args.maxcount,
+            args.labels,
+            args.channels,
+            args.seed,
+        )
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {meta['count']} images into {len(meta['shards'])} shards in {args.out_dir} "
-          f"({meta['skipped']} unreadable files skipped)")
+    print(
+        f"wrote {meta['count']} images into {len(meta['shards'])} shards in {args.out_dir} "
+        f"({meta['skipped']} unreadable files skipped)"
+    )
     return 0
 
 

@@ -9,7 +9,6 @@ import pytest
 import scipy.linalg
 import scipy.stats
 import torch
-
 from cfm_core.metrics import (
     chamfer_distance,
     energy_distance,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from cfm_core.plotting import save_curves, save_point_cloud_views, save_scatter_panels
+from PIL import Image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -53,7 +52,10 @@ def test_point_cloud_views_with_colours_and_bones(tmp_path):
 
 
 def test_curves(tmp_path):
-    curves = {"cfm": ([1, 2, 4], [0.3, 0.1, 0.05]), "baseline": (np.array([8, 16, 64]), [0.2, 0.1, 0.04])}
+    curves = {
+        "cfm": ([1, 2, 4], [0.3, 0.1, 0.05]),
+        "baseline": (np.array([8, 16, 64]), [0.2, 0.1, 0.04]),
+    }
     path = save_curves(curves, tmp_path / "quality.png", "NFE", "energy distance", logx=True,
                        title="quality vs NFE", logy=True)
     check_png(path, 300, 200)

@@ -127,7 +127,9 @@ class PointBank:
                  with_normals: bool = False, with_colors: bool = False) -> None:
         channels = 3 + 3 * with_normals + 3 * with_colors
         if points.ndim != 2 or points.shape[1] != channels or len(points) == 0:
-            raise ValueError(f"points must have shape (N > 0, {channels}), got {tuple(points.shape)}")
+            raise ValueError(
+                f"points must have shape (N > 0, {channels}), got {tuple(points.shape)}"
+            )
         self.points = points
         self.normalisation = normalisation
         self.with_normals, self.with_colors = bool(with_normals), bool(with_colors)

@@ -58,7 +58,9 @@ def lattice(cells: int = 3, voxels_per_cell: int = 8, half_size: float = 0.9) ->
     voxel thick (``2 half_size / (cells voxels_per_cell + 1)`` wide) spanning ``[-half_size,
     half_size]^3``. Struts meet in full crosses, so the surface is a closed 2-manifold."""
     if cells < 1 or voxels_per_cell < 2:
-        raise ValueError(f"need cells >= 1 and voxels_per_cell >= 2, got {cells}, {voxels_per_cell}")
+        raise ValueError(
+            f"need cells >= 1 and voxels_per_cell >= 2, got {cells}, {voxels_per_cell}"
+        )
     resolution = cells * voxels_per_cell + 1
     on_grid = np.arange(resolution) % voxels_per_cell == 0
     x, y, z = np.meshgrid(on_grid, on_grid, on_grid, indexing="ij")
@@ -70,7 +72,8 @@ def lattice(cells: int = 3, voxels_per_cell: int = 8, half_size: float = 0.9) ->
 
 
 def saddle(half_width: float = 0.9, resolution: int = 48) -> trimesh.Trimesh:
-    """The patch ``z = (x^2 - y^2) / 2`` over ``[-half_width, half_width]^2``: open, one boundary."""
+    """The patch ``z = (x^2 - y^2) / 2`` over ``[-half_width, half_width]^2``: an open surface
+    with one boundary loop."""
 
     def surface(u: np.ndarray, v: np.ndarray) -> np.ndarray:
         x, y = half_width * (2 * u - 1), half_width * (2 * v - 1)

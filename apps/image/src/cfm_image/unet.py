@@ -10,7 +10,9 @@ same network with a single time would compute, and a single-time checkpoint is a
 Class conditioning adds a learned class embedding; the extra index ``num_classes`` is the "null"
 class of classifier-free guidance: ``CumulativeFlowMap(net, null_cond=torch.tensor(num_classes),
 cond_dropout=0.1)``. Attention uses :func:`torch.nn.functional.scaled_dot_product_attention`: the
-fast kernels in ordinary passes, the math kernel inside the JVP (the core forces it there).
+fast kernels in ordinary passes, the math kernel inside the JVP: the core forces it there
+(:func:`cfm_core.derivatives.derivative_context`); a direct ``torch.func.jvp`` caller must do the
+same, since the fused kernels have no forward-mode rule.
 
 The architecture is a JSON-able dict (:func:`unet_config`, :attr:`UNet.config`) that rebuilds
 the network with :func:`unet_from_config`; :data:`UNET_PRESETS` are named starting points.
@@ -25,23 +27,45 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from cfm_core.nn import (
+    FourierTimeEmbedding,
+    SinusoidalTimeEmbedding,
+    TimeMLPEmbedding,
+    TwoTimeEmbedding,
+)
 from torch import Tensor, nn
-
-from cfm_core.nn import FourierTimeEmbedding, SinusoidalTimeEmbedding, TimeMLPEmbedding, TwoTimeEmbedding
 
 TIME_EMBEDDINGS = ("sinusoidal", "fourier")
 SKIP_SCALE = 1.0 / math.sqrt(2.0)  # residual sums are rescaled to keep the variance (DDPM++)
 
 UNET_PRESETS: dict[str, dict[str, Any]] = {
     # ~0.8M parameters: CPU tests and the built-in datasets.
-    "tiny": dict(base_channels=32, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(8,),
-                 num_heads=2, dropout=0.0),
+    "tiny": dict(
+        base_channels=32,
+        channel_mults=(1, 2),
+        num_res_blocks=1,
+        attention_resolutions=(16,),
+        num_heads=2,
+        dropout=0.0,
+    ),
     # ~7M parameters: small datasets at 32x32 on one GPU.
-    "small": dict(base_channels=64, channel_mults=(1, 2, 2), num_res_blocks=2,
-                  attention_resolutions=(16,), num_heads=4, dropout=0.1),
+    "small": dict(
+        base_channels=64,
+        channel_mults=(1, 2, 2),
+        num_res_blocks=2,
+        attention_resolutions=(16,),
+        num_heads=4,
+        dropout=0.1,
+    ),
     # DDPM's CIFAR-10 UNet with the two-time embedding: ~39M parameters.
-    "cifar": dict(base_channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2,
-                  attention_resolutions=(16,), num_heads=4, dropout=0.1),
+    "cifar": dict(
+        base_channels=128,
+        channel_mults=(1, 2, 2, 2),
+        num_res_blocks=2,
+        attention_resolutions=(16,),
+        num_heads=4,
+        dropout=0.1,
+    ),
 }
 
 
@@ -72,7 +96,11 @@ class ResBlock(nn.Module):
         self.norm2 = _group_norm(out_channels)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = _zero(_conv3x3(out_channels, out_channels))
-        self.skip = nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
+        self.skip = (
+            nn.Identity()
+            if in_channels == out_channels
+            else nn.Conv2d(in_channels, out_channels, 1)
+        )
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
@@ -88,7 +116,9 @@ class AttentionBlock(nn.Module):
     def __init__(self, channels: int, num_heads: int) -> None:
         super().__init__()
         if channels % num_heads:
-            raise ValueError(f"attention width {channels} is not divisible by num_heads={num_heads}")
+            raise ValueError(
+                f"attention width {channels} is not divisible by num_heads={num_heads}"
+            )
         self.num_heads = num_heads
         self.norm = _group_norm(channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
@@ -96,9 +126,10 @@ class AttentionBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         batch, channels, height, width = x.shape
-        qkv = self.qkv(self.norm(x)).reshape(batch, 3, self.num_heads, channels // self.num_heads,
-                                             height * width)
-        q, k, v = qkv.transpose(-1, -2).unbind(1)  # each (B, heads, HW, head_dim)
+        head_dim, tokens = channels // self.num_heads, height * width
+        qkv = self.qkv(self.norm(x)).reshape(batch, 3 * self.num_heads, head_dim, tokens)
+        # (B, 3 heads, HW, head_dim) with the head dim contiguous, as the fused kernels want
+        q, k, v = qkv.transpose(-1, -2).contiguous().chunk(3, dim=1)
         h = F.scaled_dot_product_attention(q, k, v)
         h = h.transpose(-1, -2).reshape(batch, channels, height, width)
         return (x + self.proj(h)) * SKIP_SCALE
@@ -107,11 +138,19 @@ class AttentionBlock(nn.Module):
 class Stage(nn.Module):
     """A residual block, followed by attention when its resolution asks for it."""
 
-    def __init__(self, in_channels: int, out_channels: int, emb_dim: int, dropout: float,
-                 attention_heads: int | None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        emb_dim: int,
+        dropout: float,
+        attention_heads: int | None,
+    ) -> None:
         super().__init__()
         self.res = ResBlock(in_channels, out_channels, emb_dim, dropout)
-        self.attn = None if attention_heads is None else AttentionBlock(out_channels, attention_heads)
+        self.attn = (
+            None if attention_heads is None else AttentionBlock(out_channels, attention_heads)
+        )
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         x = self.res(x, emb)
@@ -141,7 +180,7 @@ class Upsample(nn.Module):
 
 
 class UNet(nn.Module):
-    """Two-time image UNet: ``forward(x, t, r, cond=None) -> tensor shaped (B, out_channels, H, W)``.
+    """Two-time image UNet: ``forward(x, t, r, cond=None) -> (B, out_channels, H, W)``.
 
     Args:
         in_channels: image channels (1 grey, 3 RGB).
@@ -175,24 +214,35 @@ class UNet(nn.Module):
         time_embedding: str = "sinusoidal",
     ) -> None:
         super().__init__()
-        levels = len(channel_mults)
-        _check_architecture(in_channels, resolution, out_channels, base_channels, channel_mults,
-                            num_res_blocks, attention_resolutions, dropout, num_classes, time_embedding)
         self.config = unet_config(
-            in_channels=in_channels, resolution=resolution, out_channels=out_channels,
-            base_channels=base_channels, channel_mults=channel_mults, num_res_blocks=num_res_blocks,
-            attention_resolutions=attention_resolutions, num_heads=num_heads, dropout=dropout,
-            num_classes=num_classes, time_embedding=time_embedding,
+            in_channels=in_channels,
+            resolution=resolution,
+            out_channels=out_channels,
+            base_channels=base_channels,
+            channel_mults=channel_mults,
+            num_res_blocks=num_res_blocks,
+            attention_resolutions=attention_resolutions,
+            num_heads=num_heads,
+            dropout=dropout,
+            num_classes=num_classes,
+            time_embedding=time_embedding,
         )
+        _check_architecture(self.config)
+        levels = len(channel_mults)
         self.in_channels, self.resolution, self.num_classes = in_channels, resolution, num_classes
         out_channels = out_channels or in_channels
         emb_dim = 4 * base_channels
-        features = (SinusoidalTimeEmbedding(base_channels) if time_embedding == "sinusoidal"
-                    else FourierTimeEmbedding(base_channels))
+        features = (
+            SinusoidalTimeEmbedding(base_channels)
+            if time_embedding == "sinusoidal"
+            else FourierTimeEmbedding(base_channels)
+        )
         self.time_embedding = TwoTimeEmbedding(
             TimeMLPEmbedding(emb_dim, features=features, feature_dim=base_channels)
         )
-        self.class_embedding = None if num_classes is None else nn.Embedding(num_classes + 1, emb_dim)
+        self.class_embedding = (
+            None if num_classes is None else nn.Embedding(num_classes + 1, emb_dim)
+        )
 
         def heads_at(side: int) -> int | None:
             return num_heads if side in attention_resolutions else None
@@ -202,22 +252,33 @@ class UNet(nn.Module):
         skip_channels, channels, side = [base_channels], base_channels, resolution
         for level, mult in enumerate(channel_mults):
             for _ in range(num_res_blocks):
-                self.down.append(Stage(channels, base_channels * mult, emb_dim, dropout, heads_at(side)))
+                self.down.append(
+                    Stage(channels, base_channels * mult, emb_dim, dropout, heads_at(side))
+                )
                 channels = base_channels * mult
                 skip_channels.append(channels)
             if level < levels - 1:
                 self.down.append(Downsample(channels))
                 skip_channels.append(channels)
                 side //= 2
-        self.middle = nn.ModuleList([
-            Stage(channels, channels, emb_dim, dropout, num_heads),
-            Stage(channels, channels, emb_dim, dropout, None),
-        ])
+        self.middle = nn.ModuleList(
+            [
+                Stage(channels, channels, emb_dim, dropout, num_heads),
+                Stage(channels, channels, emb_dim, dropout, None),
+            ]
+        )
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(channel_mults))):
             for _ in range(num_res_blocks + 1):
-                self.up.append(Stage(channels + skip_channels.pop(), base_channels * mult, emb_dim,
-                                     dropout, heads_at(side)))
+                self.up.append(
+                    Stage(
+                        channels + skip_channels.pop(),
+                        base_channels * mult,
+                        emb_dim,
+                        dropout,
+                        heads_at(side),
+                    )
+                )
                 channels = base_channels * mult
             if level > 0:
                 self.up.append(Upsample(channels))
@@ -232,7 +293,9 @@ class UNet(nn.Module):
         emb = self.time_embedding(t, r)
         if self.class_embedding is not None:
             if cond is None:
-                cond = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
+                cond = torch.full(
+                    (x.shape[0],), self.num_classes, dtype=torch.long, device=x.device
+                )
             emb = emb + self.class_embedding(cond.long())
         emb = F.silu(emb)
         h = self.input_conv(x)
@@ -243,13 +306,19 @@ class UNet(nn.Module):
         for block in self.middle:
             h = block(h, emb)
         for block in self.up:
-            h = block(torch.cat([h, skips.pop()], dim=1), emb) if isinstance(block, Stage) else block(h, emb)
+            h = (
+                block(torch.cat([h, skips.pop()], dim=1), emb)
+                if isinstance(block, Stage)
+                else block(h, emb)
+            )
         return self.output_conv(F.silu(self.output_norm(h)))
 
     def _check_inputs(self, x: Tensor, t: Tensor, r: Tensor, cond: Tensor | None) -> None:
         expected = (self.in_channels, self.resolution, self.resolution)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"UNet expects images (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"UNet expects images (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}"
+            )
         for name, time in (("t", t), ("r", r)):
             if time.shape != (x.shape[0],):
                 raise ValueError(f"{name} must have shape ({x.shape[0]},), got {tuple(time.shape)}")
@@ -258,41 +327,50 @@ class UNet(nn.Module):
         if self.class_embedding is None:
             raise ValueError("this UNet is unconditional (num_classes=None) but got class labels")
         if cond.shape != (x.shape[0],) or cond.dtype.is_floating_point:
-            raise ValueError(f"cond must be integer class labels of shape ({x.shape[0]},), "
-                             f"got {cond.dtype} {tuple(cond.shape)}")
+            raise ValueError(
+                f"cond must be integer class labels of shape ({x.shape[0]},), "
+                f"got {cond.dtype} {tuple(cond.shape)}"
+            )
 
 
-def _check_architecture(in_channels, resolution, out_channels, base_channels, channel_mults,
-                        num_res_blocks, attention_resolutions, dropout, num_classes,
-                        time_embedding) -> None:
-    for name, value in (("in_channels", in_channels), ("resolution", resolution),
-                        ("base_channels", base_channels), ("num_res_blocks", num_res_blocks)):
+def _check_architecture(config: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming the first inconsistent entry of a UNet config."""
+    for name in ("in_channels", "resolution", "base_channels", "num_res_blocks", "num_heads"):
+        value = config[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if out_channels is not None and out_channels < 1:
-        raise ValueError(f"out_channels must be positive or None, got {out_channels}")
-    if base_channels % 2:
-        raise ValueError(f"base_channels must be even (it is the time-feature width), got {base_channels}")
-    if not channel_mults or any(m < 1 for m in channel_mults):
-        raise ValueError(f"channel_mults must be a non-empty list of positive ints, got {channel_mults}")
-    factor = 2 ** (len(channel_mults) - 1)
+    for name in ("out_channels", "num_classes"):
+        if config[name] is not None and config[name] < 1:
+            raise ValueError(f"{name} must be positive or None, got {config[name]}")
+    if config["base_channels"] % 2:
+        raise ValueError(
+            f"base_channels must be even (the time-feature width), got {config['base_channels']}"
+        )
+    mults, resolution = config["channel_mults"], config["resolution"]
+    if not mults or any(m < 1 for m in mults):
+        raise ValueError(f"channel_mults must be a non-empty list of positive ints, got {mults}")
+    factor = 2 ** (len(mults) - 1)
     if resolution % factor:
-        raise ValueError(f"resolution {resolution} is not divisible by {factor}, which "
-                         f"{len(channel_mults)} levels need")
-    sides = [resolution // 2**k for k in range(len(channel_mults))]
-    unknown = sorted(set(attention_resolutions) - set(sides))
+        raise ValueError(
+            f"resolution {resolution} is not divisible by {factor}, which {len(mults)} levels need"
+        )
+    sides = [resolution // 2**k for k in range(len(mults))]
+    unknown = sorted(set(config["attention_resolutions"]) - set(sides))
     if unknown:
-        raise ValueError(f"attention_resolutions {unknown} match no feature resolution; "
-                         f"this UNet has {sides}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-    if num_classes is not None and num_classes < 1:
-        raise ValueError(f"num_classes must be positive or None, got {num_classes}")
-    if time_embedding not in TIME_EMBEDDINGS:
-        raise ValueError(f"unknown time_embedding {time_embedding!r}; choose one of {TIME_EMBEDDINGS}")
+        raise ValueError(
+            f"attention_resolutions {unknown} match no feature resolution; this UNet has {sides}"
+        )
+    if not 0.0 <= config["dropout"] < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1), got {config['dropout']}")
+    if config["time_embedding"] not in TIME_EMBEDDINGS:
+        raise ValueError(
+            f"unknown time_embedding {config['time_embedding']!r}; choose one of {TIME_EMBEDDINGS}"
+        )
 
 
-_PARAMETERS = {name: p for name, p in inspect.signature(UNet.__init__).parameters.items() if name != "self"}
+_PARAMETERS = {
+    name: p for name, p in inspect.signature(UNet.__init__).parameters.items() if name != "self"
+}
 _REQUIRED = tuple(name for name, p in _PARAMETERS.items() if p.default is inspect.Parameter.empty)
 
 

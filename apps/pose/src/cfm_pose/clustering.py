@@ -20,32 +20,46 @@ It is deterministic (no random state) and returns the modes in order of decreasi
 from __future__ import annotations
 
 import numpy as np
-import torch
+from scipy.spatial import cKDTree
 
-_CHUNK = 2048
-
-
-def _kernel_sums(seeds: torch.Tensor, points: torch.Tensor, bandwidth: float
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(sum_i K x_i (S, 3), sum_i K (S,))`` over the points, computed in row chunks."""
-    weighted, mass = [], []
-    for chunk in seeds.split(_CHUNK):
-        kernel = (bandwidth**2 - torch.cdist(chunk, points) ** 2).clamp_min(0.0)
-        weighted.append(kernel @ points)
-        mass.append(kernel.sum(dim=1))
-    return torch.cat(weighted), torch.cat(mass)
+_CHUNK = 1024
 
 
-def mean_shift(points: torch.Tensor, bandwidth: float, step: float = 0.3, max_iter: int = 40
-               ) -> torch.Tensor:
+def _kernel_sums(seeds: np.ndarray, tree: cKDTree, bandwidth: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``(sum_i K x_i (S, 3), sum_i K (S,))`` over the points of ``tree``, for every seed.
+
+    Only pairs closer than the bandwidth contribute, so a k-d tree finds them; seeds are processed
+    in chunks to bound memory when many points share one cluster.
+    """
+    points = tree.data
+    weighted = np.zeros_like(seeds)
+    mass = np.zeros(len(seeds))
+    for first in range(0, len(seeds), _CHUNK):
+        pairs = cKDTree(seeds[first:first + _CHUNK]).sparse_distance_matrix(
+            tree, bandwidth, output_type="ndarray")
+        rows = pairs["i"] + first
+        kernel = bandwidth**2 - pairs["v"] ** 2
+        mass += np.bincount(rows, weights=kernel, minlength=len(seeds))
+        for axis in range(3):
+            weighted[:, axis] += np.bincount(rows, weights=kernel * points[pairs["j"], axis],
+                                             minlength=len(seeds))
+    return weighted, mass
+
+
+def mean_shift(points: np.ndarray, bandwidth: float, step: float = 0.3, max_iter: int = 40
+               ) -> np.ndarray:
     """The converged positions ``(N, 3)`` of mean-shift seeds started at ``points`` (step 1)."""
-    seeds = points.clone()
+    tree = cKDTree(points)
+    seeds = points.copy()
     for _ in range(max_iter):
-        weighted, mass = _kernel_sums(seeds, points, bandwidth)
-        target = torch.where(mass[:, None] > 0, weighted / mass.clamp_min(1e-300)[:, None], seeds)
+        weighted, mass = _kernel_sums(seeds, tree, bandwidth)
+        has_mass = mass > 0
+        target = seeds.copy()
+        target[has_mass] = weighted[has_mass] / mass[has_mass, None]
         moved = step * (target - seeds)
         seeds = seeds + moved
-        if moved.norm(dim=1).max() < 1e-6 * bandwidth:
+        if np.linalg.norm(moved, axis=1).max() < 1e-6 * bandwidth:
             break
     return seeds
 
@@ -57,29 +71,27 @@ def extract_joints(points: np.ndarray, bandwidth: float = 0.04, min_count: int =
     ``bandwidth`` is in the units of the points (RigNet's learned value is 0.0429 on shapes
     normalised to unit size); ``min_count`` is the fewest points a joint must gather.
     """
-    points_np = np.asarray(points, np.float64)
-    if points_np.ndim != 2 or points_np.shape[1] != 3:
-        raise ValueError(f"points must have shape (N, 3), got {points_np.shape}")
-    if not np.isfinite(points_np).all():
+    points = np.asarray(points, np.float64)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"points must have shape (N, 3), got {points.shape}")
+    if not np.isfinite(points).all():
         raise ValueError("points contain NaN or inf")
     if bandwidth <= 0 or min_count < 1:
         raise ValueError(f"need bandwidth > 0 and min_count >= 1, got {bandwidth}, {min_count}")
-    if len(points_np) == 0:
+    if len(points) == 0:
         return np.zeros((0, 3))
-    data = torch.from_numpy(points_np)
-    seeds = mean_shift(data, bandwidth, step, max_iter)
-    density = _kernel_sums(seeds, data, bandwidth)[1] / (len(data) * bandwidth**2)
-    order = torch.sort(-density, stable=True).indices.numpy()
+    seeds = mean_shift(points, bandwidth, step, max_iter)
+    density = _kernel_sums(seeds, cKDTree(points), bandwidth)[1] / (len(points) * bandwidth**2)
+    order = np.argsort(-density, kind="stable")
 
-    seeds_np = seeds.numpy()
-    suppressed = np.zeros(len(seeds_np), dtype=bool)
+    suppressed = np.zeros(len(seeds), dtype=bool)
     modes = []
     for index in order:
         if suppressed[index]:
             continue
         modes.append(index)
-        suppressed |= np.linalg.norm(seeds_np - seeds_np[index], axis=1) <= bandwidth
+        suppressed |= np.linalg.norm(seeds - seeds[index], axis=1) <= bandwidth
     centres = seeds[modes]
-    votes = torch.cdist(seeds, centres).argmin(dim=1)
-    support = torch.bincount(votes, minlength=len(modes))
-    return centres[support >= min_count].numpy()
+    _, votes = cKDTree(centres).query(seeds)
+    support = np.bincount(votes, minlength=len(modes))
+    return centres[support >= min_count]

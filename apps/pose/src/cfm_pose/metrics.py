@@ -15,8 +15,9 @@ the normalised shapes (RigNet and PDT report CD-J2J x 100 as a percentage):
   ``g``: the share of GT joints that some predicted joint finds.
 
 These definitions are those of the evaluation script that reuses RigNet's functions (see
-``applications-digest.md`` section 1); precision and recall use nearest neighbours, not the one-to-one
-matching, so two predictions on one GT joint both count as precise but only one counts for IoU.
+``applications-digest.md`` section 1); precision and recall use nearest neighbours, not the
+one-to-one matching, so two predictions on one GT joint both count as precise but only one counts
+for IoU.
 An empty prediction scores IoU, precision and recall 0 and CD-J2J ``inf``.
 
 Fixed skeletons, ``(B, J, 3)`` in one joint order:
@@ -87,7 +88,7 @@ def joint_iou_precision_recall(pred: np.ndarray, gt: np.ndarray, tolerance: np.n
     nearest_gt = dist.argmin(axis=1)
     precise = dist[np.arange(len(pred)), nearest_gt] < tolerance[nearest_gt]
     found = dist.min(axis=0) < tolerance
-    return JointScores(iou=2.0 * matched / (len(pred) + len(gt)),
+    return JointScores(iou=2.0 * float(matched) / (len(pred) + len(gt)),
                        precision=float(precise.mean()), recall=float(found.mean()))
 
 

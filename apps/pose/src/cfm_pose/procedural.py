@@ -35,13 +35,16 @@ from cfm_pose.skeleton import Skeleton
 from cfm_pose.templates import TEMPLATES, SkeletonTemplate, get_template
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Character:
-    """A generated character: skeleton, surface points ``(N, 3)`` and per-joint tolerance ``(J,)``."""
+    """A generated character (normalised): its skeleton, surface points ``(N, 3)``, the radius
+    ``(J,)`` of the capsule around the bone ending at each joint (the root's entry: the root ball)
+    and the per-joint tolerance ``(J,)``."""
 
     template: str
     skeleton: Skeleton
     points: np.ndarray
+    radii: np.ndarray
     joint_tolerance: np.ndarray
 
 
@@ -100,7 +103,7 @@ def joint_tolerances(parents: np.ndarray, bone_radii: np.ndarray, root_radius: f
 def random_character(rng: np.random.Generator, template: str | None = None, n_points: int = 2048,
                      length_jitter: float = 0.2, radius_jitter: float = 0.2,
                      yaw_range: float = 0.5) -> Character:
-    """A random character (module doc). ``template=None`` picks one of :data:`TEMPLATES` uniformly."""
+    """A random character (module doc); ``template=None`` picks a template uniformly."""
     name = template if template is not None else str(rng.choice(sorted(TEMPLATES)))
     tpl = get_template(name)
     offsets = tpl.offsets * _shared_factors(tpl.names, length_jitter, rng)[:, None]
@@ -117,7 +120,7 @@ def random_character(rng: np.random.Generator, template: str | None = None, n_po
     norm = Normalization.rignet(*capsule_bounds(starts, ends, capsule_radii))
     tolerance = joint_tolerances(tpl.parents, radii, radii[0]) * norm.scale
     skeleton = Skeleton(norm.apply(joints), tpl.parents, tpl.names)
-    return Character(name, skeleton, norm.apply(points), tolerance)
+    return Character(name, skeleton, norm.apply(points), radii * norm.scale, tolerance)
 
 
 def character_batch(step: int, batch_size: int, seed: int = 0, n_points: int = 2048,

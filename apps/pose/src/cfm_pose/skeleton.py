@@ -15,7 +15,10 @@ def check_parents(parents: np.ndarray, names: Sequence[str] | None = None) -> No
     integer array, exactly one root, every other entry an index in ``[0, J)`` that is not the joint
     itself, and no cycles (every joint reaches the root by following parents).
     """
-    label = (lambda j: f"joint {j} ({names[j]!r})") if names is not None else (lambda j: f"joint {j}")
+
+    def label(j: int) -> str:
+        return f"joint {j} ({names[j]!r})" if names is not None else f"joint {j}"
+
     if parents.ndim != 1:
         raise ValueError(f"parents must be a 1-D array, got shape {parents.shape}")
     if not np.issubdtype(parents.dtype, np.integer):
@@ -37,7 +40,7 @@ def check_parents(parents: np.ndarray, names: Sequence[str] | None = None) -> No
             node = parents[node]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Skeleton:
     """Joints ``(J, 3)`` and their parents ``(J,)`` (``-1`` marks the single root), with names.
 
@@ -89,7 +92,3 @@ class Skeleton:
         """``(J-1,)`` Euclidean bone lengths, in :meth:`bone_pairs` order."""
         segments = self.bones()
         return np.linalg.norm(segments[:, 1] - segments[:, 0], axis=-1)
-
-    def with_joints(self, joints: np.ndarray) -> Skeleton:
-        """The same hierarchy and names with new joint positions."""
-        return Skeleton(joints, self.parents, self.names)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from cfm_pose.files import write_atomically
+from cfm_pose.files import load_npz, write_atomically
 from cfm_pose.skeleton import check_parents
 
 SMPL_JOINT_NAMES = (
@@ -56,8 +56,22 @@ class _SparseStub:
         self.state = state
 
 
+# Globals a plain SMPL pickle may name (arrays, sets, Python 2 object reconstruction); anything
+# else is refused, so a model file cannot run arbitrary code while it is read.
+_SAFE_GLOBALS = {
+    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "object"), ("builtins", "slice"),
+    ("builtins", "complex"), ("builtins", "bytearray"), ("_codecs", "encode"),
+    ("copyreg", "_reconstructor"), ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"),
+}
+
+_PYTHON2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+
+
 class ChumpyFreeUnpickler(pickle.Unpickler):
-    """An unpickler that needs neither chumpy nor the scipy version that wrote the file."""
+    """An unpickler that needs neither chumpy nor the scipy version that wrote the file, and that
+    refuses every global outside numpy arrays and the stubs (``pickle.UnpicklingError``)."""
 
     _stubs: dict[str, type] = {}
 
@@ -68,6 +82,9 @@ class ChumpyFreeUnpickler(pickle.Unpickler):
             return self._stub(_SparseStub, "sparse_format", name)
         if module.startswith("numpy.core"):
             module = "numpy._core" + module[len("numpy.core"):]
+        module = _PYTHON2_MODULES.get(module, module)
+        if (module, name) not in _SAFE_GLOBALS:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a model file")
         return super().find_class(module, name)
 
     @classmethod
@@ -104,8 +121,8 @@ def _to_array(value: Any, where: str) -> np.ndarray:
     if isinstance(value, _ChumpyStub):
         state = value.state if isinstance(value.state, dict) else {}
         if "x" not in state:
-            raise ValueError(f"{where} is a chumpy expression ({value.chumpy_class}) that cannot be "
-                             "evaluated without chumpy")
+            raise ValueError(f"{where} is a chumpy expression ({value.chumpy_class}) that "
+                             "cannot be evaluated without chumpy")
         return _to_array(state["x"], where)
     if isinstance(value, _SparseStub):
         return _sparse_to_dense(value, where)
@@ -117,7 +134,8 @@ def _to_array(value: Any, where: str) -> np.ndarray:
 def _expect_shape(arrays: dict[str, np.ndarray], key: str, shape: tuple[int | None, ...],
                   path: Path) -> None:
     actual = arrays[key].shape
-    if len(actual) != len(shape) or any(s is not None and s != a for s, a in zip(shape, actual)):
+    if len(actual) != len(shape) or any(
+            s is not None and s != a for s, a in zip(shape, actual, strict=True)):
         wanted = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
         raise ValueError(f"{path}: '{key}' has shape {actual}, expected {wanted}")
 
@@ -160,11 +178,7 @@ def _load_raw(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"SMPL model file not found: {path}")
     if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                return dict(data)
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{path}: not a readable .npz SMPL model ({error})") from error
+        return load_npz(path, "SMPL model")
     try:
         with path.open("rb") as file:
             raw = ChumpyFreeUnpickler(file, encoding="latin1").load()
@@ -188,7 +202,7 @@ def resolve_smpl_path(model_path: str | Path, gender: str = "neutral") -> Path:
 
 
 def read_smpl_model(path: str | Path) -> dict[str, np.ndarray]:
-    """The checked arrays (keys :data:`SMPL_KEYS`) of an original, converted or ``.npz`` SMPL file."""
+    """The checked arrays (:data:`SMPL_KEYS`) of an original, converted or ``.npz`` SMPL file."""
     path = Path(path)
     return check_smpl_arrays(_load_raw(path), path)
 

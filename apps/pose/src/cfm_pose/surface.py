@@ -7,7 +7,7 @@ import numpy as np
 
 def sample_mesh_surface(vertices: np.ndarray, faces: np.ndarray, count: int,
                         rng: np.random.Generator) -> np.ndarray:
-    """``(count, 3)`` points uniform on the surface of the mesh ``vertices (V, 3)``, ``faces (F, 3)``.
+    """``(count, 3)`` points uniform on the mesh ``vertices (V, 3)``, ``faces (F, 3)``.
 
     A face is picked with probability proportional to its area, then a point uniform in it with
     the barycentric square-root rule ``(1 - sqrt(u), sqrt(u) (1 - v), sqrt(u) v)``.

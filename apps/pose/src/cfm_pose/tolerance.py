@@ -28,7 +28,7 @@ def _perpendicular_directions(bone: np.ndarray, count: int) -> np.ndarray:
 
 def local_shape_radius(mesh: trimesh.Trimesh, skeleton: Skeleton, rays_per_bone: int = 14
                        ) -> np.ndarray:
-    """``(J,)`` mean first-hit distance of rays cast from each joint across its bones (module doc)."""
+    """``(J,)`` mean first-hit distance of rays cast from each joint across its bones."""
     origins, directions, owners = [], [], []
     for parent, child in skeleton.bone_pairs():
         bone = skeleton.joints[child] - skeleton.joints[parent]

@@ -6,8 +6,8 @@ built with random proportions from a ``numpy.random.Generator`` and normalised l
 pipeline: the bounding box centred at the origin, its longest half-extent scaled to ``0.9``, so
 every shape lies in ``[-0.9, 0.9]^3`` (a 0.1 margin inside the ``[-1, 1]^3`` domain).
 
-Union SDF. ``sdf = min_i sdf_i`` over the primitives. **Outside the shape it is exact** (the distance
-to a union is the smallest distance to a member). **Inside it is a bound**: ``min_i sdf_i =
+Union SDF. ``sdf = min_i sdf_i`` over the primitives. **Outside the shape it is exact** (the
+distance to a union is the smallest distance to a member). **Inside it is a bound**: ``min_i sdf_i =
 -max_i depth_i``, and the true depth below the union's surface is at least the depth inside any
 one member, so ``true_sdf <= sdf <= 0`` inside, with equality except where the deepest member's
 nearest face is covered by another member (near the joints, e.g. inside a seat right above a leg).
@@ -69,7 +69,10 @@ class Shape:
         return np.stack([boxes[:, 0].min(0), boxes[:, 1].max(0)])
 
     def normalized(self, half_extent: float = NORMALIZED_HALF_EXTENT) -> Shape:
-        """The shape centred on its bounding box, the longest half-extent scaled to ``half_extent``."""
+        """The shape centred on its bounding box, its longest half-extent scaled to ``half_extent``.
+
+        Uniform scaling keeps the SDF exact (``sdf_s(p) = s sdf(p / s)``).
+        """
         lo, hi = self.bounds()
         factor = half_extent / float((hi - lo).max() / 2.0)
         offset = -(lo + hi) / 2.0
@@ -84,11 +87,12 @@ class Shape:
         if int(n) != n or n < 0:
             raise ValueError(f"number of surface points must be a non-negative integer, got {n!r}")
         areas = np.array([prim.surface_area() for prim in self.primitives])
-        kept: list[np.ndarray] = []
-        count = 0
-        for _ in range(1000):
-            if count >= n:
-                break
+        kept: list[np.ndarray] = [np.empty((0, 3))]
+        count, rounds = 0, 0
+        while count < n:
+            rounds += 1
+            if rounds > 1000:
+                raise RuntimeError(f"could not sample {n} surface points of a {self.family} shape")
             draw = max(2 * (int(n) - count), 64)
             owner = rng.choice(len(self.primitives), size=draw, p=areas / areas.sum())
             points = np.empty((draw, 3))
@@ -98,9 +102,7 @@ class Shape:
             accepted = points[self._on_union_surface(points, owner)]
             kept.append(accepted)
             count += accepted.shape[0]
-        else:
-            raise RuntimeError(f"could not sample {n} surface points of {self.family} shape")
-        return np.concatenate(kept)[: int(n)] if kept else np.empty((0, 3))
+        return np.concatenate(kept)[: int(n)]
 
     def _on_union_surface(self, points: np.ndarray, owner: np.ndarray) -> np.ndarray:
         keep = np.ones(points.shape[0], dtype=bool)
@@ -173,7 +175,9 @@ def _chair(rng: np.random.Generator) -> list[Primitive]:
     leg = rng.uniform(0.02, 0.04)
     inset = rng.uniform(0.0, 0.05)
     x, z = width / 2.0 - leg - inset, depth / 2.0 - leg - inset
-    parts: list[Primitive] = [Box((0.0, seat_mid, 0.0), (width / 2.0, thickness / 2.0, depth / 2.0))]
+    parts: list[Primitive] = [
+        Box((0.0, seat_mid, 0.0), (width / 2.0, thickness / 2.0, depth / 2.0))
+    ]
     parts += _legs(x, z, seat_mid, leg, round_legs=rng.uniform() < 0.4)
     back_top = seat_top + rng.uniform(0.35, 0.8)
     if rng.uniform() < 0.5:
@@ -235,7 +239,8 @@ def _shelf(rng: np.random.Generator) -> list[Primitive]:
     panel = rng.uniform(0.03, 0.06) / 2.0
     side_x = width / 2.0 - panel
     parts: list[Primitive] = [
-        Box((s * side_x, height / 2.0, 0.0), (panel, height / 2.0, depth / 2.0)) for s in (-1.0, 1.0)
+        Box((s * side_x, height / 2.0, 0.0), (panel, height / 2.0, depth / 2.0))
+        for s in (-1.0, 1.0)
     ]
     for board_y in np.linspace(panel, height - panel, int(rng.integers(2, 7))):
         parts.append(Box((0.0, float(board_y), 0.0), (side_x, panel, depth / 2.0)))

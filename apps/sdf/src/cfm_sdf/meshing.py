@@ -33,7 +33,7 @@ def grid_axis(resolution: int, bounds: tuple[float, float] = (-1.0, 1.0)) -> np.
 
 
 def grid_points(resolution: int, bounds: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
-    """All ``resolution**3`` grid nodes as an ``(R**3, 3)`` float64 array, in ``[i, j, k]`` order."""
+    """All ``resolution**3`` grid nodes, an ``(R**3, 3)`` float64 array in ``[i, j, k]`` order."""
     axis = grid_axis(resolution, bounds)
     return np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
 
@@ -70,7 +70,9 @@ def sdf_grid(
 def _check_grid(grid: np.ndarray, name: str = "grid") -> np.ndarray:
     grid = np.asarray(grid)
     if grid.ndim != 3 or min(grid.shape) < 2:
-        raise ValueError(f"{name} must be a 3-D array with at least 2 nodes per axis, got {grid.shape}")
+        raise ValueError(
+            f"{name} must be a 3-D array with at least 2 nodes per axis, got {grid.shape}"
+        )
     if not np.isfinite(grid).all():
         raise ValueError(f"{name} contains NaN or inf")
     return grid
@@ -109,7 +111,9 @@ def save_mesh(mesh: trimesh.Trimesh, path: str | os.PathLike) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in MESH_SUFFIXES:
-        raise ValueError(f"unsupported mesh format {path.suffix!r} for {path}; use one of {MESH_SUFFIXES}")
+        raise ValueError(
+            f"unsupported mesh format {path.suffix!r} for {path}; use one of {MESH_SUFFIXES}"
+        )
     data = mesh.export(file_type=suffix[1:])
     write_atomic(path, data.encode() if isinstance(data, str) else data)
     return path
@@ -134,7 +138,9 @@ def volumetric_iou(sdf_a: np.ndarray, sdf_b: np.ndarray, level: float = 0.0) -> 
     the same grid. Raises ``ValueError`` when both are empty (IoU undefined)."""
     a, b = _check_grid(sdf_a, "sdf_a"), _check_grid(sdf_b, "sdf_b")
     if a.shape != b.shape:
-        raise ValueError(f"volumetric IoU needs grids of the same shape, got {a.shape} and {b.shape}")
+        raise ValueError(
+            f"volumetric IoU needs grids of the same shape, got {a.shape} and {b.shape}"
+        )
     inside_a, inside_b = a < level, b < level
     union = np.logical_or(inside_a, inside_b).sum()
     if union == 0:

@@ -26,7 +26,7 @@ AXES = (0, 1, 2)
 
 
 def evaluate_points(fn: Callable[[Tensor], Tensor], points: Points) -> Points:
-    """Apply a torch function ``(N, 3) -> (N,)`` to a numpy array or a tensor, returning the same type.
+    """Apply a torch function ``(N, 3) -> (N,)`` to a numpy array or a tensor; same type back.
 
     Numpy input is computed in float64 and returned as float64.
     """
@@ -156,7 +156,9 @@ class Cylinder:
         # uniform on a disc: radius ~ sqrt(U); on the side: radius = R
         rho = np.where(on_side, self.radius, self.radius * np.sqrt(rng.uniform(size=n)))
         cap_side = rng.choice(np.array([-1.0, 1.0]), size=n) * self.half_height
-        height = np.where(on_side, rng.uniform(-self.half_height, self.half_height, size=n), cap_side)
+        height = np.where(
+            on_side, rng.uniform(-self.half_height, self.half_height, size=n), cap_side
+        )
         points = np.empty((n, 3))
         a, b = self._radial_axes()
         points[:, a] = rho * np.cos(angle)
@@ -170,7 +172,10 @@ class Cylinder:
         return Cylinder(_tuple3(center), factor * self.radius, factor * self.half_height, self.axis)
 
     def to_trimesh(self, sections: int = 256) -> trimesh.Trimesh:
-        """A ``sections``-gon prism inscribed in the cylinder (radial error ``r(1 - cos(pi/sections))``)."""
+        """A ``sections``-gon prism inscribed in the cylinder.
+
+        Its surface lies within ``r (1 - cos(pi / sections))`` of the cylinder.
+        """
         mesh = trimesh.creation.cylinder(
             radius=self.radius, height=2.0 * self.half_height, sections=sections
         )

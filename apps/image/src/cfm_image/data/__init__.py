@@ -5,7 +5,7 @@ and ``label`` an ``int`` (or ``None`` for unlabelled data); :func:`step_batches`
 into the trainer's ``data(step) -> (images, labels or None)``.
 """
 
-from cfm_image.data.batching import collate_images, epoch_permutation, step_batches
+from cfm_image.data.batching import collate_images, step_batches
 from cfm_image.data.builtin import BUILTIN_DATASETS, load_builtin
 from cfm_image.data.folder import IMAGE_EXTENSIONS, ImageFolderDataset
 from cfm_image.data.imaging import UnreadableImageWarning
@@ -20,7 +20,6 @@ __all__ = [
     "ShardStream",
     "UnreadableImageWarning",
     "collate_images",
-    "epoch_permutation",
     "expand_shards",
     "load_builtin",
     "step_batches",

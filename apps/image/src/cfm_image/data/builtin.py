@@ -41,11 +41,12 @@ _LOADERS = {"digits": _digits, "faces": _faces}
 
 
 def _resize_unit_images(images: np.ndarray, resolution: int) -> Tensor:
-    """``(N, h, w)`` grey values in ``[0, 1]`` as ``(N, 1, resolution, resolution)`` in ``[-1, 1]``."""
+    """Grey ``(N, h, w)`` in ``[0, 1]`` as ``(N, 1, resolution, resolution)`` in ``[-1, 1]``."""
     x = torch.as_tensor(images, dtype=torch.float32)[:, None]
     if x.shape[-2:] != (resolution, resolution):
-        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
-                          antialias=True)
+        x = F.interpolate(
+            x, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True
+        )
     return x.clamp(0.0, 1.0).mul(2.0).sub(1.0)
 
 
@@ -63,8 +64,14 @@ def split_indices(count: int, split: str, test_fraction: float, seed: int) -> Te
     return order[:n_test].sort().values if split == "test" else order[n_test:].sort().values
 
 
-def load_builtin(name: str, resolution: int | None = None, *, split: str = "train",
-                 test_fraction: float = 0.1, seed: int = 0) -> ImageTensorDataset:
+def load_builtin(
+    name: str,
+    resolution: int | None = None,
+    *,
+    split: str = "train",
+    test_fraction: float = 0.1,
+    seed: int = 0,
+) -> ImageTensorDataset:
     """A built-in dataset as an :class:`ImageTensorDataset` of one-channel images in ``[-1, 1]``.
 
     Args:

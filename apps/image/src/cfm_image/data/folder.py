@@ -23,8 +23,9 @@ _PROGRESS_FROM = 2000  # folders with at least this many files show a progress b
 
 
 class ImageFolderDataset(Dataset):
-    """Every image under ``root`` (recursively), resized on the shorter side and center-cropped to
-    ``resolution``, as ``(image, label)`` with ``image`` a float tensor ``(C, H, W)`` in ``[-1, 1]``.
+    """Every image under ``root`` (recursively), resized on the shorter side and center-cropped
+    to ``resolution``, as ``(image, label)`` with ``image`` a float tensor ``(C, H, W)`` in
+    ``[-1, 1]``.
 
     With ``labels=True`` the first sub-folder below ``root`` names the class (``root/cat/x.png`` is
     class ``"cat"``); ``class_names`` are the sorted folder names and ``label`` their index.
@@ -49,8 +50,15 @@ class ImageFolderDataset(Dataset):
             sub-folders.
     """
 
-    def __init__(self, root: str | os.PathLike, resolution: int, *, channels: int = 3,
-                 labels: bool = False, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        resolution: int,
+        *,
+        channels: int = 3,
+        labels: bool = False,
+        extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
+    ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder {self.root} does not exist or is not a folder")
@@ -61,12 +69,20 @@ class ImageFolderDataset(Dataset):
         candidates = sorted(
             p for p in self.root.rglob("*") if p.suffix.lower() in extensions and p.is_file()
         )
-        self.files = [p for p in tqdm(candidates, desc=f"scanning {self.root}", leave=False,
-                                      disable=len(candidates) < _PROGRESS_FROM) if self._readable(p)]
+        self.files = [
+            p
+            for p in tqdm(
+                candidates,
+                desc=f"scanning {self.root}",
+                leave=False,
+                disable=len(candidates) < _PROGRESS_FROM,
+            )
+            if self._readable(p)
+        ]
         if not self.files:
             raise ValueError(
-                f"no readable image ({', '.join(extensions)}) in {self.root}"
-                f"{f' ({len(self.skipped_files)} unreadable files skipped)' if self.skipped_files else ''}"
+                f"no readable image ({', '.join(extensions)}) in {self.root} "
+                f"({len(self.skipped_files)} unreadable files skipped)"
             )
         self.class_names: list[str] | None = None
         self.labels: list[int] | None = None
@@ -120,7 +136,9 @@ class ImageFolderDataset(Dataset):
             item = self.try_load((index + offset) % len(self.files))
             if item is not None:
                 return item
-        raise ValueError(f"no image in {self.root} could be decoded ({self.skipped} unreadable files)")
+        raise ValueError(
+            f"no image in {self.root} could be decoded ({self.skipped} unreadable files)"
+        )
 
     def try_load(self, index: int) -> tuple[Tensor, int | None] | None:
         """Item ``index``, or ``None`` (warned and counted) when its file cannot be decoded."""

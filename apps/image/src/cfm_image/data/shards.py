@@ -30,8 +30,9 @@ IMAGE_KEYS = ("png", "jpg", "jpeg", "webp")
 _PARTIAL = ".partial"
 
 
-def write_shards(samples: Iterable[tuple[Tensor, int | None]], out_pattern: str,
-                 maxcount: int = 1000) -> list[str]:
+def write_shards(
+    samples: Iterable[tuple[Tensor, int | None]], out_pattern: str, maxcount: int = 1000
+) -> list[str]:
     """Write ``(image, label)`` samples into ``.tar`` shards of at most ``maxcount`` samples.
 
     ``image`` is a tensor ``(C, H, W)`` in ``[-1, 1]`` (stored as a lossless 8-bit PNG); ``label``
@@ -48,8 +49,10 @@ def write_shards(samples: Iterable[tuple[Tensor, int | None]], out_pattern: str,
         The paths of the written shards, in order.
     """
     if "%" not in out_pattern:
-        raise ValueError(f"out_pattern needs a printf field for the shard number, e.g. "
-                         f"'shard-%06d.tar'; got {out_pattern!r}")
+        raise ValueError(
+            f"out_pattern needs a printf field for the shard number, e.g. "
+            f"'shard-%06d.tar'; got {out_pattern!r}"
+        )
     if maxcount < 1:
         raise ValueError(f"maxcount must be at least 1, got {maxcount}")
     iterator = iter(samples)
@@ -97,7 +100,9 @@ def expand_shards(urls: str | os.PathLike | Sequence[str | os.PathLike]) -> list
         raise ValueError(f"no shards given ({urls!r})")
     missing = [s for s in shards if _is_local(s) and not os.path.isfile(s)]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} of {len(shards)} shards not found, e.g. {missing[0]}")
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(shards)} shards not found, e.g. {missing[0]}"
+        )
     return shards
 
 
@@ -113,9 +118,10 @@ class ShardStream(IterableDataset):
     readers. The order is deterministic given ``seed`` (shard order and the shuffle buffer are
     reseeded per epoch, rank and worker), which makes ``skip`` an exact resume: a stream with
     ``skip=n`` yields what the same stream yielded from its ``n``-th sample on. With DataLoader
-    workers ``skip`` counts the samples of the whole process, assuming the DataLoader takes one
-    sample from each worker in turn (``batch_size=None``). Whole epochs are skipped without
-    decoding once one epoch has been read.
+    workers ``skip`` counts the samples of the whole process; the resume is exact for a
+    DataLoader that takes one sample from each worker in turn (``batch_size=None``) and ``n`` a
+    multiple of the number of workers. Once one epoch has been read, further whole epochs are
+    skipped by counting, without reading them.
 
     A sample that cannot be decoded (or a shard member that cannot be read) is skipped with an
     :class:`UnreadableImageWarning` and counted in :attr:`skipped` (per process). A reader whose
@@ -134,10 +140,20 @@ class ShardStream(IterableDataset):
             ``RANK``/``WORLD_SIZE`` environment variables (webdataset's convention).
     """
 
-    def __init__(self, urls: str | os.PathLike | Sequence[str | os.PathLike], *,
-                 resolution: int | None = None, channels: int = 3, repeat: bool = False,
-                 shuffle_shards: bool = False, shuffle_buffer: int = 0, seed: int = 0,
-                 skip: int = 0, rank: int | None = None, world_size: int | None = None) -> None:
+    def __init__(
+        self,
+        urls: str | os.PathLike | Sequence[str | os.PathLike],
+        *,
+        resolution: int | None = None,
+        channels: int = 3,
+        repeat: bool = False,
+        shuffle_shards: bool = False,
+        shuffle_buffer: int = 0,
+        seed: int = 0,
+        skip: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
         super().__init__()
         self.shards = expand_shards(urls)
         self.resolution = None if resolution is None else check_resolution(resolution)
@@ -147,7 +163,9 @@ class ShardStream(IterableDataset):
         if (rank is None) != (world_size is None):
             raise ValueError("give both rank and world_size, or neither")
         if world_size is not None and not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank {rank}, world_size {world_size}")
+            raise ValueError(
+                f"need 0 <= rank < world_size, got rank {rank}, world_size {world_size}"
+            )
         self.channels = channels
         self.repeat = repeat
         self.shuffle_shards = shuffle_shards
@@ -180,8 +198,9 @@ class ShardStream(IterableDataset):
         readers = world_size * num_workers
         if len(self.shards) < readers:
             raise ValueError(
-                f"{len(self.shards)} shards cannot feed {readers} readers ({world_size} processes x "
-                f"{num_workers} workers); write more, smaller shards (lower maxcount)"
+                f"{len(self.shards)} shards cannot feed {readers} readers "
+                f"({world_size} processes x {num_workers} workers); "
+                "write more, smaller shards (lower maxcount)"
             )
         return self.shards[rank::world_size][worker::num_workers]
 
@@ -194,7 +213,9 @@ class ShardStream(IterableDataset):
             if per_epoch is not None and to_skip >= per_epoch:
                 epoch, to_skip = epoch + to_skip // per_epoch, to_skip % per_epoch
             rng = np.random.default_rng([self.seed, epoch, rank, worker])
-            order = [shards[i] for i in rng.permutation(len(shards))] if self.shuffle_shards else shards
+            order = (
+                [shards[i] for i in rng.permutation(len(shards))] if self.shuffle_shards else shards
+            )
             samples = self._decoded(order)
             if self.shuffle_buffer > 1:
                 samples = _buffer_shuffle(samples, self.shuffle_buffer, rng)
@@ -204,8 +225,10 @@ class ShardStream(IterableDataset):
                 if count > to_skip:
                     yield sample
             if count == 0:
-                raise ValueError(f"no readable sample in shards {shards[:3]}{' ...' * (len(shards) > 3)}"
-                                 f" ({self.skipped} unreadable samples skipped)")
+                raise ValueError(
+                    f"no readable sample in shards {shards[:3]}{' ...' * (len(shards) > 3)}"
+                    f" ({self.skipped} unreadable samples skipped)"
+                )
             to_skip = max(0, to_skip - count)
             per_epoch = count
             if not self.repeat:
@@ -213,8 +236,14 @@ class ShardStream(IterableDataset):
             epoch += 1
 
     def _decoded(self, shards: list[str]) -> Iterator[tuple[Tensor, int | None]]:
-        pipeline = wds.WebDataset(shards, handler=self._on_read_error, shardshuffle=False,
-                                  nodesplitter=None, workersplitter=None, empty_check=False)
+        pipeline = wds.WebDataset(
+            shards,
+            handler=self._on_read_error,
+            shardshuffle=False,
+            nodesplitter=None,
+            workersplitter=None,
+            empty_check=False,
+        )
         for sample in pipeline:
             source = f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}"
             try:
@@ -226,7 +255,9 @@ class ShardStream(IterableDataset):
     def _decode(self, sample: dict) -> tuple[Tensor, int | None]:
         key = next((k for k in IMAGE_KEYS if k in sample), None)
         if key is None:
-            raise ValueError(f"no image entry ({', '.join(IMAGE_KEYS)}) in sample keys {sorted(sample)}")
+            raise ValueError(
+                f"no image entry ({', '.join(IMAGE_KEYS)}) in sample keys {sorted(sample)}"
+            )
         image = load_image_tensor(sample[key], self.resolution, self.channels)
         label = int(sample["cls"].decode()) if "cls" in sample else None
         return image, label

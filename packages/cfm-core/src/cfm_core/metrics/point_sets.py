@@ -144,23 +144,24 @@ def chamfer_distance(
 
 
 def f_score(
-    prediction: ArrayLike, reference: ArrayLike, threshold: float, backend: str = "auto"
+    a: ArrayLike, b: ArrayLike, threshold: float, backend: str = "auto"
 ) -> tuple[float, float, float]:
-    """The F-score at distance ``threshold`` (Tatarchenko et al. 2019) and its two halves.
+    """The F-score at distance ``threshold`` (Tatarchenko et al. 2019) of a prediction ``a``
+    ``(N, D)`` against a reference ``b`` ``(M, D)``, and its two halves.
 
-    ``precision`` is the share of predicted points closer than ``threshold`` (strictly) to some
-    reference point, ``recall`` the share of reference points closer than ``threshold`` to some
-    predicted point, and ``f = 2 precision recall / (precision + recall)`` (0 when both are 0).
+    ``precision`` is the share of points of ``a`` closer than ``threshold`` (strictly) to some
+    point of ``b``, ``recall`` the share of points of ``b`` closer than ``threshold`` to some point
+    of ``a``, and ``f = 2 precision recall / (precision + recall)`` (0 when both are 0).
 
     Returns:
         ``(f, precision, recall)``.
     """
     if not threshold > 0:
         raise ValueError(f"threshold must be positive, got {threshold}")
-    dist_pr, _ = nearest_neighbor_distances(prediction, reference, backend)
-    dist_rp, _ = nearest_neighbor_distances(reference, prediction, backend)
-    precision = float((dist_pr < threshold).double().mean())
-    recall = float((dist_rp < threshold).double().mean())
+    dist_ab, _ = nearest_neighbor_distances(a, b, backend)
+    dist_ba, _ = nearest_neighbor_distances(b, a, backend)
+    precision = float((dist_ab < threshold).double().mean())
+    recall = float((dist_ba < threshold).double().mean())
     total = precision + recall
     return (2 * precision * recall / total if total > 0 else 0.0), precision, recall
 

@@ -1,0 +1,342 @@
+"""Networks ``net(x, t, r, cond) -> tensor shaped like x`` for :class:`cfm_core.CumulativeFlowMap`.
+
+* :class:`PointMLP` — Geometry Distributions' per-point network: every point is mapped on its own
+  (points never interact), so one shape is one network and the batch is a batch of points
+  ``(B, C)`` (a batch of sets ``(B, N, C)`` also works, with one time pair per set).
+* :class:`PointTransformer` — a set network: the ``N`` points of each of ``B`` sets attend to each
+  other, for models of a collection of shapes conditioned on a shape index or a shape code. No
+  positional encoding, so it is permutation equivariant over the points.
+
+Both embed each point with Fourier features ``[x, sin(2^k pi x), cos(2^k pi x)]``, ``k = 0..L-1``
+per channel (GD: ``L = 8``), and the two times with ``cfm_core``'s two-time embedding around a
+Fourier-feature MLP (EDM's network time is ``ln(sigma)/4``; the default Fourier scale 1 matches
+GD's ``MPFourier``). Modulation gains and output layers start at zero, so a fresh network outputs
+zero. ``config()`` returns the constructor arguments with a ``kind``; :func:`backbone_from_config`
+rebuilds the network from it (checkpoints), and :data:`BACKBONE_PRESETS` names standard sizes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from cfm_core.nn import FourierTimeEmbedding, TimeMLPEmbedding, TwoTimeEmbedding
+from torch import Tensor, nn
+
+BACKBONE_PRESETS: dict[str, dict[str, Any]] = {
+    # Geometry Distributions' size, 512 x 6 (5.8M parameters with 3 channels; GD: 5.53M).
+    "point_mlp": {"kind": "point_mlp", "hidden": 512, "depth": 6},
+    "point_mlp_tiny": {"kind": "point_mlp", "hidden": 128, "depth": 3},
+    "point_transformer": {"kind": "point_transformer", "width": 256, "depth": 6, "heads": 8},
+    "point_transformer_tiny": {"kind": "point_transformer", "width": 64, "depth": 2, "heads": 4},
+}
+
+
+class PointFourierEmbedding(nn.Module):
+    """``[x, sin(2^k pi x), cos(2^k pi x)]`` for ``k = 0..levels-1`` on every channel of ``x``."""
+
+    def __init__(self, channels: int, levels: int) -> None:
+        super().__init__()
+        if channels < 1 or levels < 0:
+            raise ValueError(f"need channels >= 1 and levels >= 0, got {channels}, {levels}")
+        self.register_buffer("frequencies", math.pi * 2.0 ** torch.arange(levels), persistent=False)
+        self.out_features = channels * (1 + 2 * levels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        angles = (x[..., None] * self.frequencies.to(x.dtype)).flatten(-2)
+        return torch.cat([x, torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+class ShapeCondition(nn.Module):
+    """The embedding of an optional per-sample condition, added to the time embedding.
+
+    ``num_shapes > 0``: ``cond`` is a ``(B,)`` integer tensor of shape indices in
+    ``0..num_shapes``; index ``num_shapes`` is the null ("unconditional") entry, learnt through
+    condition dropout and used by classifier-free guidance. ``code_dim > 0``: ``cond`` is a
+    ``(B, code_dim)`` float shape code, linearly projected; the all-zero code is the null code.
+    Neither: the network is unconditional and ``cond`` must be ``None``. A conditional network
+    given ``cond=None`` uses the null condition.
+    """
+
+    def __init__(self, dim: int, num_shapes: int = 0, code_dim: int = 0) -> None:
+        super().__init__()
+        if num_shapes < 0 or code_dim < 0 or (num_shapes and code_dim):
+            raise ValueError(f"use at most one of num_shapes and code_dim (>= 0), got "
+                             f"{num_shapes}, {code_dim}")
+        self.num_shapes, self.code_dim = int(num_shapes), int(code_dim)
+        self.table = nn.Embedding(num_shapes + 1, dim) if num_shapes else None
+        self.projection = nn.Linear(code_dim, dim) if code_dim else None
+
+    @property
+    def null_condition(self) -> Tensor | None:
+        """The condition meaning "unconditional" (for ``CumulativeFlowMap(null_cond=...)``)."""
+        if self.num_shapes:
+            return torch.tensor(self.num_shapes)
+        if self.code_dim:
+            return torch.zeros(self.code_dim)
+        return None
+
+    def forward(self, cond: Tensor | None, batch: int, device: torch.device) -> Tensor | None:
+        if self.table is None and self.projection is None:
+            if cond is not None:
+                raise ValueError("this network is unconditional (num_shapes = code_dim = 0) "
+                                 "but got a condition")
+            return None
+        if cond is None:
+            cond = self.null_condition.to(device).expand(batch, *self.null_condition.shape)
+        if not isinstance(cond, Tensor) or cond.shape[0] != batch:
+            shape = tuple(cond.shape) if isinstance(cond, Tensor) else type(cond).__name__
+            raise ValueError(f"condition must be a tensor with batch size {batch}, got {shape}")
+        if self.table is not None:
+            if cond.ndim != 1 or cond.is_floating_point():
+                raise ValueError(f"shape-index condition must be a (B,) integer tensor, "
+                                 f"got {tuple(cond.shape)} {cond.dtype}")
+            if cond.min() < 0 or cond.max() > self.num_shapes:
+                raise ValueError(f"shape indices must lie in 0..{self.num_shapes} "
+                                 f"({self.num_shapes} = null), got {cond.min()}..{cond.max()}")
+            return self.table(cond)
+        if cond.ndim != 2 or cond.shape[1] != self.code_dim:
+            raise ValueError(f"shape-code condition must have shape (B, {self.code_dim}), "
+                             f"got {tuple(cond.shape)}")
+        return self.projection(cond.to(self.projection.weight.dtype))
+
+
+class _ConditionedBackbone(nn.Module):
+    """What both backbones share: the point embedding, the two-time + condition embedding, and
+    their config round trip."""
+
+    kind: str
+
+    def __init__(self, config: dict[str, Any], channels: int, width: int, fourier_levels: int,
+                 time_fourier_scale: float, num_shapes: int, code_dim: int) -> None:
+        super().__init__()
+        if channels < 1 or width < 1:
+            raise ValueError(f"need channels >= 1 and a positive width, got {channels}, {width}")
+        if not time_fourier_scale > 0:
+            raise ValueError(f"time_fourier_scale must be positive, got {time_fourier_scale}")
+        self._config = dict(config)
+        self.channels = int(channels)
+        self.point_embedding = PointFourierEmbedding(channels, fourier_levels)
+        self.input = nn.Linear(self.point_embedding.out_features, width)
+        features = FourierTimeEmbedding(width, scale=time_fourier_scale)
+        self.time_embedding = TwoTimeEmbedding(
+            TimeMLPEmbedding(width, features=features, feature_dim=width)
+        )
+        self.condition = ShapeCondition(width, num_shapes, code_dim)
+
+    @property
+    def null_condition(self) -> Tensor | None:
+        """The null condition to pass as ``CumulativeFlowMap(null_cond=...)`` (None if
+        unconditional)."""
+        return self.condition.null_condition
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments and ``kind``: :func:`backbone_from_config` rebuilds it."""
+        return {"kind": self.kind, **self._config}
+
+    def _embed(self, x: Tensor, t: Tensor, r: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Point tokens ``(..., width)`` and the activated time/condition vector ``(B, width)``."""
+        batch = x.shape[0]
+        for name, time in (("t", t), ("r", r)):
+            if time.shape != (batch,):
+                raise ValueError(f"{name} must have shape ({batch},), got {tuple(time.shape)}")
+        if x.shape[-1] != self.channels:
+            raise ValueError(f"expected {self.channels} channels, got input {tuple(x.shape)}")
+        emb = self.time_embedding(t, r)
+        cond_emb = self.condition(cond, batch, x.device)
+        if cond_emb is not None:
+            emb = emb + cond_emb
+        return self.input(self.point_embedding(x)), F.silu(emb).to(x.dtype)
+
+
+def _rms_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
+    return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + eps)
+
+
+class ModulatedResidualBlock(nn.Module):
+    """GD's block: ``y = W1 silu(rmsnorm(h))``, ``y = silu(y (1 + g W_e e))``, ``h + W2 y``, with
+    the scalar gain ``g`` starting at 0 (the time embedding ``e`` enters as training moves it)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.linear1 = nn.Linear(width, width)
+        self.linear2 = nn.Linear(width, width)
+        self.modulation = nn.Linear(width, width)
+        self.gain = nn.Parameter(torch.zeros(()))
+
+    def forward(self, h: Tensor, emb: Tensor) -> Tensor:
+        y = self.linear1(F.silu(_rms_norm(h)))
+        y = F.silu(y * (1 + self.gain * self.modulation(emb)))
+        return h + self.linear2(y)
+
+
+class PointMLP(_ConditionedBackbone):
+    """Geometry Distributions' per-point network (see the module docstring).
+
+    Args:
+        channels: point channels (3 for xyz; 6 or 9 with normals/colours).
+        hidden, depth: width and number of :class:`ModulatedResidualBlock` (GD: 512 x 6).
+        fourier_levels: frequencies ``2^k pi``, ``k < fourier_levels``, of the point embedding.
+        time_fourier_scale: std of the random time frequencies (1 suits EDM's ``ln(sigma)/4``).
+        num_shapes, code_dim: optional condition (see :class:`ShapeCondition`).
+
+    ``forward(x, t, r, cond=None)``: ``x`` is ``(B, C)`` or ``(B, N, C)``; ``t``, ``r`` are
+    ``(B,)``; returns a tensor shaped like ``x``.
+    """
+
+    kind = "point_mlp"
+
+    def __init__(self, channels: int = 3, hidden: int = 512, depth: int = 6,
+                 fourier_levels: int = 8, time_fourier_scale: float = 1.0,
+                 num_shapes: int = 0, code_dim: int = 0) -> None:
+        config = {"channels": channels, "hidden": hidden, "depth": depth,
+                  "fourier_levels": fourier_levels, "time_fourier_scale": time_fourier_scale,
+                  "num_shapes": num_shapes, "code_dim": code_dim}
+        super().__init__(config, channels, hidden, fourier_levels, time_fourier_scale,
+                         num_shapes, code_dim)
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+        self.blocks = nn.ModuleList(ModulatedResidualBlock(hidden) for _ in range(depth))
+        self.output = nn.Linear(hidden, channels)
+        nn.init.zeros_(self.output.weight)
+        nn.init.zeros_(self.output.bias)
+
+    def forward(self, x: Tensor, t: Tensor, r: Tensor, cond: Tensor | None = None) -> Tensor:
+        if x.ndim not in (2, 3):
+            raise ValueError(f"PointMLP takes (B, C) or (B, N, C) points, got {tuple(x.shape)}")
+        h, emb = self._embed(x, t, r, cond)
+        if x.ndim == 3:
+            emb = emb[:, None]
+        for block in self.blocks:
+            h = block(h, emb)
+        return self.output(_rms_norm(h))
+
+
+def _modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    return x * (1 + scale) + shift
+
+
+class AdaLNTransformerBlock(nn.Module):
+    """Pre-norm self-attention and MLP, each with shift/scale/gate from the embedding (adaLN-Zero:
+    the modulation starts at zero, so the block starts as the identity)."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        hidden = int(width * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"),
+                                 nn.Linear(hidden, width))
+        self.modulation = nn.Linear(width, 6 * width)
+        nn.init.zeros_(self.modulation.weight)
+        nn.init.zeros_(self.modulation.bias)
+
+    def forward(self, h: Tensor, emb: Tensor) -> Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(emb)[:, None].chunk(6, -1)
+        h = h + gate1 * self._attention(_modulate(self.norm1(h), shift1, scale1))
+        return h + gate2 * self.mlp(_modulate(self.norm2(h), shift2, scale2))
+
+    def _attention(self, x: Tensor) -> Tensor:
+        batch, points, width = x.shape
+        q, k, v = self.qkv(x).view(batch, points, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(batch, points, width))
+
+
+class PointTransformer(_ConditionedBackbone):
+    """A set transformer over ``(B, N, C)`` points (see the module docstring).
+
+    Args:
+        channels: point channels.
+        width, depth, heads, mlp_ratio: the :class:`AdaLNTransformerBlock` stack.
+        fourier_levels, time_fourier_scale: as for :class:`PointMLP`.
+        num_shapes, code_dim: optional condition (see :class:`ShapeCondition`).
+    """
+
+    kind = "point_transformer"
+
+    def __init__(self, channels: int = 3, width: int = 256, depth: int = 6, heads: int = 8,
+                 mlp_ratio: float = 4.0, fourier_levels: int = 8, time_fourier_scale: float = 1.0,
+                 num_shapes: int = 0, code_dim: int = 0) -> None:
+        config = {"channels": channels, "width": width, "depth": depth, "heads": heads,
+                  "mlp_ratio": mlp_ratio, "fourier_levels": fourier_levels,
+                  "time_fourier_scale": time_fourier_scale, "num_shapes": num_shapes,
+                  "code_dim": code_dim}
+        super().__init__(config, channels, width, fourier_levels, time_fourier_scale,
+                         num_shapes, code_dim)
+        if depth < 1 or heads < 1 or width % heads:
+            raise ValueError(f"need depth >= 1 and width divisible by heads, got depth {depth}, "
+                             f"width {width}, heads {heads}")
+        self.blocks = nn.ModuleList(AdaLNTransformerBlock(width, heads, mlp_ratio)
+                                    for _ in range(depth))
+        self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.final_modulation = nn.Linear(width, 2 * width)
+        self.output = nn.Linear(width, channels)
+        for layer in (self.final_modulation, self.output):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: Tensor, t: Tensor, r: Tensor, cond: Tensor | None = None) -> Tensor:
+        if x.ndim != 3:
+            raise ValueError(f"PointTransformer takes (B, N, C) point sets, got {tuple(x.shape)}")
+        h, emb = self._embed(x, t, r, cond)
+        for block in self.blocks:
+            h = block(h, emb)
+        shift, scale = self.final_modulation(emb)[:, None].chunk(2, -1)
+        return self.output(_modulate(self.final_norm(h), shift, scale))
+
+
+BACKBONES: dict[str, type[_ConditionedBackbone]] = {
+    PointMLP.kind: PointMLP,
+    PointTransformer.kind: PointTransformer,
+}
+
+
+def backbone_from_config(config: dict[str, Any]) -> PointMLP | PointTransformer:
+    """Rebuild a backbone from its :meth:`config` dict (the ``kind`` key picks the class)."""
+    config = dict(config)
+    kind = config.pop("kind", None)
+    if kind not in BACKBONES:
+        raise ValueError(f"unknown backbone kind {kind!r}; choose one of {sorted(BACKBONES)}")
+    return _construct(BACKBONES[kind], config)
+
+
+def point_mlp_from_config(config: dict[str, Any]) -> PointMLP:
+    """A :class:`PointMLP` from its config (``kind``, if present, must be ``point_mlp``)."""
+    return _construct_kind(PointMLP, config)
+
+
+def point_transformer_from_config(config: dict[str, Any]) -> PointTransformer:
+    """A :class:`PointTransformer` from its config (``kind``, if present, must match)."""
+    return _construct_kind(PointTransformer, config)
+
+
+def build_backbone(preset: str, **overrides: Any) -> PointMLP | PointTransformer:
+    """The backbone of :data:`BACKBONE_PRESETS` ``[preset]`` with some arguments overridden
+    (e.g. ``channels=6`` or ``num_shapes=10``)."""
+    if preset not in BACKBONE_PRESETS:
+        raise ValueError(f"unknown backbone preset {preset!r}; choose one of "
+                         f"{sorted(BACKBONE_PRESETS)}")
+    return backbone_from_config({**BACKBONE_PRESETS[preset], **overrides})
+
+
+def _construct_kind(cls: type[_ConditionedBackbone], config: dict[str, Any]):
+    config = dict(config)
+    kind = config.pop("kind", cls.kind)
+    if kind != cls.kind:
+        raise ValueError(f"config is for a {kind!r} backbone, not {cls.kind!r}")
+    return _construct(cls, config)
+
+
+def _construct(cls: type[_ConditionedBackbone], config: dict[str, Any]):
+    allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = sorted(set(config) - allowed)
+    if unknown:
+        raise ValueError(f"unknown {cls.kind} config keys {unknown}; allowed: {sorted(allowed)}")
+    return cls(**config)

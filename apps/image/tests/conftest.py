@@ -1,0 +1,34 @@
+"""Shared fixtures of the cfm-image tests: small image folders and tensor datasets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from cfm_image.data import ImageTensorDataset
+from PIL import Image
+
+
+@pytest.fixture
+def labelled_folder(tmp_path):
+    """``root/{cat,dog}/`` with 3 PNGs of various sizes and 2 JPEGs each (10 images)."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "images"
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for k, (height, width) in enumerate([(20, 30), (48, 17), (16, 16)]):
+            pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{k}.png")
+        for k, (height, width) in enumerate([(25, 40), (64, 33)]):
+            pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"j{k}.jpg", quality=95)
+    return root
+
+
+@pytest.fixture
+def grid_dataset():
+    """12 RGB 8x8 images with 8-bit values (exactly representable in PNG) and labels 0..2."""
+    generator = torch.Generator().manual_seed(0)
+    levels = torch.randint(0, 256, (12, 3, 8, 8), generator=generator)
+    labels = torch.arange(12) % 3
+    return ImageTensorDataset(levels.float() / 127.5 - 1.0, labels)
