@@ -119,7 +119,7 @@ def save_checkpoint(
     extra: Mapping[str, Any] | None = None,
     keep_last: int = 0,
 ) -> Path:
-    """Write ``run_dir/step-{step:07d}/`` atomically and prune to the newest ``keep_last`` (0: keep all).
+    """Write ``run_dir/step-{step:07d}/`` atomically; keep the newest ``keep_last`` (0: all).
 
     Args:
         model: the unwrapped :class:`~cfm_core.CumulativeFlowMap` (its formulation goes into meta).
@@ -133,8 +133,8 @@ def save_checkpoint(
     """
     formulation = getattr(model, "formulation", None)
     if formulation is None:
-        raise TypeError("save_checkpoint needs the unwrapped CumulativeFlowMap (with .formulation), "
-                        f"got {type(model).__name__}")
+        raise TypeError("save_checkpoint needs the unwrapped CumulativeFlowMap (with "
+                        f".formulation), got {type(model).__name__}")
     from cfm_core import __version__
 
     ema_state = ema.state_dict() if ema is not None else {"updates": 0, "averages": {}}
@@ -167,6 +167,9 @@ def save_checkpoint(
             rest["scheduler"] = scheduler.state_dict() if scheduler is not None else None
             _write_tensors(tmp / "optimizer.safetensors", tensors)
             _write_json(tmp / "optimizer.json", rest)
+        mode = (tmp / "meta.json").stat().st_mode  # safetensors writes 0600; use the umask's mode
+        for file in tmp.glob("*.safetensors"):
+            file.chmod(mode)
         _replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -190,8 +193,10 @@ def _write_tensors(path: Path, tensors: Mapping[str, Any], metadata: dict[str, s
     plain = {}
     for name, value in tensors.items():
         if not isinstance(value, Tensor):
-            raise TypeError(f"{path.name}: entry {name!r} is a {type(value).__name__}, not a tensor")
-        plain[name] = value.detach().cpu().clone().contiguous()  # clone: safetensors refuses shared memory
+            raise TypeError(f"{path.name}: entry {name!r} is a {type(value).__name__}, "
+                            "not a tensor")
+        # clone: safetensors refuses tensors that share memory
+        plain[name] = value.detach().cpu().clone().contiguous()
     save_file(plain, str(path), metadata=metadata)
 
 
@@ -225,8 +230,8 @@ def _join_optimizer_state(tensors: Mapping[str, Tensor], rest: Mapping[str, Any]
         state.setdefault(int(index), {})[key] = tensor
     for index, values in rest["state"].items():
         state.setdefault(int(index), {}).update(values)
-    groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in group.items()}
-              for group in rest["param_groups"]]
+    groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v
+               for k, v in group.items()} for group in rest["param_groups"]]
     return {"state": state, "param_groups": groups}
 
 
@@ -250,7 +255,8 @@ def load_checkpoint(path: str | os.PathLike, *, load_optimizer: bool = True) -> 
                 raise ValueError(f"{file}: no 'updates' entry in the safetensors metadata")
             updates.add(int(metadata["updates"]))
         if len(updates) != 1:
-            raise ValueError(f"{directory}: the EMA files disagree on the update count {sorted(updates)}")
+            raise ValueError(f"{directory}: the EMA files disagree on the update count "
+                             f"{sorted(updates)}")
         ema = {"updates": updates.pop(), "averages": averages}
     optimizer = scheduler = None
     if load_optimizer and meta["optimizer"]:
@@ -260,7 +266,8 @@ def load_checkpoint(path: str | os.PathLike, *, load_optimizer: bool = True) -> 
             optimizer = _join_optimizer_state(tensors, rest)
             scheduler = rest.get("scheduler")
         except (KeyError, ValueError, AttributeError, TypeError) as err:
-            raise ValueError(f"{directory / 'optimizer.json'}: malformed optimizer state ({err})") from None
+            raise ValueError(f"{directory / 'optimizer.json'}: malformed optimizer state "
+                             f"({err})") from None
     return Checkpoint(directory, meta, model, ema, optimizer, scheduler)
 
 
@@ -271,8 +278,8 @@ def _resolve(path: Path) -> Path:
         return path
     latest = latest_checkpoint(path)
     if latest is None:
-        raise FileNotFoundError(f"{path} holds no checkpoint: neither a meta.json nor step-XXXXXXX/ "
-                                "directories")
+        raise FileNotFoundError(f"{path} holds no checkpoint: neither a meta.json nor "
+                                "step-XXXXXXX/ directories")
     return latest
 
 
@@ -293,7 +300,8 @@ def _read_meta(path: Path) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{path}: missing keys {missing}")
     if meta["format"] != FORMAT:
-        raise ValueError(f"{path}: checkpoint format {meta['format']!r}, this library reads {FORMAT}")
+        raise ValueError(f"{path}: checkpoint format {meta['format']!r}, this library reads "
+                         f"{FORMAT}")
     return meta
 
 
@@ -309,8 +317,8 @@ def _read_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
 
 # ---------------------------------------------------------------------------- inference --
 def check_formulation(checkpoint: Checkpoint, model: nn.Module) -> None:
-    """Raise ``ValueError`` if ``model``'s formulation differs from the one the checkpoint was
-    trained with (the time conventions of the formulations differ: mixing them is silent garbage)."""
+    """Raise ``ValueError`` if ``model``'s formulation differs from the checkpoint's (their time
+    conventions and fields differ: mixing them gives silent garbage)."""
     own = json.loads(json.dumps(model.formulation.config()))
     if own != checkpoint.meta["formulation"]:
         raise ValueError(f"checkpoint {checkpoint.path} was trained with formulation "

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 from cfm_core.cli import ConfigError
 
 MIXED_PRECISION = ("no", "bf16")
 
 
-def _require(ok: bool, option: str, message: str, value: object) -> None:
+def _require(ok: object, option: str, message: str, value: object) -> None:
     if not ok:
         raise ConfigError(f"{option}: {message}, got {value!r}")
 
@@ -25,10 +26,16 @@ def _is_number(value: object) -> bool:
 
 @dataclass
 class TrainConfig:
-    """Training loop options shared by every app."""
+    """Training loop options shared by every app.
+
+    init_from takes the network weights of a checkpoint (a run directory means its newest), e.g.
+    of a multi-step run trained with instantaneous_ratio=1: the paper's self-distillation mode;
+    single-time networks load into two-time ones. The EMA warm-up is k-diffusion's EMAWarmup with
+    inv_gamma = 1 (power 2/3 suits long runs, 3/4 short ones).
+    """
 
     steps: int = 2000
-    """Number of optimizer steps to train for (the total, counted from step 0 also when resuming)."""
+    """Number of optimizer steps to train for (the total from step 0, also when resuming)."""
     batch_size: int = 256
     """Global batch size (all processes together); the app's data function produces it."""
     lr: float = 1e-3
@@ -42,9 +49,8 @@ class TrainConfig:
     ema_decays: tuple[float, ...] = (0.999,)
     """EMA decays kept at once; the first one is used for sampling (empty: no EMA)."""
     ema_warmup_power: float = 0.0
-    """EMA decay warm-up: the decay after n updates is min(decay, 1 - (1 + n)^-power)
-    (k-diffusion's EMAWarmup; 2/3 suits long runs, 3/4 short ones; 0 disables)."""
-    mixed_precision: str = "no"
+    """EMA warm-up: decay min(decay, 1 - (1 + n)^-power) after n updates (2/3 to 3/4; 0: off)."""
+    mixed_precision: Literal["no", "bf16"] = "no"
     """Autocast precision of the training forward pass: "no" or "bf16"."""
     seed: int = 0
     """Seed of the per-step random streams (data, noise, times); training is reproducible."""
@@ -61,9 +67,7 @@ class TrainConfig:
     resume: bool = False
     """Continue exactly from the newest checkpoint in output_dir (it must exist)."""
     init_from: str | None = None
-    """Warm start: load the network weights of this checkpoint (a run or checkpoint directory,
-    e.g. a multi-step run trained with instantaneous_ratio=1); the paper's self-distillation mode.
-    Ignored when resuming."""
+    """Warm start (self-distillation) from this run/checkpoint's network; ignored on resume."""
     init_from_ema: bool = True
     """With init_from: take the checkpoint's first EMA average (else its raw weights)."""
     cpu: bool = False
@@ -85,7 +89,8 @@ class TrainConfig:
         _require(_is_number(self.lr) and self.lr > 0, "lr", "must be a positive number", self.lr)
         for option in ("weight_decay", "grad_clip", "ema_warmup_power"):
             value = getattr(self, option)
-            _require(_is_number(value) and value >= 0, option, "must be a non-negative number", value)
+            _require(_is_number(value) and value >= 0, option, "must be a non-negative number",
+                     value)
         _require(isinstance(self.ema_decays, (tuple, list)), "ema_decays",
                  "must be a tuple of floats in [0, 1)", self.ema_decays)
         self.ema_decays = tuple(self.ema_decays)
@@ -99,8 +104,8 @@ class TrainConfig:
                  f"must be one of {MIXED_PRECISION}", self.mixed_precision)
         _require(isinstance(self.output_dir, str) and self.output_dir.strip() != "", "output_dir",
                  "must be a non-empty path", self.output_dir)
-        _require(self.init_from is None or (isinstance(self.init_from, str) and self.init_from != ""),
-                 "init_from", "must be a checkpoint path or None", self.init_from)
+        init_ok = self.init_from is None or (isinstance(self.init_from, str) and self.init_from)
+        _require(init_ok, "init_from", "must be a checkpoint path or None", self.init_from)
         for option in ("resume", "init_from_ema", "cpu"):
             value = getattr(self, option)
             _require(isinstance(value, bool), option, "must be true or false", value)

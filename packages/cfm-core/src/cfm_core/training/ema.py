@@ -52,7 +52,8 @@ class EMA:
     def __init__(self, module: nn.Module, decays: Sequence[float] = (0.999,),
                  warmup_power: float = 0.0) -> None:
         self.decays = tuple(float(d) for d in decays)
-        if any(not 0.0 <= d < 1.0 for d in self.decays) or len(set(self.decays)) != len(self.decays):
+        distinct = len(set(self.decays)) == len(self.decays)
+        if not distinct or any(not 0.0 <= d < 1.0 for d in self.decays):
             raise ValueError(f"EMA decays must be distinct and lie in [0, 1), got {decays}")
         if warmup_power < 0:
             raise ValueError(f"EMA warmup_power must be >= 0, got {warmup_power}")
@@ -65,9 +66,9 @@ class EMA:
     def reset(self) -> None:
         """Restart every average from the module's current weights (update count 0)."""
         self.updates = 0
+        params = _tracked_parameters(self.module)
         self.averages = {
-            decay: {name: p.detach().float().clone() for name, p in _tracked_parameters(self.module)}
-            for decay in self.decays
+            decay: {name: p.detach().float().clone() for name, p in params} for decay in self.decays
         }
 
     def effective_decay(self, decay: float) -> float:
@@ -111,7 +112,8 @@ class EMA:
         with torch.no_grad():
             for decay, average in averages.items():
                 own = self.averages[decay]
-                missing, unexpected = sorted(set(own) - set(average)), sorted(set(average) - set(own))
+                missing = sorted(set(own) - set(average))
+                unexpected = sorted(set(average) - set(own))
                 if missing or unexpected:
                     raise KeyError(f"EMA state (decay {decay}) does not fit the module: missing "
                                    f"{missing[:8]}, unexpected {unexpected[:8]}")

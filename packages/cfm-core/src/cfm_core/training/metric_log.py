@@ -1,4 +1,4 @@
-"""Metric records of a run: JSON lines in ``log.jsonl``, mirrored to TensorBoard when it is installed."""
+"""Metric records of a run: JSON lines in ``log.jsonl``, mirrored to TensorBoard if installed."""
 
 from __future__ import annotations
 

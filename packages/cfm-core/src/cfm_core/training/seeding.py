@@ -1,4 +1,4 @@
-"""Per-step random streams: every training step reseeds the RNGs, so runs reproduce and resume exactly.
+"""Per-step random streams: every step reseeds the RNGs, so runs reproduce and resume exactly.
 
 Step ``s`` first seeds stream 0 (shared by every process) and draws its batch, then seeds stream
 ``1 + rank`` (one per process) for the noise and times of the loss. No RNG state needs saving:

@@ -1,4 +1,4 @@
-"""``Trainer``: the training loop every app shares (CPU, one GPU, or ``accelerate launch`` multi-GPU).
+"""``Trainer``: the training loop every app shares (CPU, a GPU, or ``accelerate launch`` DDP).
 
 Data and processes
 ------------------
@@ -70,7 +70,7 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
 
 
 def warmup_factor(warmup_steps: int) -> Callable[[int], float]:
-    """The LR multiplier of 0-based step ``s``: ``min(1, (s + 1) / warmup_steps)`` (1 without warm-up)."""
+    """The LR multiplier of 0-based step ``s``: ``min(1, (s + 1) / warmup_steps)``, or 1."""
     if warmup_steps == 0:
         return lambda step: 1.0
     return lambda step: min(1.0, (step + 1) / warmup_steps)
@@ -169,9 +169,9 @@ class Trainer:
         latest = latest_checkpoint(self.output_dir)
         if not self.config.resume:
             if latest is not None:
-                raise ConfigError(f"output_dir: {self.output_dir} already holds checkpoints (newest "
-                                  f"{latest.name}); pass resume=True to continue that run, or choose "
-                                  "another output_dir")
+                raise ConfigError(f"output_dir: {self.output_dir} already holds checkpoints "
+                                  f"(newest {latest.name}); pass resume=True to continue that "
+                                  "run, or choose another output_dir")
             return None
         if latest is None:
             raise ConfigError(f"resume: no checkpoint in {self.output_dir} to resume from")
@@ -193,7 +193,8 @@ class Trainer:
             source = load_checkpoint(self.config.init_from, load_optimizer=False)
             check_formulation(source, model)
             state = source.state_dict(use_ema=self.config.init_from_ema)
-            net_state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+            net_state = {k.removeprefix("net."): v for k, v in state.items()
+                         if k.startswith("net.")}
             load_single_time_state_dict(model.net, net_state)
         except (FileNotFoundError, ValueError, KeyError) as err:
             raise ConfigError(f"init_from: {err}") from None
@@ -220,7 +221,8 @@ class Trainer:
         the loss terms. :meth:`fit` calls it once per step before the optimizer step.
         """
         x, cond = self.local_batch(step)
-        seed_everything(step_seed(self.config.seed, step, loss_stream(self.accelerator.process_index)))
+        stream = loss_stream(self.accelerator.process_index)
+        seed_everything(step_seed(self.config.seed, step, stream))
         self.model.train()
         loss, terms = self.model(x, cond, return_terms=True)
         self.accelerator.backward(loss)
