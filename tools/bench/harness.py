@@ -110,7 +110,17 @@ def render(report: Report, machine: dict[str, Any]) -> str:
 
 
 def record(report: Report) -> Path:
-    """Write the JSON result and update ``BENCHMARKS.md``; return the JSON path."""
+    """Write the JSON result and update ``BENCHMARKS.md`` (under a file lock, so benchmarks that
+    finish together do not overwrite each other's sections); return the JSON path."""
+    import fcntl
+
+    BENCHMARKS_MD.parent.mkdir(parents=True, exist_ok=True)
+    with open(ROOT / ".benchmarks.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _record_locked(report)
+
+
+def _record_locked(report: Report) -> Path:
     machine = machine_info()
     payload = {"machine": machine, **asdict(report)}
     out = RESULTS / f"{report.name}.json"

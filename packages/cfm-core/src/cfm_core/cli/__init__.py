@@ -6,10 +6,10 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
-from cfm_core.cli.app import ENTRY_POINT_GROUP, App, Command, ConfigError
+from cfm_core.cli.app import ENTRY_POINT_GROUP, App, Command, ConfigError, lazy
 from cfm_core.cli.config import config_from_dict, config_to_dict, parse_config
 
-__all__ = ["App", "Command", "ConfigError", "config_from_dict", "config_to_dict", "discover_apps", "main", "parse_config"]
+__all__ = ["App", "Command", "ConfigError", "lazy", "config_from_dict", "config_to_dict", "discover_apps", "main", "parse_config"]
 
 
 def discover_apps() -> dict[str, App]:

@@ -11,6 +11,7 @@ normally with :func:`parse_config` (typed dataclasses, presets, ``--help`` with 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -46,3 +47,16 @@ class App:
 
     def command(self, name: str) -> Command | None:
         return next((c for c in self.commands if c.name == name), None)
+
+
+def lazy(target: str) -> Callable[[Sequence[str]], int | None]:
+    """A command body ``"package.module:function"`` imported only when the command runs,
+    so that ``cfm --help`` stays fast however heavy an app's imports are."""
+    module, _, function = target.partition(":")
+    if not module or not function:
+        raise ValueError(f"lazy target must look like 'package.module:function', got {target!r}")
+
+    def run(argv: Sequence[str]) -> int | None:
+        return getattr(importlib.import_module(module), function)(argv)
+
+    return run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -63,20 +64,17 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 def config_from_dict(config_type: type[T], data: Mapping[str, Any]) -> T:
     """Rebuild a (nested) dataclass config from :func:`config_to_dict` output; unknown keys raise."""
-    fields = {f.name: f for f in dataclasses.fields(config_type)}
-    unknown = sorted(set(data) - set(fields))
+    hints = typing.get_type_hints(config_type)
+    names = {f.name for f in dataclasses.fields(config_type)}
+    unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{config_type.__name__}: unknown config keys {unknown}")
     kwargs = {}
     for name, value in data.items():
-        ftype = fields[name].type
-        sub = ftype if isinstance(ftype, type) and dataclasses.is_dataclass(ftype) else None
-        if sub is None and isinstance(ftype, str):
-            default = getattr(config_type, name, None) if not callable(getattr(config_type, name, None)) else None
-            sub = type(default) if dataclasses.is_dataclass(default) else None
-        if sub is not None and isinstance(value, Mapping):
-            value = config_from_dict(sub, value)
-        elif isinstance(value, list):
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+            value = config_from_dict(hint, value)
+        elif isinstance(value, list) and typing.get_origin(hint) is tuple:
             value = tuple(value)
         kwargs[name] = value
     return config_type(**kwargs)

@@ -1,0 +1,209 @@
+"""``cfm toy train | sample | eval | demo | info``: the 2-D toy app, end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cfm_core.cli.app import ConfigError
+from cfm_core.cli.common import load_trained
+from cfm_core.cli.config import config_from_dict, config_to_dict, parse_config
+from cfm_core.evaluation import SweepEntry, nfe_sweep, sweep_table
+from cfm_core.method import MethodConfig, build_cfm
+from cfm_core.metrics import energy_distance, sliced_wasserstein
+from cfm_core.model import CumulativeFlowMap
+from cfm_core.plotting import save_curves, save_scatter_panels
+from cfm_core.toy.backbone import ToyMLP
+from cfm_core.toy.config import (
+    TRAIN_PRESETS,
+    ToyDemoConfig,
+    ToyEvalConfig,
+    ToySampleConfig,
+    ToyTrainConfig,
+)
+from cfm_core.toy.data import sample_toy
+from cfm_core.training import Trainer
+
+APP = "toy"
+
+
+# ------------------------------------------------------------------------------ building --
+def build_model(run_config: dict[str, Any]) -> CumulativeFlowMap:
+    """The CumulativeFlowMap a toy run config describes (fresh weights)."""
+    cfg = config_from_dict(ToyTrainConfig, run_config)
+    embedding = cfg.net.time_embedding
+    if embedding == "auto":
+        embedding = "fourier" if cfg.method.formulation == "edm" else "sinusoidal"
+    net = ToyMLP(dim=2, hidden=cfg.net.hidden, depth=cfg.net.depth, time_embedding=embedding)
+    return build_cfm(net, cfg.method)
+
+
+def toy_batches(name: str, batch_size: int):
+    """``data(step)``: a fresh batch of the toy distribution (the trainer seeds each step)."""
+    return lambda step: sample_toy(name, batch_size)
+
+
+def _sample_hook(name: str):
+    """Every sample_every steps: a scatter of 1-, 2- and 4-jump samples beside the data."""
+
+    def hook(model: CumulativeFlowMap, step: int, out: Path) -> dict[str, float]:
+        gen = torch.Generator().manual_seed(7)
+        noise = torch.randn(2000, 2, generator=gen)
+        data = sample_toy(name, 2000, generator=gen)
+        panels = {"data": data}
+        scores = {}
+        for steps in (1, 2, 4):
+            x = model.sample(noise.to(_device(model)), steps=steps).cpu()
+            panels[f"{steps} step{'s' * (steps > 1)}"] = x
+            scores[f"energy_{steps}step"] = energy_distance(x, data)
+        save_scatter_panels(panels, out / "samples" / f"step-{step:07d}.png", title=f"{name}, step {step}")
+        return scores
+
+    return hook
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+# ----------------------------------------------------------------------------- commands --
+def train(cfg: ToyTrainConfig) -> dict[str, Any]:
+    """Train and return the trainer's summary."""
+    run_config = config_to_dict(cfg)
+    model = build_model(run_config)
+    trainer = Trainer(model, toy_batches(cfg.data, cfg.train.batch_size), cfg.train, run_config=run_config,
+                      app=APP, on_sample=_sample_hook(cfg.data))
+    return trainer.fit()
+
+
+def sample(cfg: ToySampleConfig) -> Path:
+    """Sample a trained model; write NPY and PNG; return the NPY path."""
+    model, ckpt = load_trained(cfg.checkpoint, build_model, APP, cfg.ema_decay, use_ema=not cfg.no_ema)
+    noise = torch.randn(cfg.n, 2, generator=torch.Generator().manual_seed(cfg.seed))
+    if cfg.sampler == "cumulative":
+        x, nfe = model.sample(noise, steps=cfg.steps, return_nfe=True)
+    else:
+        x, nfe = model.sample_instantaneous(noise, steps=cfg.steps, method=cfg.sampler, return_nfe=True)
+    out = Path(cfg.out)
+    _save_npy(out, x.numpy())
+    png = save_scatter_panels({f"{cfg.sampler}, {cfg.steps} step(s), NFE {nfe}": x}, out.with_suffix(".png"))
+    print(f"wrote {out} ({cfg.n} samples, NFE {nfe}) and {png}")
+    return out
+
+
+def evaluate(cfg: ToyEvalConfig) -> dict[str, Any]:
+    """The NFE sweep of a CFM model (and a baseline), scored against held-out data."""
+    model, ckpt = load_trained(cfg.checkpoint, build_model, APP)
+    if cfg.baseline is not None:
+        baseline, base_ckpt = load_trained(cfg.baseline, build_model, APP, option="--baseline")
+        if base_ckpt.meta["config"]["data"] != ckpt.meta["config"]["data"]:
+            raise ConfigError("--baseline was trained on another distribution than --checkpoint")
+    else:
+        baseline = model
+    name = ckpt.meta["config"]["data"]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    noise = torch.randn(cfg.n, 2, generator=gen)
+    held_out = sample_toy(name, cfg.n, generator=gen)
+    entries = nfe_sweep(noise, model, cfg.cfm_steps, baseline, cfg.baseline_steps, cfg.baseline_method)
+    scores = [{"energy_distance": energy_distance(e.samples, held_out),
+               "sliced_wasserstein": sliced_wasserstein(e.samples, held_out)} for e in entries]
+    rows = sweep_table(entries, scores)
+    out = Path(cfg.out) if cfg.out else ckpt.path.parent / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"checkpoint": str(ckpt.path), "baseline": str(cfg.baseline or ckpt.path), "data": name,
+              "n": cfg.n, "seed": cfg.seed, "baseline_method": cfg.baseline_method, "rows": rows}
+    _save_json(out / "metrics.json", result)
+    _figures(entries, rows, held_out, out, name)
+    _print_rows(rows)
+    print(f"wrote {out / 'metrics.json'}, {out / 'samples.png'} and {out / 'quality_vs_nfe.png'}")
+    return result
+
+
+def demo(cfg: ToyDemoConfig) -> dict[str, Any]:
+    """Train CFM and its multi-step baseline side by side (same net and budget), then evaluate."""
+    out = Path(cfg.out)
+    options = {"sigma_data": 1.0} if cfg.formulation == "edm" else {}
+    runs = {}
+    for label, ratio in (("cfm", 0.5), ("baseline", 1.0)):
+        base = ToyTrainConfig(data=cfg.data)
+        run = replace(base, method=MethodConfig(formulation=cfg.formulation, formulation_options=options,
+                                                instantaneous_ratio=ratio),
+                      train=replace(base.train, steps=cfg.steps, seed=cfg.seed, output_dir=str(out / label),
+                                    checkpoint_every=cfg.steps, sample_every=0))
+        print(f"== training {label} ({cfg.formulation}, r=t share {ratio}) on {cfg.data}")
+        train(run)
+        runs[label] = out / label
+    print("== evaluating")
+    return evaluate(ToyEvalConfig(checkpoint=str(runs["cfm"]), baseline=str(runs["baseline"]),
+                                  out=str(out / "eval")))
+
+
+# ------------------------------------------------------------------------------ outputs --
+def _figures(entries: Sequence[SweepEntry], rows, held_out, out: Path, name: str) -> None:
+    panels = {"data": held_out}
+    for e in entries:
+        if e.label == "cfm":
+            panels[f"CFM, {e.steps} step{'s' * (e.steps > 1)}"] = e.samples
+    biggest = max((e for e in entries if e.label == "baseline"), key=lambda e: e.nfe, default=None)
+    if biggest is not None:
+        panels[f"baseline {biggest.sampler}, NFE {biggest.nfe}"] = biggest.samples
+    save_scatter_panels(panels, out / "samples.png", title=name)
+    curves = {}
+    for label in ("cfm", "baseline"):
+        pts = [(r["nfe"], r["energy_distance"]) for r in rows if r["label"] == label]
+        if pts:
+            curves["CFM (cumulative)" if label == "cfm" else "baseline (instantaneous)"] = tuple(zip(*pts))
+    save_curves(curves, out / "quality_vs_nfe.png", xlabel="NFE", ylabel="energy distance (lower is better)",
+                logx=True, title=f"{name}: quality vs network evaluations")
+
+
+def _print_rows(rows) -> None:
+    print(f"{'model':<9} {'sampler':<10} {'steps':>5} {'NFE':>4} {'energy':>9} {'sliced W2':>9} {'ms/sample':>9}")
+    for r in rows:
+        print(f"{r['label']:<9} {r['sampler']:<10} {r['steps']:>5} {r['nfe']:>4} {r['energy_distance']:>9.4f} "
+              f"{r['sliced_wasserstein']:>9.4f} {r['ms_per_sample']:>9.4f}")
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
+    os.close(fd)
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def _save_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------ argv glue --
+def run_train(argv: Sequence[str]) -> int:
+    train(parse_config(ToyTrainConfig, argv, prog="cfm toy train", presets=TRAIN_PRESETS))
+    return 0
+
+
+def run_sample(argv: Sequence[str]) -> int:
+    sample(parse_config(ToySampleConfig, argv, prog="cfm toy sample"))
+    return 0
+
+
+def run_eval(argv: Sequence[str]) -> int:
+    evaluate(parse_config(ToyEvalConfig, argv, prog="cfm toy eval"))
+    return 0
+
+
+def run_demo(argv: Sequence[str]) -> int:
+    demo(parse_config(ToyDemoConfig, argv, prog="cfm toy demo"))
+    return 0

@@ -1,0 +1,128 @@
+"""Configs of the toy app's commands (typed dataclasses: ``--help`` shows every default)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from cfm_core.cli.app import ConfigError
+from cfm_core.method import MethodConfig
+from cfm_core.training import TrainConfig
+
+Distribution = Literal["checkerboard", "eight_gaussians", "two_moons", "spirals", "gaussian_mixture"]
+
+
+@dataclass
+class ToyNetConfig:
+    """The two-time MLP."""
+
+    hidden: int = 256
+    """Width of the MLP."""
+    depth: int = 4
+    """Number of residual blocks."""
+    time_embedding: Literal["auto", "sinusoidal", "fourier"] = "auto"
+    """Time features: auto = Fourier for edm (ln sigma / 4), sinusoidal otherwise."""
+
+    def __post_init__(self) -> None:
+        if self.hidden < 1 or self.depth < 1:
+            raise ConfigError(f"net.hidden and net.depth must be positive, got {self.hidden}, {self.depth}")
+
+
+@dataclass
+class ToyTrainConfig:
+    """Train a CFM (or, with --method.instantaneous-ratio 1, the multi-step baseline) on a 2-D toy."""
+
+    data: Distribution = "checkerboard"
+    """The 2-D distribution to learn."""
+    net: ToyNetConfig = field(default_factory=ToyNetConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=3000, batch_size=512, lr=1e-3, warmup_steps=100, ema_decays=(0.999,),
+        checkpoint_every=1000, log_every=100, output_dir="runs/toy"))
+
+
+def _preset(steps: int, output_dir: str, **method) -> ToyTrainConfig:
+    base = ToyTrainConfig()
+    return replace(base, method=MethodConfig(**method), train=replace(base.train, steps=steps, output_dir=output_dir))
+
+
+TRAIN_PRESETS = {
+    "quick": _preset(1500, "runs/toy-quick"),
+    "baseline": _preset(3000, "runs/toy-baseline", instantaneous_ratio=1.0),
+    "cfm-edm": _preset(3000, "runs/toy-edm", formulation="edm", formulation_options={"sigma_data": 1.0}),
+}
+
+
+@dataclass
+class ToySampleConfig:
+    """Draw samples from a trained toy model and save them as NPY (and a PNG scatter plot)."""
+
+    checkpoint: str
+    """A checkpoint directory or a run directory (its newest checkpoint)."""
+    steps: int = 1
+    """Number of jumps (cumulative) or solver steps (euler/heun)."""
+    sampler: Literal["cumulative", "euler", "heun"] = "cumulative"
+    """cumulative = CFM jumps; euler/heun = the instantaneous (r = t) field, multi-step."""
+    n: int = 5000
+    """Number of samples."""
+    seed: int = 0
+    """Seed of the noise."""
+    out: str = "toy-samples.npy"
+    """Output NPY file (a PNG with the same stem is written beside it)."""
+    ema_decay: float | None = None
+    """Which EMA average to use (default: the first); --no-ema uses the raw weights."""
+    no_ema: bool = False
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.n < 1:
+            raise ConfigError(f"--steps and --n must be positive, got {self.steps}, {self.n}")
+
+
+@dataclass
+class ToyEvalConfig:
+    """Score a trained toy model against held-out samples of its distribution, at several NFE.
+
+    Writes metrics.json, samples.png (data | CFM at each step count | baseline at its largest
+    step count) and quality_vs_nfe.png into --out.
+    """
+
+    checkpoint: str
+    """The CFM checkpoint (or run directory)."""
+    baseline: str | None = None
+    """A multi-step baseline checkpoint; default: the CFM model's own r = t field."""
+    cfm_steps: tuple[int, ...] = (1, 2, 4)
+    """Jump counts for CFM."""
+    baseline_steps: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)
+    """Step counts for the baseline's instantaneous solver."""
+    baseline_method: Literal["euler", "heun"] = "euler"
+    """The baseline's solver (euler is deterministic DDIM for ddim)."""
+    n: int = 5000
+    """Samples per run, and held-out data samples."""
+    seed: int = 1234
+    """Seed of the noise and of the held-out data (never the training stream)."""
+    out: str | None = None
+    """Output folder (default: <run dir>/eval)."""
+
+    def __post_init__(self) -> None:
+        if self.n < 10:
+            raise ConfigError(f"--n must be at least 10, got {self.n}")
+        if not self.cfm_steps or min(self.cfm_steps) < 1 or (self.baseline_steps and min(self.baseline_steps) < 1):
+            raise ConfigError("--cfm-steps and --baseline-steps must be positive integers")
+
+
+@dataclass
+class ToyDemoConfig:
+    """The main job: train CFM and its multi-step baseline on a toy side by side, then evaluate both."""
+
+    data: Distribution = "checkerboard"
+    formulation: Literal["u", "x1", "edm", "ddim"] = "u"
+    """Formulation of both models."""
+    steps: int = 1500
+    """Training steps of each model."""
+    out: str = "runs/toy-demo"
+    """Output folder: cfm/, baseline/ and eval/ inside it."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"--steps must be positive, got {self.steps}")
