@@ -37,8 +37,12 @@ class Table:
                 return f"{value:.4g}"
             return str(value)
 
-        lines = [f"**{self.caption}**", "", "| " + " | ".join(self.columns) + " |",
-                 "|" + "|".join("---" for _ in self.columns) + "|"]
+        lines = [
+            f"**{self.caption}**",
+            "",
+            "| " + " | ".join(self.columns) + " |",
+            "|" + "|".join("---" for _ in self.columns) + "|",
+        ]
         lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in self.rows]
         return "\n".join(lines)
 
@@ -68,14 +72,19 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, check=False).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
     except OSError:
         commit = "unknown"
     from cfm_core import __version__
 
     return {
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
@@ -98,8 +107,14 @@ def _atomic_write(path: Path, text: str) -> None:
 def render(report: Report, machine: dict[str, Any]) -> str:
     """The Markdown section of a report."""
     env = ", ".join(f"{k} {v}" for k, v in machine.items())
-    parts = [f"## {report.title}", "", f"_Measured: {env}._", "",
-             "Settings: " + ", ".join(f"`{k}={v}`" for k, v in report.settings.items()), ""]
+    parts = [
+        f"## {report.title}",
+        "",
+        f"_Measured: {env}._",
+        "",
+        "Settings: " + ", ".join(f"`{k}={v}`" for k, v in report.settings.items()),
+        "",
+    ]
     for table in report.tables:
         parts += [table.markdown(), ""]
     for fig in report.figures:
@@ -127,9 +142,13 @@ def _record_locked(report: Report) -> Path:
     _atomic_write(out, json.dumps(payload, indent=2, default=str) + "\n")
     section = render(report, machine)
     start, end = f"<!-- bench:{report.name}:start -->", f"<!-- bench:{report.name}:end -->"
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else (
-        "# Benchmarks\n\nEvery table below is written by `tools/bench/run.py` from a measured run; "
-        "nothing here is typed by hand. Re-run a benchmark to refresh its section.\n"
+    text = (
+        BENCHMARKS_MD.read_text()
+        if BENCHMARKS_MD.exists()
+        else (
+            "# Benchmarks\n\nEvery table below is written by `tools/bench/run.py` from a measured run; "
+            "nothing here is typed by hand. Re-run a benchmark to refresh its section.\n"
+        )
     )
     block = f"{start}\n{section}{end}"
     if start in text and end in text:

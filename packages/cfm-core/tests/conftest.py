@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from cfm_core.formulations import FORMULATIONS, get_formulation
 
 ALL_FORMULATIONS = sorted(FORMULATIONS)
@@ -30,12 +29,17 @@ class AffineTimeNet(torch.nn.Module):
         super().__init__()
         self.dim = dim
         self.mlp = torch.nn.Sequential(
-            torch.nn.Linear(8, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, hidden), torch.nn.SiLU(),
+            torch.nn.Linear(8, hidden),
+            torch.nn.SiLU(),
+            torch.nn.Linear(hidden, hidden),
+            torch.nn.SiLU(),
             torch.nn.Linear(hidden, 2 * dim),
         )
 
     def forward(self, x, t, r, cond=None):
-        feats = torch.stack([t, r, t * r, t**2, r**2, torch.sin(3 * t), torch.sin(3 * r), t - r], dim=1)
+        feats = torch.stack(
+            [t, r, t * r, t**2, r**2, torch.sin(3 * t), torch.sin(3 * r), t - r], dim=1
+        )
         a, b = self.mlp(feats.float()).chunk(2, dim=1)
         return (1 + a) * x + b
 
@@ -47,8 +51,12 @@ class SmoothNet(torch.nn.Module):
         super().__init__()
         torch.manual_seed(seed)
         self.body = torch.nn.Sequential(
-            torch.nn.Linear(dim + 2, hidden), torch.nn.Tanh(), torch.nn.Dropout(dropout),
-            torch.nn.Linear(hidden, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, dim),
+            torch.nn.Linear(dim + 2, hidden),
+            torch.nn.Tanh(),
+            torch.nn.Dropout(dropout),
+            torch.nn.Linear(hidden, hidden),
+            torch.nn.Tanh(),
+            torch.nn.Linear(hidden, dim),
         )
 
     def forward(self, x, t, r, cond=None):

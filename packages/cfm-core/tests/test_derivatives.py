@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from cfm_core import CumulativeFlowMap
 from cfm_core.derivatives import (
     autograd_derivative,
@@ -32,7 +31,9 @@ def _setup(formulation, n=32, seed=0):
 
 def test_jvp_matches_double_autograd_reference(formulation):
     _, field, x, t, _, _, v = _setup(formulation)
-    torch.testing.assert_close(jvp_derivative(field, x, t, v), autograd_derivative(field, x, t, v), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        jvp_derivative(field, x, t, v), autograd_derivative(field, x, t, v), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_jvp_matches_explicit_partial_derivatives(formulation):
@@ -41,8 +42,9 @@ def test_jvp_matches_explicit_partial_derivatives(formulation):
     dm = jvp_derivative(field, x, t, v)
     for i in range(4):
         ri = r[i : i + 1]
-        jac_x = torch.autograd.functional.jacobian(lambda xi: model.field(xi[None], t[i : i + 1], ri)[0], x[i])
-        jac_t = torch.autograd.functional.jacobian(lambda ti: model.field(x[i : i + 1], ti, ri)[0], t[i : i + 1])[:, 0]
+        ti, xi = t[i : i + 1], x[i : i + 1]
+        jac_x = torch.autograd.functional.jacobian(lambda a, ti=ti, ri=ri: model.field(a[None], ti, ri)[0], x[i])
+        jac_t = torch.autograd.functional.jacobian(lambda b, xi=xi, ri=ri: model.field(xi, b, ri)[0], ti)[:, 0]
         torch.testing.assert_close(dm[i], jac_t + jac_x @ v[i], rtol=1e-4, atol=1e-5)
 
 
@@ -96,8 +98,16 @@ def test_jvp_runs_through_attention():
             self.out = torch.nn.Linear(4, 1)
 
         def forward(self, x, t, r, cond=None):
-            h = self.inp(torch.cat([x[..., None], t[:, None, None].expand(-1, x.shape[1], 1),
-                                    r[:, None, None].expand(-1, x.shape[1], 1)], -1))
+            h = self.inp(
+                torch.cat(
+                    [
+                        x[..., None],
+                        t[:, None, None].expand(-1, x.shape[1], 1),
+                        r[:, None, None].expand(-1, x.shape[1], 1),
+                    ],
+                    -1,
+                )
+            )
             h, _ = self.attn(h, h, h, need_weights=False)
             return self.out(h)[..., 0]
 

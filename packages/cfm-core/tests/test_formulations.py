@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from cfm_core.formulations import EDM, FORMULATIONS, expand_like, get_formulation
 
 from .conftest import interior_times
@@ -13,7 +12,10 @@ from .conftest import interior_times
 def _coefficients(f, t, r):
     """``P``, ``Q`` of ``F = P m + Q x`` as functions of ``(t, r)`` (scalars per sample)."""
     one, zero = torch.ones_like(t), torch.zeros_like(t)
-    p = f.update(one[:, None], zero[:, None], t, r)[:, 0] - f.update(zero[:, None], zero[:, None], t, r)[:, 0]
+    p = (
+        f.update(one[:, None], zero[:, None], t, r)[:, 0]
+        - f.update(zero[:, None], zero[:, None], t, r)[:, 0]
+    )
     q = f.update(zero[:, None], one[:, None], t, r)[:, 0]
     return p, q
 
@@ -29,7 +31,9 @@ def test_field_target_matches_general_field_equation(formulation):
     g = torch.Generator().manual_seed(1)
     x, m_inst, dm = (torch.randn(64, 5, generator=g, dtype=torch.float64) for _ in range(3))
     v = formulation.velocity(m_inst, x, t)
-    general = -(expand_like(p, x) * dm + expand_like(q_t, x) * x + expand_like(q, x) * v) / expand_like(p_t, x)
+    general = -(
+        expand_like(p, x) * dm + expand_like(q_t, x) * x + expand_like(q, x) * v
+    ) / expand_like(p_t, x)
     closed = formulation.field_target(m_inst, x, t, r, dm)
     torch.testing.assert_close(closed, general.detach(), rtol=1e-7, atol=1e-8)
 
@@ -37,7 +41,10 @@ def test_field_target_matches_general_field_equation(formulation):
 def test_velocity_is_the_derivative_of_the_update(formulation):
     t, _ = interior_times(formulation, 32)
     g = torch.Generator().manual_seed(2)
-    x, m = torch.randn(32, 4, generator=g, dtype=torch.float64), torch.randn(32, 4, generator=g, dtype=torch.float64)
+    x, m = (
+        torch.randn(32, 4, generator=g, dtype=torch.float64),
+        torch.randn(32, 4, generator=g, dtype=torch.float64),
+    )
     r = t.clone().requires_grad_(True)
     out = formulation.update(m, x, t, r)
     (dr,) = torch.autograd.grad(out.sum(), r, create_graph=False)
@@ -55,11 +62,18 @@ def test_conditional_update_follows_the_conditional_path(formulation):
     """F with the conditional target moves a path point exactly to the path point at r."""
     t, r = interior_times(formulation, 32)
     g = torch.Generator().manual_seed(3)
-    data, noise = torch.randn(32, 3, generator=g, dtype=torch.float64), torch.randn(32, 3, generator=g, dtype=torch.float64)
+    data, noise = (
+        torch.randn(32, 3, generator=g, dtype=torch.float64),
+        torch.randn(32, 3, generator=g, dtype=torch.float64),
+    )
     x_t = formulation.interpolate(data, noise, t)
     m = formulation.conditional_target(data, noise, t)
-    torch.testing.assert_close(formulation.update(m, x_t, t, r), formulation.interpolate(data, noise, r))
-    torch.testing.assert_close(formulation.velocity(m, x_t, t), formulation.conditional_velocity(data, noise, t))
+    torch.testing.assert_close(
+        formulation.update(m, x_t, t, r), formulation.interpolate(data, noise, r)
+    )
+    torch.testing.assert_close(
+        formulation.velocity(m, x_t, t), formulation.conditional_velocity(data, noise, t)
+    )
 
 
 def test_update_reaches_data_end(formulation):
@@ -88,7 +102,12 @@ def test_edm_grid_follows_karras():
     lo, hi = f.sigma_min ** (1 / 7), f.sigma_max ** (1 / 7)
     for steps in (1, 2, 18):
         expected = [(hi + i / steps * (lo - hi)) ** 7 for i in range(steps)] + [0.0]
-        torch.testing.assert_close(f.time_grid(steps).double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-6, atol=0)
+        torch.testing.assert_close(
+            f.time_grid(steps).double(),
+            torch.tensor(expected, dtype=torch.float64),
+            rtol=1e-6,
+            atol=0,
+        )
 
 
 def test_edm_preconditioning_values():
@@ -136,4 +155,6 @@ def test_field_weight_is_the_ratio_of_time_derivatives(formulation):
     # P_t(t, t): differentiate P(t, s) in t, then set s = t
     p_s, _ = _coefficients(formulation, t2, t.detach())
     (dp_s,) = torch.autograd.grad(p_s.sum(), t2)
-    torch.testing.assert_close(formulation.field_weight(t.detach(), r), dp_r / dp_s, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(
+        formulation.field_weight(t.detach(), r), dp_r / dp_s, rtol=1e-6, atol=1e-9
+    )

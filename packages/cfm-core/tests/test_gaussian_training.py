@@ -13,7 +13,6 @@ import math
 
 import pytest
 import torch
-
 from cfm_core import CumulativeFlowMap
 
 MEAN = torch.tensor([1.0, -0.5])
@@ -35,7 +34,10 @@ class FourierAffineNet(torch.nn.Module):
         super().__init__()
         self.register_buffer("freqs", torch.arange(1, 7).float() * math.pi / 2)
         self.mlp = torch.nn.Sequential(
-            torch.nn.Linear(24, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, hidden), torch.nn.SiLU(),
+            torch.nn.Linear(24, hidden),
+            torch.nn.SiLU(),
+            torch.nn.Linear(hidden, hidden),
+            torch.nn.SiLU(),
             torch.nn.Linear(hidden, 2 * dim),
         )
 
@@ -63,7 +65,9 @@ def _train(name: str, options: dict, steps: int = 800) -> CumulativeFlowMap:
 def test_one_step_moments_after_training(name):
     options, mean_tol, std_tol = SETTINGS[name]
     model = _train(name, options)
-    samples = model.sample(torch.randn(20_000, 2, generator=torch.Generator().manual_seed(1)), steps=1)
+    samples = model.sample(
+        torch.randn(20_000, 2, generator=torch.Generator().manual_seed(1)), steps=1
+    )
     mean_err = (samples.mean(0) - MEAN).abs().max().item()
     std_err = ((samples.std(0) - STD).abs() / STD).max().item()
     assert mean_err < mean_tol, (name, samples.mean(0), samples.std(0))
@@ -75,4 +79,6 @@ def test_untrained_model_fails_the_moment_check():
     torch.manual_seed(0)
     model = CumulativeFlowMap(FourierAffineNet(), "u")
     samples = model.sample(torch.randn(5000, 2), steps=1)
-    assert ((samples.std(0) - STD).abs() / STD).max().item() > 0.2 or (samples.mean(0) - MEAN).abs().max() > 0.3
+    assert ((samples.std(0) - STD).abs() / STD).max().item() > 0.2 or (
+        samples.mean(0) - MEAN
+    ).abs().max() > 0.3

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from cfm_core import CumulativeFlowMap
 from cfm_core.derivatives import autograd_derivative
 
@@ -42,11 +41,15 @@ def test_loss_equals_hand_computed_target(formulation):
     plain = CumulativeFlowMap(model.net, formulation, field_weighting="none", adaptive_p=0.0)
     _fixed_times(plain, u_t, u_r, inst)
     expected_plain = ((model.field(x, t, r) - target) ** 2).mean(1) * f.loss_weight(t)
-    torch.testing.assert_close(plain.loss(data, noise=noise), expected_plain.mean(), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        plain.loss(data, noise=noise), expected_plain.mean(), rtol=1e-4, atol=1e-6
+    )
     adaptive = CumulativeFlowMap(model.net, formulation, adaptive_p=1.0, adaptive_c=0.5)
     _fixed_times(adaptive, u_t, u_r, inst)
     expected_adaptive = expected / (expected.detach() + 0.5)
-    torch.testing.assert_close(adaptive.loss(data, noise=noise), expected_adaptive.mean(), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        adaptive.loss(data, noise=noise), expected_adaptive.mean(), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_r_equal_t_is_the_instantaneous_model(formulation):
@@ -80,7 +83,9 @@ def test_u_loss_is_meanflow_with_time_flipped():
     t_mf, r_mf = 1 - t, 1 - r
     z = (1 - t_mf[:, None]) * data + t_mf[:, None] * noise
     v_mf = noise - data
-    u_val, dudt = torch.func.jvp(u_mf, (z, r_mf, t_mf), (v_mf, torch.zeros_like(r_mf), torch.ones_like(t_mf)))
+    u_val, dudt = torch.func.jvp(
+        u_mf, (z, r_mf, t_mf), (v_mf, torch.zeros_like(r_mf), torch.ones_like(t_mf))
+    )
     target_mf = v_mf - (t_mf - r_mf)[:, None] * dudt
 
     f = model.formulation
@@ -100,7 +105,9 @@ class CountingNet(SmoothNet):
 
     def forward(self, x, t, r, cond=None):
         self.rows += x.shape[0]
-        return super().forward(x, t, r, None if cond is None else cond.float()[:, None].expand_as(x))
+        return super().forward(
+            x, t, r, None if cond is None else cond.float()[:, None].expand_as(x)
+        )
 
 
 @pytest.mark.parametrize("steps", [1, 2, 3, 4, 7])
@@ -110,8 +117,14 @@ def test_nfe_counts_are_exact(formulation, steps):
     noise = torch.randn(5, 3)
     for call, expected in [
         (lambda: model.sample(noise, steps=steps, return_nfe=True), steps),
-        (lambda: model.sample_instantaneous(noise, steps=steps, method="euler", return_nfe=True), steps),
-        (lambda: model.sample_instantaneous(noise, steps=steps, method="heun", return_nfe=True), 2 * steps - 1),
+        (
+            lambda: model.sample_instantaneous(noise, steps=steps, method="euler", return_nfe=True),
+            steps,
+        ),
+        (
+            lambda: model.sample_instantaneous(noise, steps=steps, method="heun", return_nfe=True),
+            2 * steps - 1,
+        ),
     ]:
         net.rows = 0
         _, nfe = call()
@@ -145,7 +158,9 @@ def test_condition_dropout_uses_the_null_condition():
             seen.append(cond.clone())
             return super().forward(x, t, r)
 
-    model = CumulativeFlowMap(Recorder(), "u", null_cond=torch.tensor(-1), cond_dropout=0.5, instantaneous_ratio=1.0)
+    model = CumulativeFlowMap(
+        Recorder(), "u", null_cond=torch.tensor(-1), cond_dropout=0.5, instantaneous_ratio=1.0
+    )
     model.loss(torch.randn(400, 3), cond=torch.ones(400, dtype=torch.long))
     share = (seen[-1] == -1).float().mean().item()
     assert 0.35 < share < 0.65
@@ -182,7 +197,10 @@ def test_bad_inputs_are_named():
         def forward(self, x, t, r, cond=None):
             return x[:, :2]
 
-    with pytest.raises(ValueError, match=r"network output shape \(\d+, 2\) does not match the input shape \(\d+, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"network output shape \(\d+, 2\) does not match the input shape \(\d+, 3\)",
+    ):
         CumulativeFlowMap(WrongShape(), "u").loss(torch.randn(4, 3))
     model = CumulativeFlowMap(SmoothNet(), "u")
     bad = torch.randn(4, 3)

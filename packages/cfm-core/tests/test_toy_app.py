@@ -6,15 +6,34 @@ import json
 
 import numpy as np
 import pytest
-
 from cfm_core.cli import main
 
 
 def _train(tmp_path, name="run", *extra):
     out = tmp_path / name
-    code = main(["toy", "train", "--data", "two_moons", "--net.hidden", "32", "--net.depth", "1",
-                 "--train.steps", "6", "--train.batch-size", "32", "--train.checkpoint-every", "3",
-                 "--train.log-every", "3", "--train.output-dir", str(out), *extra])
+    code = main(
+        [
+            "toy",
+            "train",
+            "--data",
+            "two_moons",
+            "--net.hidden",
+            "32",
+            "--net.depth",
+            "1",
+            "--train.steps",
+            "6",
+            "--train.batch-size",
+            "32",
+            "--train.checkpoint-every",
+            "3",
+            "--train.log-every",
+            "3",
+            "--train.output-dir",
+            str(out),
+            *extra,
+        ]
+    )
     assert code == 0
     return out
 
@@ -34,14 +53,48 @@ def test_train_sample_eval_info(tmp_path, capsys):
     assert (cfm_run / "samples" / "step-0000006.png").is_file()
 
     out = tmp_path / "s.npy"
-    assert main(["toy", "sample", "--checkpoint", str(cfm_run), "--steps", "2", "--n", "50", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "toy",
+                "sample",
+                "--checkpoint",
+                str(cfm_run),
+                "--steps",
+                "2",
+                "--n",
+                "50",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     samples = np.load(out)
     assert samples.shape == (50, 2) and np.isfinite(samples).all()
     assert out.with_suffix(".png").is_file()
 
     eval_dir = tmp_path / "eval"
-    assert main(["toy", "eval", "--checkpoint", str(cfm_run), "--baseline", str(base_run), "--n", "64",
-                 "--baseline-steps", "1", "4", "--out", str(eval_dir)]) == 0
+    assert (
+        main(
+            [
+                "toy",
+                "eval",
+                "--checkpoint",
+                str(cfm_run),
+                "--baseline",
+                str(base_run),
+                "--n",
+                "64",
+                "--baseline-steps",
+                "1",
+                "4",
+                "--out",
+                str(eval_dir),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     nfes = [(r["label"], r["nfe"]) for r in metrics["rows"]]
     assert nfes == [("cfm", 1), ("cfm", 2), ("cfm", 4), ("baseline", 1), ("baseline", 4)]

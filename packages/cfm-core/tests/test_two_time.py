@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
 from cfm_core.nn import TimeMLPEmbedding, TwoTimeEmbedding, load_single_time_state_dict
+from torch import nn
 
 
 class SingleTimeNet(nn.Module):

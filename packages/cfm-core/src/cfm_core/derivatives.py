@@ -35,7 +35,11 @@ def derivative_context(device: torch.device):
     """No grad, no autocast, math attention: the context every derivative pass runs in."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False), sdpa_kernel(SDPBackend.MATH):
+    with (
+        torch.no_grad(),
+        torch.autocast(device_type=device.type, enabled=False),
+        sdpa_kernel(SDPBackend.MATH),
+    ):
         yield
 
 
@@ -80,7 +84,9 @@ def finite_difference_derivative(
     """
     u_t, u_r = formulation.unit_from_time(t), formulation.unit_from_time(r)
     gap = (u_r - u_t).clamp_min(0.0)
-    h = torch.where(gap > 0, torch.minimum(gap, torch.full_like(gap, step)), torch.full_like(gap, step))
+    h = torch.where(
+        gap > 0, torch.minimum(gap, torch.full_like(gap, step)), torch.full_like(gap, step)
+    )
     t_next = formulation.time_from_unit(u_t + h)
     with derivative_context(x.device):
         x_next = formulation.update(m_inst.float(), x.float(), t.float(), t_next.float())

@@ -68,10 +68,18 @@ def nfe_sweep(
             part = noise[start : start + size]
             part_cond = None if cond is None else cond[start : start + size]
             if sampler == "cumulative":
-                x, nfe = model.sample(part, steps=steps, cond=part_cond, guidance=guidance, return_nfe=True)
+                x, nfe = model.sample(
+                    part, steps=steps, cond=part_cond, guidance=guidance, return_nfe=True
+                )
             else:
-                x, nfe = model.sample_instantaneous(part, steps=steps, method=sampler, cond=part_cond,
-                                                    guidance=guidance, return_nfe=True)
+                x, nfe = model.sample_instantaneous(
+                    part,
+                    steps=steps,
+                    method=sampler,
+                    cond=part_cond,
+                    guidance=guidance,
+                    return_nfe=True,
+                )
             chunks.append(x)
         return torch.cat(chunks), nfe
 
@@ -90,7 +98,13 @@ def nfe_sweep(
 def sweep_table(entries: Sequence[SweepEntry], scores: Sequence[dict[str, float]]) -> list[dict]:
     """Rows ``{label, sampler, steps, nfe, ms_per_sample, **score}`` for JSON/Markdown reports."""
     return [
-        {"label": e.label, "sampler": e.sampler, "steps": e.steps, "nfe": e.nfe,
-         "ms_per_sample": 1000 * e.seconds_per_sample, **s}
+        {
+            "label": e.label,
+            "sampler": e.sampler,
+            "steps": e.steps,
+            "nfe": e.nfe,
+            "ms_per_sample": 1000 * e.seconds_per_sample,
+            **s,
+        }
         for e, s in zip(entries, scores, strict=True)
     ]

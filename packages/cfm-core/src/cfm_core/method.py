@@ -42,13 +42,17 @@ class MethodConfig:
 
     def __post_init__(self) -> None:
         if self.formulation not in FORMULATIONS:
-            raise ConfigError(f"method.formulation: unknown {self.formulation!r}; choose one of {sorted(FORMULATIONS)}")
+            raise ConfigError(
+                f"method.formulation: unknown {self.formulation!r}; choose one of {sorted(FORMULATIONS)}"
+            )
         try:
             get_formulation(self.formulation, **self.formulation_options)
         except ValueError as err:
             raise ConfigError(f"method.formulation_options: {err}") from None
         if not 0.0 <= self.instantaneous_ratio <= 1.0:
-            raise ConfigError(f"method.instantaneous_ratio must lie in [0, 1], got {self.instantaneous_ratio}")
+            raise ConfigError(
+                f"method.instantaneous_ratio must lie in [0, 1], got {self.instantaneous_ratio}"
+            )
         if not 0.0 < self.fd_step < 1.0:
             raise ConfigError(f"method.fd_step must lie in (0, 1), got {self.fd_step}")
         if (self.adaptive_p is not None and self.adaptive_p < 0) or self.adaptive_c <= 0:
@@ -62,7 +66,9 @@ class MethodConfig:
         return self.instantaneous_ratio == 1.0
 
 
-def build_cfm(net: nn.Module, method: MethodConfig, null_cond: Condition = None) -> CumulativeFlowMap:
+def build_cfm(
+    net: nn.Module, method: MethodConfig, null_cond: Condition = None
+) -> CumulativeFlowMap:
     """Wrap ``net`` as a :class:`CumulativeFlowMap` configured by ``method``."""
     return CumulativeFlowMap(
         net,

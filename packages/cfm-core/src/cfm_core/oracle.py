@@ -34,7 +34,9 @@ class GaussianOracle:
         mean = torch.as_tensor(mean, dtype=torch.float64)
         covariance = torch.as_tensor(covariance, dtype=torch.float64)
         if mean.ndim != 1 or covariance.shape != (mean.numel(), mean.numel()):
-            raise ValueError(f"need mean (D,) and covariance (D, D), got {tuple(mean.shape)}, {tuple(covariance.shape)}")
+            raise ValueError(
+                f"need mean (D,) and covariance (D, D), got {tuple(mean.shape)}, {tuple(covariance.shape)}"
+            )
         lam, basis = torch.linalg.eigh(0.5 * (covariance + covariance.T))
         if (lam <= 0).any():
             raise ValueError("covariance must be positive definite")
@@ -46,7 +48,9 @@ class GaussianOracle:
         """``(alpha, d alpha, V, dV)`` with ``V``, ``dV`` of shape ``(B, D)`` in the eigenbasis."""
         alpha, sigma, d_alpha, d_sigma = self.formulation.path_coefficients(t.double())
         var = alpha[:, None] ** 2 * self.lam + sigma[:, None] ** 2
-        d_var = 2 * alpha[:, None] * d_alpha[:, None] * self.lam + 2 * sigma[:, None] * d_sigma[:, None]
+        d_var = (
+            2 * alpha[:, None] * d_alpha[:, None] * self.lam + 2 * sigma[:, None] * d_sigma[:, None]
+        )
         return alpha, d_alpha, var, d_var
 
     def sample_marginal(self, z: Tensor, t: Tensor) -> Tensor:
@@ -76,7 +80,10 @@ class GaussianOracle:
     def instantaneous_field(self, x: Tensor, t: Tensor) -> Tensor:
         """The exact marginal instantaneous field ``m_t(x)`` (``E[target | x_t = x]``)."""
         f = self.formulation
-        zero, one = torch.zeros_like(x, dtype=torch.float64), torch.ones_like(x, dtype=torch.float64)
+        zero, one = (
+            torch.zeros_like(x, dtype=torch.float64),
+            torch.ones_like(x, dtype=torch.float64),
+        )
         t64 = t.double()
         a = f.velocity(one, zero, t64)
         b = f.velocity(zero, one, t64)
@@ -85,7 +92,10 @@ class GaussianOracle:
     def cumulative_field(self, x: Tensor, t: Tensor, r: Tensor) -> Tensor:
         """The exact cumulative field ``m_{t->r}(x)``; equals :meth:`instantaneous_field` where ``r = t``."""
         f = self.formulation
-        zero, one = torch.zeros_like(x, dtype=torch.float64), torch.ones_like(x, dtype=torch.float64)
+        zero, one = (
+            torch.zeros_like(x, dtype=torch.float64),
+            torch.ones_like(x, dtype=torch.float64),
+        )
         t64, r64 = t.double(), r.double()
         p = f.update(one, zero, t64, r64) - f.update(zero, zero, t64, r64)
         q = f.update(zero, one, t64, r64)

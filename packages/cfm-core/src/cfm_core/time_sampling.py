@@ -36,7 +36,9 @@ class TimePairSampler:
         if self.kind not in TIME_SAMPLERS:
             raise ValueError(f"unknown time sampler {self.kind!r}; choose one of {TIME_SAMPLERS}")
         if not 0.0 <= self.instantaneous_ratio <= 1.0:
-            raise ValueError(f"instantaneous_ratio must lie in [0, 1], got {self.instantaneous_ratio}")
+            raise ValueError(
+                f"instantaneous_ratio must lie in [0, 1], got {self.instantaneous_ratio}"
+            )
         if self.std <= 0:
             raise ValueError(f"logit-normal std must be positive, got {self.std}")
 
@@ -47,7 +49,10 @@ class TimePairSampler:
         return torch.sigmoid(z)
 
     def __call__(
-        self, batch_size: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+        self,
+        batch_size: int,
+        device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Return ``(u_t, u_r, instantaneous)``; ``instantaneous`` marks the rows with ``r = t``.
 

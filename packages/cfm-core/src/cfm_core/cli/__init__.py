@@ -9,7 +9,17 @@ from importlib.metadata import entry_points
 from cfm_core.cli.app import ENTRY_POINT_GROUP, App, Command, ConfigError, lazy
 from cfm_core.cli.config import config_from_dict, config_to_dict, parse_config
 
-__all__ = ["App", "Command", "ConfigError", "lazy", "config_from_dict", "config_to_dict", "discover_apps", "main", "parse_config"]
+__all__ = [
+    "App",
+    "Command",
+    "ConfigError",
+    "lazy",
+    "config_from_dict",
+    "config_to_dict",
+    "discover_apps",
+    "main",
+    "parse_config",
+]
 
 
 def discover_apps() -> dict[str, App]:
@@ -19,7 +29,9 @@ def discover_apps() -> dict[str, App]:
         try:
             app = ep.load()
         except Exception as err:  # a broken app must not take the others down
-            print(f"warning: could not load cfm app {ep.name!r} ({ep.value}): {err}", file=sys.stderr)
+            print(
+                f"warning: could not load cfm app {ep.name!r} ({ep.value}): {err}", file=sys.stderr
+            )
             continue
         if not isinstance(app, App):
             print(f"warning: entry point {ep.name!r} is not a cfm_core.cli.App", file=sys.stderr)
@@ -65,7 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     app = apps.get(argv[0])
     if app is None:
-        print(f"cfm: unknown app {argv[0]!r}; installed: {', '.join(apps) or 'none'}", file=sys.stderr)
+        print(
+            f"cfm: unknown app {argv[0]!r}; installed: {', '.join(apps) or 'none'}", file=sys.stderr
+        )
         return 2
     if len(argv) < 2 or argv[1] in ("-h", "--help"):
         print(_app_usage(app))
@@ -73,7 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = app.command(argv[1])
     if command is None:
         names = ", ".join(c.name for c in app.commands) or "none"
-        print(f"cfm {app.name}: unknown command {argv[1]!r}; choose one of {names}", file=sys.stderr)
+        print(
+            f"cfm {app.name}: unknown command {argv[1]!r}; choose one of {names}", file=sys.stderr
+        )
         return 2
     try:
         code = command.run(argv[2:])

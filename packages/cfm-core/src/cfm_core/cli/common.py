@@ -6,11 +6,10 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cfm_core.cli.app import Command, ConfigError
 from cfm_core.cli.config import parse_config
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cfm_core.model import CumulativeFlowMap
@@ -26,7 +25,7 @@ def require_path(path: str | Path, what: str, option: str) -> Path:
 
 def load_trained(
     path: str | Path,
-    build: Callable[[dict[str, Any]], "CumulativeFlowMap"],
+    build: Callable[[dict[str, Any]], CumulativeFlowMap],
     app: str,
     decay: float | None = None,
     use_ema: bool = True,
@@ -45,7 +44,9 @@ def load_trained(
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"{option}: {err}") from None
     if checkpoint.meta.get("app") != app:
-        raise ConfigError(f"{option}: {checkpoint.path} was trained by app {checkpoint.meta.get('app')!r}, not {app!r}")
+        raise ConfigError(
+            f"{option}: {checkpoint.path} was trained by app {checkpoint.meta.get('app')!r}, not {app!r}"
+        )
     model = build(checkpoint.meta["config"])
     try:
         build_ema_model(checkpoint, model, decay, use_ema=use_ema)

@@ -48,6 +48,7 @@ def parse_config(
 
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A JSON-friendly dict of a (nested) dataclass config, for checkpoints and logs."""
+
     def convert(value: Any) -> Any:
         if dataclasses.is_dataclass(value):
             return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}

@@ -6,7 +6,6 @@ the path is ``x = x_data + sigma * noise``. Generation runs from ``t`` down to `
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor
 

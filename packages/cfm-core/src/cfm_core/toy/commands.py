@@ -64,7 +64,9 @@ def _sample_hook(name: str):
             x = model.sample(noise.to(_device(model)), steps=steps).cpu()
             panels[f"{steps} step{'s' * (steps > 1)}"] = x
             scores[f"energy_{steps}step"] = energy_distance(x, data)
-        save_scatter_panels(panels, out / "samples" / f"step-{step:07d}.png", title=f"{name}, step {step}")
+        save_scatter_panels(
+            panels, out / "samples" / f"step-{step:07d}.png", title=f"{name}, step {step}"
+        )
         return scores
 
     return hook
@@ -79,22 +81,34 @@ def train(cfg: ToyTrainConfig) -> dict[str, Any]:
     """Train and return the trainer's summary."""
     run_config = config_to_dict(cfg)
     model = build_model(run_config)
-    trainer = Trainer(model, toy_batches(cfg.data, cfg.train.batch_size), cfg.train, run_config=run_config,
-                      app=APP, on_sample=_sample_hook(cfg.data))
+    trainer = Trainer(
+        model,
+        toy_batches(cfg.data, cfg.train.batch_size),
+        cfg.train,
+        run_config=run_config,
+        app=APP,
+        on_sample=_sample_hook(cfg.data),
+    )
     return trainer.fit()
 
 
 def sample(cfg: ToySampleConfig) -> Path:
     """Sample a trained model; write NPY and PNG; return the NPY path."""
-    model, ckpt = load_trained(cfg.checkpoint, build_model, APP, cfg.ema_decay, use_ema=not cfg.no_ema)
+    model, ckpt = load_trained(
+        cfg.checkpoint, build_model, APP, cfg.ema_decay, use_ema=not cfg.no_ema
+    )
     noise = torch.randn(cfg.n, 2, generator=torch.Generator().manual_seed(cfg.seed))
     if cfg.sampler == "cumulative":
         x, nfe = model.sample(noise, steps=cfg.steps, return_nfe=True)
     else:
-        x, nfe = model.sample_instantaneous(noise, steps=cfg.steps, method=cfg.sampler, return_nfe=True)
+        x, nfe = model.sample_instantaneous(
+            noise, steps=cfg.steps, method=cfg.sampler, return_nfe=True
+        )
     out = Path(cfg.out)
     _save_npy(out, x.numpy())
-    png = save_scatter_panels({f"{cfg.sampler}, {cfg.steps} step(s), NFE {nfe}": x}, out.with_suffix(".png"))
+    png = save_scatter_panels(
+        {f"{cfg.sampler}, {cfg.steps} step(s), NFE {nfe}": x}, out.with_suffix(".png")
+    )
     print(f"wrote {out} ({cfg.n} samples, NFE {nfe}) and {png}")
     return out
 
@@ -112,14 +126,28 @@ def evaluate(cfg: ToyEvalConfig) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(cfg.seed)
     noise = torch.randn(cfg.n, 2, generator=gen)
     held_out = sample_toy(name, cfg.n, generator=gen)
-    entries = nfe_sweep(noise, model, cfg.cfm_steps, baseline, cfg.baseline_steps, cfg.baseline_method)
-    scores = [{"energy_distance": energy_distance(e.samples, held_out),
-               "sliced_wasserstein": sliced_wasserstein(e.samples, held_out)} for e in entries]
+    entries = nfe_sweep(
+        noise, model, cfg.cfm_steps, baseline, cfg.baseline_steps, cfg.baseline_method
+    )
+    scores = [
+        {
+            "energy_distance": energy_distance(e.samples, held_out),
+            "sliced_wasserstein": sliced_wasserstein(e.samples, held_out),
+        }
+        for e in entries
+    ]
     rows = sweep_table(entries, scores)
     out = Path(cfg.out) if cfg.out else ckpt.path.parent / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    result = {"checkpoint": str(ckpt.path), "baseline": str(cfg.baseline or ckpt.path), "data": name,
-              "n": cfg.n, "seed": cfg.seed, "baseline_method": cfg.baseline_method, "rows": rows}
+    result = {
+        "checkpoint": str(ckpt.path),
+        "baseline": str(cfg.baseline or ckpt.path),
+        "data": name,
+        "n": cfg.n,
+        "seed": cfg.seed,
+        "baseline_method": cfg.baseline_method,
+        "rows": rows,
+    }
     _save_json(out / "metrics.json", result)
     _figures(entries, rows, held_out, out, name)
     _print_rows(rows)
@@ -134,16 +162,29 @@ def demo(cfg: ToyDemoConfig) -> dict[str, Any]:
     runs = {}
     for label, ratio in (("cfm", 0.5), ("baseline", 1.0)):
         base = ToyTrainConfig(data=cfg.data)
-        run = replace(base, method=MethodConfig(formulation=cfg.formulation, formulation_options=options,
-                                                instantaneous_ratio=ratio),
-                      train=replace(base.train, steps=cfg.steps, seed=cfg.seed, output_dir=str(out / label),
-                                    checkpoint_every=cfg.steps, sample_every=0))
+        run = replace(
+            base,
+            method=MethodConfig(
+                formulation=cfg.formulation, formulation_options=options, instantaneous_ratio=ratio
+            ),
+            train=replace(
+                base.train,
+                steps=cfg.steps,
+                seed=cfg.seed,
+                output_dir=str(out / label),
+                checkpoint_every=cfg.steps,
+                sample_every=0,
+            ),
+        )
         print(f"== training {label} ({cfg.formulation}, r=t share {ratio}) on {cfg.data}")
         train(run)
         runs[label] = out / label
     print("== evaluating")
-    return evaluate(ToyEvalConfig(checkpoint=str(runs["cfm"]), baseline=str(runs["baseline"]),
-                                  out=str(out / "eval")))
+    return evaluate(
+        ToyEvalConfig(
+            checkpoint=str(runs["cfm"]), baseline=str(runs["baseline"]), out=str(out / "eval")
+        )
+    )
 
 
 # ------------------------------------------------------------------------------ outputs --
@@ -160,16 +201,28 @@ def _figures(entries: Sequence[SweepEntry], rows, held_out, out: Path, name: str
     for label in ("cfm", "baseline"):
         pts = [(r["nfe"], r["energy_distance"]) for r in rows if r["label"] == label]
         if pts:
-            curves["CFM (cumulative)" if label == "cfm" else "baseline (instantaneous)"] = tuple(zip(*pts))
-    save_curves(curves, out / "quality_vs_nfe.png", xlabel="NFE", ylabel="energy distance (lower is better)",
-                logx=True, title=f"{name}: quality vs network evaluations")
+            curves["CFM (cumulative)" if label == "cfm" else "baseline (instantaneous)"] = tuple(
+                zip(*pts, strict=True)
+            )
+    save_curves(
+        curves,
+        out / "quality_vs_nfe.png",
+        xlabel="NFE",
+        ylabel="energy distance (lower is better)",
+        logx=True,
+        title=f"{name}: quality vs network evaluations",
+    )
 
 
 def _print_rows(rows) -> None:
-    print(f"{'model':<9} {'sampler':<10} {'steps':>5} {'NFE':>4} {'energy':>9} {'sliced W2':>9} {'ms/sample':>9}")
+    print(
+        f"{'model':<9} {'sampler':<10} {'steps':>5} {'NFE':>4} {'energy':>9} {'sliced W2':>9} {'ms/sample':>9}"
+    )
     for r in rows:
-        print(f"{r['label']:<9} {r['sampler']:<10} {r['steps']:>5} {r['nfe']:>4} {r['energy_distance']:>9.4f} "
-              f"{r['sliced_wasserstein']:>9.4f} {r['ms_per_sample']:>9.4f}")
+        print(
+            f"{r['label']:<9} {r['sampler']:<10} {r['steps']:>5} {r['nfe']:>4} {r['energy_distance']:>9.4f} "
+            f"{r['sliced_wasserstein']:>9.4f} {r['ms_per_sample']:>9.4f}"
+        )
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

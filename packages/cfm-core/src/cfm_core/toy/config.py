@@ -9,7 +9,9 @@ from cfm_core.cli.app import ConfigError
 from cfm_core.method import MethodConfig
 from cfm_core.training import TrainConfig
 
-Distribution = Literal["checkerboard", "eight_gaussians", "two_moons", "spirals", "gaussian_mixture"]
+Distribution = Literal[
+    "checkerboard", "eight_gaussians", "two_moons", "spirals", "gaussian_mixture"
+]
 
 
 @dataclass
@@ -25,7 +27,9 @@ class ToyNetConfig:
 
     def __post_init__(self) -> None:
         if self.hidden < 1 or self.depth < 1:
-            raise ConfigError(f"net.hidden and net.depth must be positive, got {self.hidden}, {self.depth}")
+            raise ConfigError(
+                f"net.hidden and net.depth must be positive, got {self.hidden}, {self.depth}"
+            )
 
 
 @dataclass
@@ -36,20 +40,35 @@ class ToyTrainConfig:
     """The 2-D distribution to learn."""
     net: ToyNetConfig = field(default_factory=ToyNetConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=3000, batch_size=512, lr=1e-3, warmup_steps=100, ema_decays=(0.999,),
-        checkpoint_every=1000, log_every=100, output_dir="runs/toy"))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            steps=3000,
+            batch_size=512,
+            lr=1e-3,
+            warmup_steps=100,
+            ema_decays=(0.999,),
+            checkpoint_every=1000,
+            log_every=100,
+            output_dir="runs/toy",
+        )
+    )
 
 
 def _preset(steps: int, output_dir: str, **method) -> ToyTrainConfig:
     base = ToyTrainConfig()
-    return replace(base, method=MethodConfig(**method), train=replace(base.train, steps=steps, output_dir=output_dir))
+    return replace(
+        base,
+        method=MethodConfig(**method),
+        train=replace(base.train, steps=steps, output_dir=output_dir),
+    )
 
 
 TRAIN_PRESETS = {
     "quick": _preset(1500, "runs/toy-quick"),
     "baseline": _preset(3000, "runs/toy-baseline", instantaneous_ratio=1.0),
-    "cfm-edm": _preset(3000, "runs/toy-edm", formulation="edm", formulation_options={"sigma_data": 1.0}),
+    "cfm-edm": _preset(
+        3000, "runs/toy-edm", formulation="edm", formulation_options={"sigma_data": 1.0}
+    ),
 }
 
 
@@ -106,7 +125,11 @@ class ToyEvalConfig:
     def __post_init__(self) -> None:
         if self.n < 10:
             raise ConfigError(f"--n must be at least 10, got {self.n}")
-        if not self.cfm_steps or min(self.cfm_steps) < 1 or (self.baseline_steps and min(self.baseline_steps) < 1):
+        if (
+            not self.cfm_steps
+            or min(self.cfm_steps) < 1
+            or (self.baseline_steps and min(self.baseline_steps) < 1)
+        ):
             raise ConfigError("--cfm-steps and --baseline-steps must be positive integers")
 
 

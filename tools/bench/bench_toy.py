@@ -1,0 +1,200 @@
+"""Toy benchmark: CFM vs its own multi-step baseline for each formulation, on a 2-D distribution.
+
+For every formulation both models share the network (ToyMLP), the budget and the seed; the baseline
+is trained with r = t only (instantaneous_ratio 1.0). Quality is the energy distance to held-out
+data at NFE 1, 2, 4 (CFM) and 1..128 (baseline, its Euler/DDIM solver). The training cost of one
+step (loss, backward, optimizer) is timed in one process for CFM with both derivative backends and
+for the baseline, on the same batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from cfm_core.cli.config import config_to_dict
+from cfm_core.evaluation import nfe_sweep
+from cfm_core.method import MethodConfig
+from cfm_core.metrics import energy_distance
+from cfm_core.plotting import save_curves
+from cfm_core.toy.commands import build_model, toy_batches
+from cfm_core.toy.config import ToyTrainConfig
+from cfm_core.training import Trainer
+from harness import RESULTS, Report, Table
+
+FORMULATIONS = ("u", "x1", "edm", "ddim")
+CFM_STEPS = (1, 2, 4)
+BASELINE_STEPS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def _config(
+    formulation: str, ratio: float, data: str, steps: int, out: Path, derivative: str = "jvp"
+):
+    options = {"sigma_data": 1.0} if formulation == "edm" else {}
+    base = ToyTrainConfig(data=data)
+    return replace(
+        base,
+        method=MethodConfig(
+            formulation=formulation,
+            formulation_options=options,
+            instantaneous_ratio=ratio,
+            derivative=derivative,
+        ),
+        train=replace(
+            base.train,
+            steps=steps,
+            output_dir=str(out),
+            checkpoint_every=steps,
+            log_every=max(1, steps // 10),
+        ),
+    )
+
+
+def _train(cfg: ToyTrainConfig):
+    run_config = config_to_dict(cfg)
+    model = build_model(run_config)
+    trainer = Trainer(
+        model,
+        toy_batches(cfg.data, cfg.train.batch_size),
+        cfg.train,
+        run_config=run_config,
+        app="toy",
+    )
+    summary = trainer.fit()
+    return trainer.sampling_model(), summary
+
+
+def _step_time(cfg: ToyTrainConfig, repeats: int) -> float:
+    """Seconds per training step (loss + backward + AdamW step), after a warm-up."""
+    model = build_model(config_to_dict(cfg))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    data = toy_batches(cfg.data, cfg.train.batch_size)
+    for i in range(5):
+        loss = model.loss(data(i))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    start = time.perf_counter()
+    for i in range(repeats):
+        loss = model.loss(data(i))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - start) / repeats
+
+
+def run(argv: list[str]) -> Report:
+    parser = argparse.ArgumentParser(prog="run.py toy", description=__doc__)
+    parser.add_argument("--data", default="checkerboard")
+    parser.add_argument("--steps", type=int, default=3000, help="training steps of every model")
+    parser.add_argument("--n", type=int, default=5000, help="samples per evaluation")
+    parser.add_argument("--timing-steps", type=int, default=50)
+    parser.add_argument("--formulations", nargs="+", default=list(FORMULATIONS))
+    parser.add_argument("--quick", action="store_true", help="300 steps, 1000 samples: a smoke run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.n, args.timing_steps = 300, 1000, 10
+
+    quality_rows, cost_rows, curves = [], [], {}
+    gen = torch.Generator().manual_seed(1234)
+    noise = torch.randn(args.n, 2, generator=gen)
+    from cfm_core.toy.data import sample_toy
+
+    held_out = sample_toy(args.data, args.n, generator=gen)
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in args.formulations:
+            cfm, _ = _train(_config(f, 0.5, args.data, args.steps, Path(tmp) / f"{f}-cfm"))
+            base, _ = _train(_config(f, 1.0, args.data, args.steps, Path(tmp) / f"{f}-base"))
+            entries = nfe_sweep(noise, cfm, CFM_STEPS, base, BASELINE_STEPS, "euler")
+            scores = {(e.label, e.nfe): energy_distance(e.samples, held_out) for e in entries}
+            ms = {(e.label, e.nfe): 1000 * e.seconds_per_sample for e in entries}
+            for label in ("cfm", "baseline"):
+                steps = CFM_STEPS if label == "cfm" else BASELINE_STEPS
+                quality_rows.append(
+                    [f, "CFM" if label == "cfm" else "baseline"]
+                    + [scores.get((label, s), "") for s in BASELINE_STEPS]
+                )
+                curves[f"{f} {'CFM' if label == 'cfm' else 'baseline'}"] = (
+                    list(steps),
+                    [scores[(label, s)] for s in steps],
+                )
+            times = {
+                name: _step_time(
+                    _config(f, ratio, args.data, 1, Path(tmp) / "t", derivative), args.timing_steps
+                )
+                for name, ratio, derivative in (
+                    ("baseline", 1.0, "jvp"),
+                    ("jvp", 0.5, "jvp"),
+                    ("fd", 0.5, "finite_difference"),
+                )
+            }
+            cost_rows.append(
+                [
+                    f,
+                    1000 * times["baseline"],
+                    1000 * times["jvp"],
+                    times["jvp"] / times["baseline"],
+                    1000 * times["fd"],
+                    times["fd"] / times["baseline"],
+                    scores[("cfm", 1)] <= scores[("baseline", 64)],
+                    ms[("cfm", 1)],
+                    ms[("baseline", 64)],
+                ]
+            )
+            print(
+                f"{f}: CFM@1 {scores[('cfm', 1)]:.4f}, baseline@64 {scores[('baseline', 64)]:.4f}, "
+                f"step ratio jvp {times['jvp'] / times['baseline']:.2f}",
+                flush=True,
+            )
+    figure = save_curves(
+        curves,
+        RESULTS / "toy_quality_vs_nfe.png",
+        xlabel="NFE",
+        ylabel="energy distance (lower is better)",
+        logx=True,
+        logy=True,
+        title=f"{args.data}: CFM vs multi-step baseline",
+    )
+    return Report(
+        name="toy",
+        title=f"Toy: CFM vs multi-step baseline on {args.data} (CPU)",
+        settings={
+            "data": args.data,
+            "train_steps": args.steps,
+            "batch": 512,
+            "net": "ToyMLP 256x4",
+            "eval_samples": args.n,
+            "baseline_solver": "euler (DDIM step for ddim)",
+        },
+        tables=[
+            Table(
+                "Energy distance to held-out data (lower is better) at each NFE",
+                ["formulation", "model"] + [f"NFE {s}" for s in BASELINE_STEPS],
+                quality_rows,
+            ),
+            Table(
+                "Training step time (ms) and ratio to the baseline; sampling ms per sample",
+                [
+                    "formulation",
+                    "baseline ms",
+                    "CFM-jvp ms",
+                    "jvp ratio",
+                    "CFM-fd ms",
+                    "fd ratio",
+                    "CFM@1 <= baseline@64",
+                    "CFM@1 ms/sample",
+                    "baseline@64 ms/sample",
+                ],
+                cost_rows,
+            ),
+        ],
+        figures=[str(figure)],
+        notes=[
+            "Targets (issue): CFM at 1 NFE at least as good as the baseline at 64 NFE; a training step "
+            "at most 1.5x the baseline's."
+        ],
+    )
