@@ -11,10 +11,13 @@ from torch import Tensor, nn
 class SinusoidalTimeEmbedding(nn.Module):
     """Transformer-style sinusoidal features ``[cos(s t w_k), sin(s t w_k)]`` with geometric ``w_k``.
 
-    ``scale`` multiplies the time first (1000 suits times in ``[0, 1]``, as DDPM's step index).
+    ``scale`` multiplies the time first, so the highest frequency is ``scale`` radians per unit
+    time. CFM differentiates the network in ``t``, so the default is low (10, for times in
+    ``[0, 1]``): DDPM's usual 1000 made the field-equation targets explode on the toys
+    (BENCHMARKS.md and the README have the measurement).
     """
 
-    def __init__(self, dim: int, scale: float = 1000.0, max_period: float = 10000.0) -> None:
+    def __init__(self, dim: int, scale: float = 10.0, max_period: float = 10000.0) -> None:
         super().__init__()
         if dim % 2:
             raise ValueError(f"embedding dim must be even, got {dim}")
@@ -30,9 +33,10 @@ class SinusoidalTimeEmbedding(nn.Module):
 
 class FourierTimeEmbedding(nn.Module):
     """Random Fourier features ``[cos(2 pi w t), sin(2 pi w t)]`` with fixed ``w ~ N(0, scale^2)``
-    (NCSN++/EDM style, good for EDM's ``c_noise``)."""
+    (NCSN++/EDM style). The default ``scale = 1`` (as Geometry Distributions) keeps the network smooth
+    in ``t``, which the field-equation target differentiates; NCSN++'s 16 made CFM diverge on the toys."""
 
-    def __init__(self, dim: int, scale: float = 16.0, seed: int = 0) -> None:
+    def __init__(self, dim: int, scale: float = 1.0, seed: int = 0) -> None:
         super().__init__()
         if dim % 2:
             raise ValueError(f"embedding dim must be even, got {dim}")

@@ -21,7 +21,7 @@ from cfm_core.method import MethodConfig, build_cfm
 from cfm_core.metrics import energy_distance, sliced_wasserstein
 from cfm_core.model import CumulativeFlowMap
 from cfm_core.plotting import save_curves, save_scatter_panels
-from cfm_core.toy.backbone import ToyMLP
+from cfm_core.toy.backbone import ToyMLP, default_time_embedding
 from cfm_core.toy.config import (
     TRAIN_PRESETS,
     ToyDemoConfig,
@@ -41,7 +41,7 @@ def build_model(run_config: dict[str, Any]) -> CumulativeFlowMap:
     cfg = config_from_dict(ToyTrainConfig, run_config)
     embedding = cfg.net.time_embedding
     if embedding == "auto":
-        embedding = "fourier" if cfg.method.formulation == "edm" else "sinusoidal"
+        embedding = default_time_embedding(cfg.method.formulation)
     net = ToyMLP(dim=2, hidden=cfg.net.hidden, depth=cfg.net.depth, time_embedding=embedding)
     return build_cfm(net, cfg.method)
 

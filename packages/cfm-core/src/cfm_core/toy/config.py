@@ -23,7 +23,7 @@ class ToyNetConfig:
     depth: int = 4
     """Number of residual blocks."""
     time_embedding: Literal["auto", "sinusoidal", "fourier"] = "auto"
-    """Time features: auto = Fourier for edm (ln sigma / 4), sinusoidal otherwise."""
+    """Time features: auto = low-frequency Fourier features (the measured best; see the backbone)."""
 
     def __post_init__(self) -> None:
         if self.hidden < 1 or self.depth < 1:
