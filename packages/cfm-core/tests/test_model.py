@@ -222,3 +222,30 @@ def test_bad_inputs_are_named():
 
     with pytest.raises(FloatingPointError, match="non-finite CFM loss"):
         CumulativeFlowMap(Overflow(), "u", instantaneous_ratio=1.0).loss(torch.randn(4, 3))
+
+
+def test_dict_condition_dropout_keeps_none_entries_and_custom_noise_is_used():
+    seen = []
+
+    class Recorder(SmoothNet):
+        def forward(self, x, t, r, cond=None):
+            seen.append({k: v.clone() for k, v in cond.items()})
+            return super().forward(x, t, r)
+
+    calls = []
+
+    def noise_sampler(x, cond):
+        calls.append(cond["points"].shape)
+        return torch.zeros_like(x)
+
+    model = CumulativeFlowMap(
+        Recorder(), "u", null_cond={"points": None, "label": torch.tensor(-1)}, cond_dropout=0.5,
+        instantaneous_ratio=1.0, noise_sampler=noise_sampler, adaptive_p=0.0,
+    )
+    points = torch.randn(200, 4)
+    model.loss(torch.randn(200, 3), cond={"points": points, "label": torch.ones(200, dtype=torch.long)})
+    assert calls == [(200, 4)]
+    got = seen[-1]
+    assert 0.3 < (got["label"] == -1).float().mean().item() < 0.7
+    # the positions are inputs, not a condition: untouched (rows are a permutation of the originals)
+    assert torch.allclose(got["points"].sort(0).values, points.sort(0).values)

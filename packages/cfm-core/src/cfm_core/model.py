@@ -14,7 +14,7 @@ same network and needs no synchronisation.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -51,7 +51,12 @@ def select_condition(cond: Condition, index: Tensor) -> Condition:
 
 
 def _replace_rows(cond: Condition, null_cond: Condition, mask: Tensor) -> Condition:
-    """``cond`` with the rows in ``mask`` replaced by ``null_cond`` (same structure, broadcastable)."""
+    """``cond`` with the rows in ``mask`` replaced by ``null_cond`` (same structure, broadcastable).
+
+    A ``None`` entry of a dict/tuple ``null_cond`` keeps that part of the condition as it is (e.g.
+    query positions that are inputs, not a condition to drop)."""
+    if null_cond is None:
+        return cond
     if isinstance(cond, Tensor):
         null = torch.as_tensor(null_cond, dtype=cond.dtype, device=cond.device).expand_as(cond)
         return torch.where(mask.reshape((-1,) + (1,) * (cond.ndim - 1)), null, cond)
@@ -114,8 +119,11 @@ class CumulativeFlowMap(nn.Module):
             formulation's measured default (0 for u, x1 and edm; 1 for ddim).
         null_cond: the condition meaning "unconditional" (e.g. a tensor holding the extra class
             index), used by ``cond_dropout`` in training and by classifier-free guidance in sampling.
-            Without it, guidance calls the network with ``cond=None``.
+            For dict/tuple conditions give the same structure; a ``None`` entry leaves that part
+            untouched. Without it, guidance calls the network with ``cond=None``.
         cond_dropout: share of training rows whose condition is replaced by ``null_cond``.
+        noise_sampler: ``noise_sampler(x_data, cond) -> noise`` for training when ``noise`` is not
+            passed (default: ``torch.randn_like``); e.g. spatially correlated noise for functions.
         formulation_options: keyword arguments for the formulation when given by name.
     """
 
@@ -135,6 +143,7 @@ class CumulativeFlowMap(nn.Module):
         null_cond: Condition = None,
         cond_dropout: float = 0.0,
         formulation_options: dict[str, Any] | None = None,
+        noise_sampler: Callable[[Tensor, Condition], Tensor] | None = None,
     ) -> None:
         super().__init__()
         if not callable(net):
@@ -175,6 +184,7 @@ class CumulativeFlowMap(nn.Module):
         self.adaptive_p, self.adaptive_c = float(adaptive_p), float(adaptive_c)
         self.null_cond = null_cond
         self.cond_dropout = float(cond_dropout)
+        self.noise_sampler = noise_sampler
 
     # ------------------------------------------------------------------ field --
     def field(self, x: Tensor, t: Tensor, r: Tensor, cond: Condition = None) -> Tensor:
@@ -215,8 +225,8 @@ class CumulativeFlowMap(nn.Module):
         if not torch.isfinite(x_data).all():
             raise ValueError("x_data contains NaN or inf")
         if noise is None:
-            noise = torch.randn_like(x_data)
-        elif noise.shape != x_data.shape:
+            noise = torch.randn_like(x_data) if self.noise_sampler is None else self.noise_sampler(x_data, cond)
+        if noise.shape != x_data.shape:
             raise ValueError(
                 f"noise shape {tuple(noise.shape)} does not match x_data shape {tuple(x_data.shape)}"
             )
