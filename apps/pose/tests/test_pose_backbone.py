@@ -52,7 +52,7 @@ def test_jvp_matches_central_differences(mode):
     net = _net(mode)
     x, t, r, cond = _inputs(mode)
     g = torch.Generator().manual_seed(2)
-    vx, vt, vr = torch.randn(x.shape, generator=g), 0.01 * torch.ones(3), -0.01 * torch.ones(3)
+    vx, vt, vr = torch.randn(x.shape, generator=g), 0.5 * torch.ones(3), -0.5 * torch.ones(3)
 
     def f(x_, t_, r_):
         return net(x_, t_, r_, cond)

@@ -52,16 +52,17 @@ def test_every_joint_collects_points_when_the_surface_is_dense():
 
 def test_batches_have_the_documented_shapes():
     characters = character_batch(1, 3, seed=0, n_points=64, template="biped")
-    points, x = fixed_topology_batch(characters)
+    clouds, skeletons = [c.points for c in characters], [c.skeleton for c in characters]
+    points, x = fixed_topology_batch(clouds, skeletons)
     assert points.shape == (3, 64, 3) and x.shape == (3, 66) and x.dtype == torch.float32
     np.testing.assert_allclose(vector_to_joints(x)[1].numpy(), characters[1].skeleton.joints,
                                atol=1e-6)
     assert torch.equal(joints_to_vector(vector_to_joints(x)), x)
-    points, targets = pdt_batch(characters)
+    points, targets = pdt_batch(clouds, skeletons)
     assert points.shape == targets.shape == (3, 64, 3)
     mixed = character_batch(0, 8, seed=0, n_points=16)
     assert len({c.template for c in mixed}) > 1
     with pytest.raises(ValueError, match="one template"):
-        fixed_topology_batch(mixed)
+        fixed_topology_batch([c.points for c in mixed], [c.skeleton for c in mixed])
     with pytest.raises(ValueError, match=r"\(B, J\*3\)"):
         vector_to_joints(torch.zeros(2, 5))

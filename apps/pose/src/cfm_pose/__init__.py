@@ -1,1 +1,1 @@
-"""cfm-pose: placeholder."""
+"""cfm-pose: skeleton joints from point clouds with Cumulative Flow Maps (``cfm pose``)."""

@@ -6,8 +6,11 @@
 * ``mode="vector"`` (fixed topology): ``x (B, data_dim)``, e.g. ``data_dim = 3 J``; the MLP reads
   ``[x, code]`` where ``code`` is the :class:`PointSetEncoder` encoding of ``cond``.
 * ``mode="per_point"`` (PDT-style variable topology): ``x (B, N, 3)`` paired row by row with
-  ``cond (B, N, 3)``; the same MLP runs on every point, reading ``[F(x_i), F(p_i), code]`` where
-  ``F`` adds sin/cos features ``(sin 2^k pi v, cos 2^k pi v)`` for ``k < fourier_levels``.
+  ``cond (B, N, 3)``; the same MLP runs on every point, reading ``[x_i, F(p_i), code]`` where
+  ``F`` adds sin/cos features ``(sin 2^k pi v, cos 2^k pi v)`` for ``k < fourier_levels``. The
+  noisy state ``x_i`` enters raw: CFM's training target contains the network's derivative along
+  the trajectory, and sin/cos features of ``x`` would multiply it by up to ``2^k pi`` (on the
+  procedural characters the u-formulation's cumulative loss then sat in the hundreds).
 
 The two times enter through ``TwoTimeEmbedding(TimeMLPEmbedding(...))`` (sinusoidal features for
 times in ``[0, 1]``, random Fourier features for EDM's ``ln(sigma)/4``); the embedding, plus a
@@ -124,7 +127,7 @@ class PoseMLP(nn.Module):
         self.encoder = PointSetEncoder(cfg.code_dim, cfg.encoder_hidden, cfg.encoder_depth,
                                        cfg.fourier_levels)
         point_features = 3 * (1 + 2 * cfg.fourier_levels)
-        in_dim = cfg.data_dim if cfg.mode == "vector" else 2 * point_features
+        in_dim = cfg.data_dim if cfg.mode == "vector" else 3 + point_features
         self.input = nn.Linear(in_dim + cfg.code_dim, cfg.hidden)
         self.code_to_cond = nn.Linear(cfg.code_dim, cfg.time_dim)
         self.blocks = nn.ModuleList(ModulatedResidualBlock(cfg.hidden, cfg.time_dim)
@@ -159,8 +162,7 @@ class PoseMLP(nn.Module):
             h = self.input(torch.cat([x, code], dim=-1))
         else:
             levels = self.cfg.fourier_levels
-            per_point = torch.cat([fourier_features(x, levels),
-                                   fourier_features(cond.to(x.dtype), levels),
+            per_point = torch.cat([x, fourier_features(cond.to(x.dtype), levels),
                                    code[:, None].expand(-1, x.shape[1], -1)], dim=-1)
             h = self.input(per_point)
             c = c[:, None]

@@ -39,3 +39,11 @@ class Normalization:
     def apply(self, points: np.ndarray) -> np.ndarray:
         """Map points of any shape ``(..., 3)``."""
         return (np.asarray(points, np.float64) - self.offset) * self.scale
+
+    def invert(self, points: np.ndarray) -> np.ndarray:
+        """The inverse map: normalised points ``(..., 3)`` back to the original frame."""
+        return np.asarray(points, np.float64) / self.scale + self.offset
+
+    def to_dict(self) -> dict[str, list[float] | float]:
+        """JSON-friendly ``{"offset": [x, y, z], "scale": s}``."""
+        return {"offset": [float(v) for v in self.offset], "scale": float(self.scale)}

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from cfm_pose.capsules import segment_distances
-from cfm_pose.procedural import Character
 from cfm_pose.skeleton import Skeleton
 
 PDT_RULES = ("bone", "joint")
@@ -70,17 +69,17 @@ def _stack(arrays: Sequence[np.ndarray], what: str) -> torch.Tensor:
     return torch.as_tensor(np.stack(arrays), dtype=torch.float32)
 
 
-def fixed_topology_batch(characters: Sequence[Character]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(points (B, N, 3), x (B, J * 3))`` for characters that share one skeleton template."""
-    names = {c.skeleton.names for c in characters}
-    if len(names) != 1:
-        raise ValueError("fixed-topology batches need characters of one template")
-    joints = _stack([c.skeleton.joints for c in characters], "skeletons")
-    return _stack([c.points for c in characters], "point sets"), joints_to_vector(joints)
+def fixed_topology_batch(points: Sequence[np.ndarray], skeletons: Sequence[Skeleton]
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(points (B, N, 3), x (B, J * 3))`` for shapes whose skeletons share one joint layout."""
+    if len({s.names for s in skeletons}) != 1:
+        raise ValueError("fixed-topology batches need skeletons of one template (same joints)")
+    joints = _stack([s.joints for s in skeletons], "skeletons")
+    return _stack(points, "point sets"), joints_to_vector(joints)
 
 
-def pdt_batch(characters: Sequence[Character], rule: str = "bone"
+def pdt_batch(points: Sequence[np.ndarray], skeletons: Sequence[Skeleton], rule: str = "bone"
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(points (B, N, 3), x (B, N, 3))``: input points and their PDT targets (module doc)."""
-    targets = [pdt_targets(c.points, c.skeleton, rule) for c in characters]
-    return _stack([c.points for c in characters], "point sets"), _stack(targets, "targets")
+    targets = [pdt_targets(p, s, rule) for p, s in zip(points, skeletons, strict=True)]
+    return _stack(points, "point sets"), _stack(targets, "targets")

@@ -1,0 +1,250 @@
+"""Configs of the pose app's commands (typed dataclasses: ``--help`` shows every default).
+
+The data kind decides what the model generates (see :mod:`cfm_pose.encoding`):
+
+* ``--data procedural --procedural.template mixed`` (default): characters of every template, so the
+  skeletons differ in joint count: **per-point** (PDT-style) targets, joints by mean shift.
+* ``--data procedural --procedural.template biped`` (or another template): one joint layout:
+  **fixed-topology** vector of the template's joints.
+* ``--data smpl``: SMPL's 24 joints: **fixed-topology** vector.
+* ``--data rignet``: rigs of any layout: **per-point** targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Literal
+
+import tyro
+from cfm_core.cli.app import ConfigError
+from cfm_core.method import MethodConfig
+from cfm_core.training import TrainConfig
+
+DataKind = Literal["procedural", "smpl", "rignet"]
+Template = Literal["mixed", "biped", "quadruped", "tailed_biped", "four_armed_biped"]
+RigNetSplit = Literal["train", "val", "test", "all"]
+Sampler = Literal["cumulative", "euler", "heun"]
+
+
+def _positive(**values: float) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise ConfigError(f"{name} must be positive, got {value}")
+
+
+@dataclass
+class ProceduralConfig:
+    """Procedural capsule characters (:mod:`cfm_pose.procedural`), generated on the fly."""
+
+    template: Template = "mixed"
+    """mixed: every template (variable topology, per-point); a name: that one (fixed topology)."""
+
+
+@dataclass
+class SmplConfig:
+    """SMPL bodies posed by smplx (:class:`cfm_pose.smpl_sampler.SmplBodySampler`)."""
+
+    model: str | None = None
+    """SMPL .pkl/.npz (original chumpy pickles too) or a folder with SMPL_<GENDER>.pkl."""
+    motion: str | None = None
+    """AMASS-style .npz with 'poses' (and 'betas') to draw poses from; default: random poses."""
+    gender: str = "neutral"
+    """Picks SMPL_<GENDER>.pkl when --smpl.model is a folder."""
+    num_betas: int = 10
+    """Shape parameters used."""
+    beta_std: float = 1.0
+    """Spread of the random shape parameters."""
+    pose_std: float = 0.2
+    """Spread (radians) of each random axis-angle component of the body pose."""
+
+    def __post_init__(self) -> None:
+        if self.num_betas < 1 or self.beta_std < 0 or self.pose_std < 0:
+            raise ConfigError("smpl.num_betas must be >= 1 and smpl.beta_std, smpl.pose_std >= 0")
+
+
+@dataclass
+class RigNetConfig:
+    """A ModelsResource-RigNetv1 folder (obj/, rig_info/, *_final.txt split lists)."""
+
+    root: str | None = None
+    """The RigNet folder."""
+    split: RigNetSplit = "train"
+    """Training characters: a split list (<split>_final.txt) or all rig files."""
+    eval_split: RigNetSplit = "test"
+    """Held-out characters for `cfm pose eval` and the training previews."""
+    mesh_dir: str = "obj"
+    """Mesh subfolder (obj or obj_remesh)."""
+    rig_dir: str = "rig_info"
+    """Rig subfolder (rig_info or rig_info_remesh)."""
+
+
+@dataclass
+class PoseNetConfig:
+    """The :class:`~cfm_pose.backbone.PoseMLP` backbone (the time features follow the formulation:
+    Fourier for edm, sinusoidal otherwise)."""
+
+    hidden: int = 256
+    """Width of the residual MLP."""
+    depth: int = 4
+    """Residual blocks."""
+    time_dim: int = 128
+    """Width of the two-time embedding (even)."""
+    code_dim: int = 256
+    """Size of the point-cloud code."""
+    encoder_hidden: int = 128
+    """Width of the PointNet encoder."""
+    encoder_depth: int = 3
+    """Layers of the PointNet encoder."""
+    fourier_levels: int = 6
+    """Sin/cos octaves of the point coordinates."""
+
+    def __post_init__(self) -> None:
+        if min(self.hidden, self.depth, self.time_dim, self.code_dim, self.encoder_hidden,
+               self.encoder_depth) < 1 or self.fourier_levels < 0 or self.time_dim % 2:
+            raise ConfigError("net sizes must be positive (time_dim even, fourier_levels >= 0)")
+
+
+@dataclass
+class PoseTrainConfig:
+    """Train a CFM (or, with --method.instantaneous-ratio 1, the multi-step baseline) to predict
+    skeleton joints from a shape's surface points."""
+
+    data: DataKind = "procedural"
+    """procedural (built in), smpl (needs --smpl.model) or rignet (needs --rignet.root)."""
+    n_points: int = 1024
+    """Surface points per shape: the condition (and, per point, the generated points)."""
+    data_scale: float = 4.0
+    """Generated coordinates: (p - (0, 0.5, 0)) * data_scale, p in the unit-box shape frame."""
+    pdt_rule: Literal["bone", "joint"] = "bone"
+    """Per-point target: the nearer end of the nearest bone, or the nearest joint."""
+    procedural: ProceduralConfig = field(default_factory=ProceduralConfig)
+    smpl: SmplConfig = field(default_factory=SmplConfig)
+    rignet: RigNetConfig = field(default_factory=RigNetConfig)
+    net: PoseNetConfig = field(default_factory=PoseNetConfig)
+    method: MethodConfig = field(default_factory=lambda: MethodConfig(formulation="ddim"))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=3000, batch_size=16, lr=1e-3, warmup_steps=100, ema_decays=(0.999,),
+        ema_warmup_power=0.75, checkpoint_every=1000, log_every=50, sample_every=1000, output_dir="runs/pose"))
+
+    def __post_init__(self) -> None:
+        if self.n_points < 16:
+            raise ConfigError(f"n_points must be at least 16, got {self.n_points}")
+        _positive(data_scale=self.data_scale)
+        if self.data == "smpl" and not self.smpl.model:
+            raise ConfigError("--data smpl needs --smpl.model PATH (an SMPL .pkl/.npz or folder)")
+        if self.data == "rignet" and not self.rignet.root:
+            raise ConfigError("--data rignet needs --rignet.root PATH (a RigNet folder)")
+
+
+def _preset(steps: int, output_dir: str, template: Template = "mixed", **method) -> PoseTrainConfig:
+    base = PoseTrainConfig(procedural=ProceduralConfig(template))
+    return replace(base, method=MethodConfig(**{"formulation": "ddim", **method}),
+                   train=replace(base.train, steps=steps, output_dir=output_dir))
+
+
+TRAIN_PRESETS = {
+    "quick": replace(_preset(600, "runs/pose-quick"), n_points=512,
+                     net=PoseNetConfig(hidden=128, depth=3, code_dim=128, encoder_hidden=64)),
+    "baseline": _preset(3000, "runs/pose-baseline", instantaneous_ratio=1.0),
+    "cfm-u": _preset(3000, "runs/pose-u", formulation="u"),
+    "biped": _preset(3000, "runs/pose-biped", template="biped"),
+    "biped-baseline": _preset(3000, "runs/pose-biped-baseline", template="biped",
+                              instantaneous_ratio=1.0),
+}
+
+
+@dataclass
+class ExtractionConfig:
+    """Joints from generated per-point outputs: mean shift + NMS (:mod:`cfm_pose.clustering`);
+    the same settings at every NFE. Unused for fixed topologies."""
+
+    bandwidth: float = 0.04
+    """Kernel bandwidth in unit-box shape units (RigNet's learned value: 0.043)."""
+    min_count: int = 5
+    """Fewest generated points a joint must gather."""
+
+    def __post_init__(self) -> None:
+        _positive(bandwidth=self.bandwidth, min_count=self.min_count)
+
+
+@dataclass
+class PoseSampleConfig:
+    """Predict the joints of one shape: writes JSON and NPY joints and a PNG of the input points
+    with the skeleton drawn (--out names the JSON; the NPY and PNG share its stem)."""
+
+    checkpoint: str
+    """A checkpoint directory or a run directory (its newest checkpoint)."""
+    input: str
+    """A mesh (.obj .ply .off .stl ...) or a point cloud (.ply, .npy (N, 3)); y up."""
+    steps: int = 1
+    """CFM jumps (cumulative) or solver steps (euler/heun)."""
+    sampler: Sampler = "cumulative"
+    """cumulative = CFM jumps; euler/heun = the r = t field (euler on ddim = DDIM)."""
+    seed: int = 0
+    """Seed of the surface sampling and of the noise."""
+    out: str = "pose-joints.json"
+    """Output JSON (joints in the input's own frame); the .npy and .png beside it."""
+    extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
+    ema_decay: float | None = None
+    """Which EMA average to use (default: the first)."""
+    no_ema: bool = False
+    """Use the raw weights."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"--steps must be positive, got {self.steps}")
+        if not self.out.endswith(".json"):
+            raise ConfigError(f"--out must name a .json file, got {self.out}")
+
+
+@dataclass
+class PoseEvalConfig:
+    """Score a trained model on held-out shapes at several NFE, against a multi-step baseline.
+
+    Held-out shapes: procedural and SMPL bodies drawn with --seed (refused if it is the training
+    seed), RigNet characters of --rignet.eval-split. Variable topology: CD-J2J, IoU, precision,
+    recall (and the joint count); fixed topology: MPJPE, bone-length error and CD-J2J, all in
+    unit-box shape units. Writes metrics.json, predictions.png and quality_vs_nfe.png into --out.
+    """
+
+    checkpoint: str
+    """The CFM checkpoint (or run directory)."""
+    baseline: str | None = None
+    """A multi-step baseline checkpoint; default: the CFM model's own r = t field."""
+    cfm_steps: tuple[int, ...] = (1, 2, 5, 10)
+    """Jump counts for CFM."""
+    baseline_steps: tuple[int, ...] = (1, 2, 5, 10, 50, 100)
+    """Step counts of the baseline's instantaneous solver."""
+    baseline_method: Literal["euler", "heun"] = "euler"
+    """The baseline's solver (euler on a ddim model is deterministic DDIM)."""
+    n_shapes: int = 32
+    """Held-out shapes."""
+    seed: int = 1234
+    """Seed of the held-out shapes and the noise; must differ from the training seed."""
+    batch_size: int = 64
+    """Shapes per sampling batch."""
+    data_path: str | None = None
+    """The SMPL model or RigNet folder, when it moved since training."""
+    extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
+    figure_shapes: int = 4
+    """Shapes drawn in predictions.png."""
+    out: str | None = None
+    """Output folder (default: <run dir>/eval)."""
+
+    def __post_init__(self) -> None:
+        if self.n_shapes < 1 or self.batch_size < 1 or self.figure_shapes < 1:
+            raise ConfigError("--n-shapes, --batch-size and --figure-shapes must be positive")
+        if not self.cfm_steps or min(self.cfm_steps) < 1 or (
+                self.baseline_steps and min(self.baseline_steps) < 1):
+            raise ConfigError("--cfm-steps and --baseline-steps must be positive integers")
+
+
+@dataclass
+class ConvertSmplConfig:
+    """Convert an SMPL model .pkl (the original chumpy pickle too) to a clean .pkl or .npz that
+    smplx and `cfm pose train --data smpl` load without chumpy."""
+
+    src: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="SRC")]
+    """The SMPL model file to read."""
+    dst: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="DST")]
+    """The file to write (.pkl or .npz)."""
