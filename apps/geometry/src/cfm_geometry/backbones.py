@@ -9,21 +9,28 @@
 
 Both embed each point with Fourier features ``[x, sin(2^k pi x), cos(2^k pi x)]``, ``k = 0..L-1``
 per channel (GD: ``L = 8``), and the two times with ``cfm_core``'s two-time embedding around a
-Fourier-feature MLP (EDM's network time is ``ln(sigma)/4``; the default Fourier scale 1 matches
-GD's ``MPFourier``). Modulation gains and output layers start at zero, so a fresh network outputs
-zero. ``config()`` returns the constructor arguments with a ``kind``; :func:`backbone_from_config`
-rebuilds the network from it (checkpoints), and :data:`BACKBONE_PRESETS` names standard sizes.
+time-feature MLP: random Fourier features (``time_embedding="fourier"``, suits EDM's network time
+``ln(sigma)/4``, as GD's ``MPFourier``) or sinusoidal ones (``"sinusoidal"``, suits times in
+``[0, 1]``), both at the core's default frequency scale. Modulation gains and output layers start
+at zero, so a fresh network outputs zero. ``config()`` returns the constructor arguments with a
+``kind``; :func:`backbone_from_config` rebuilds the network from it (checkpoints), and
+:data:`BACKBONE_PRESETS` names standard sizes.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from cfm_core.nn import FourierTimeEmbedding, TimeMLPEmbedding, TwoTimeEmbedding
+from cfm_core.nn import (
+    FourierTimeEmbedding,
+    SinusoidalTimeEmbedding,
+    TimeMLPEmbedding,
+    TwoTimeEmbedding,
+)
 from torch import Tensor, nn
 
 BACKBONE_PRESETS: dict[str, dict[str, Any]] = {
@@ -33,6 +40,8 @@ BACKBONE_PRESETS: dict[str, dict[str, Any]] = {
     "point_transformer": {"kind": "point_transformer", "width": 256, "depth": 6, "heads": 8},
     "point_transformer_tiny": {"kind": "point_transformer", "width": 64, "depth": 2, "heads": 4},
 }
+TimeEmbedding = Literal["fourier", "sinusoidal"]
+TIME_FEATURES = {"fourier": FourierTimeEmbedding, "sinusoidal": SinusoidalTimeEmbedding}
 
 
 class PointFourierEmbedding(nn.Module):
@@ -111,17 +120,18 @@ class _ConditionedBackbone(nn.Module):
     kind: str
 
     def __init__(self, config: dict[str, Any], channels: int, width: int, fourier_levels: int,
-                 time_fourier_scale: float, num_shapes: int, code_dim: int) -> None:
+                 time_embedding: TimeEmbedding, num_shapes: int, code_dim: int) -> None:
         super().__init__()
         if channels < 1 or width < 1:
             raise ValueError(f"need channels >= 1 and a positive width, got {channels}, {width}")
-        if not time_fourier_scale > 0:
-            raise ValueError(f"time_fourier_scale must be positive, got {time_fourier_scale}")
+        if time_embedding not in TIME_FEATURES:
+            raise ValueError(f"unknown time_embedding {time_embedding!r}; choose one of "
+                             f"{sorted(TIME_FEATURES)}")
         self._config = dict(config)
         self.channels = int(channels)
         self.point_embedding = PointFourierEmbedding(channels, fourier_levels)
         self.input = nn.Linear(self.point_embedding.out_features, width)
-        features = FourierTimeEmbedding(width, scale=time_fourier_scale)
+        features = TIME_FEATURES[time_embedding](width)
         self.time_embedding = TwoTimeEmbedding(
             TimeMLPEmbedding(width, features=features, feature_dim=width)
         )
@@ -180,7 +190,8 @@ class PointMLP(_ConditionedBackbone):
         channels: point channels (3 for xyz; 6 or 9 with normals/colours).
         hidden, depth: width and number of :class:`ModulatedResidualBlock` (GD: 512 x 6).
         fourier_levels: frequencies ``2^k pi``, ``k < fourier_levels``, of the point embedding.
-        time_fourier_scale: std of the random time frequencies (1 suits EDM's ``ln(sigma)/4``).
+        time_embedding: ``"fourier"`` (EDM's ``ln(sigma)/4``) or ``"sinusoidal"`` (times in
+            ``[0, 1]``) time features.
         num_shapes, code_dim: optional condition (see :class:`ShapeCondition`).
 
     ``forward(x, t, r, cond=None)``: ``x`` is ``(B, C)`` or ``(B, N, C)``; ``t``, ``r`` are
@@ -190,12 +201,12 @@ class PointMLP(_ConditionedBackbone):
     kind = "point_mlp"
 
     def __init__(self, channels: int = 3, hidden: int = 512, depth: int = 6,
-                 fourier_levels: int = 8, time_fourier_scale: float = 1.0,
+                 fourier_levels: int = 8, time_embedding: TimeEmbedding = "fourier",
                  num_shapes: int = 0, code_dim: int = 0) -> None:
         config = {"channels": channels, "hidden": hidden, "depth": depth,
-                  "fourier_levels": fourier_levels, "time_fourier_scale": time_fourier_scale,
+                  "fourier_levels": fourier_levels, "time_embedding": time_embedding,
                   "num_shapes": num_shapes, "code_dim": code_dim}
-        super().__init__(config, channels, hidden, fourier_levels, time_fourier_scale,
+        super().__init__(config, channels, hidden, fourier_levels, time_embedding,
                          num_shapes, code_dim)
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
@@ -255,20 +266,21 @@ class PointTransformer(_ConditionedBackbone):
     Args:
         channels: point channels.
         width, depth, heads, mlp_ratio: the :class:`AdaLNTransformerBlock` stack.
-        fourier_levels, time_fourier_scale: as for :class:`PointMLP`.
+        fourier_levels, time_embedding: as for :class:`PointMLP`.
         num_shapes, code_dim: optional condition (see :class:`ShapeCondition`).
     """
 
     kind = "point_transformer"
 
     def __init__(self, channels: int = 3, width: int = 256, depth: int = 6, heads: int = 8,
-                 mlp_ratio: float = 4.0, fourier_levels: int = 8, time_fourier_scale: float = 1.0,
-                 num_shapes: int = 0, code_dim: int = 0) -> None:
+                 mlp_ratio: float = 4.0, fourier_levels: int = 8,
+                 time_embedding: TimeEmbedding = "fourier", num_shapes: int = 0,
+                 code_dim: int = 0) -> None:
         config = {"channels": channels, "width": width, "depth": depth, "heads": heads,
                   "mlp_ratio": mlp_ratio, "fourier_levels": fourier_levels,
-                  "time_fourier_scale": time_fourier_scale, "num_shapes": num_shapes,
+                  "time_embedding": time_embedding, "num_shapes": num_shapes,
                   "code_dim": code_dim}
-        super().__init__(config, channels, width, fourier_levels, time_fourier_scale,
+        super().__init__(config, channels, width, fourier_levels, time_embedding,
                          num_shapes, code_dim)
         if depth < 1 or heads < 1 or width % heads:
             raise ValueError(f"need depth >= 1 and width divisible by heads, got depth {depth}, "
