@@ -123,7 +123,7 @@ def test_config_round_trip_and_presets():
     clone = SDFDecoder.from_config(net.config())
     assert clone.config() == net.config()
     clone.load_state_dict(net.state_dict())
-    assert set(PRESETS) == {"tiny", "base"}
+    assert set(PRESETS) == {"tiny", "small", "base"}
     with pytest.raises(ValueError, match="unknown keys \\['depth'\\]"):
         SDFDecoder.from_config({**net.config(), "depth": 3})
     with pytest.raises(ValueError, match="unknown SDFDecoder preset"):

@@ -1,1 +1,1 @@
-"""cfm-sdf: placeholder."""
+"""cfm-sdf: signed distance fields generated with Cumulative Flow Maps."""

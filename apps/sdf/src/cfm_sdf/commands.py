@@ -1,0 +1,427 @@
+"""``cfm sdf train | sample | eval | prepare | info``: generating SDFs with CFM, end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import trimesh
+from cfm_core.cli import ConfigError, config_from_dict, config_to_dict, parse_config
+from cfm_core.cli.common import load_trained, require_path
+from cfm_core.model import CumulativeFlowMap
+from cfm_core.plotting import save_curves
+from cfm_core.training import Trainer
+from tqdm.auto import tqdm
+
+from cfm_sdf.config import (
+    TRAIN_PRESETS,
+    SdfDataConfig,
+    SdfEvalConfig,
+    SdfPrepareConfig,
+    SdfSampleConfig,
+    SdfTrainConfig,
+)
+from cfm_sdf.generation import GeneratedFields, generate_fields
+from cfm_sdf.inputs import load_condition_points
+from cfm_sdf.meshing import (
+    MESH_SUFFIXES,
+    grid_points,
+    save_mesh,
+    volumetric_iou,
+    write_atomic,
+)
+from cfm_sdf.model import EXTRA_POINTS_KEY, NOISE_KEY, build_model
+from cfm_sdf.pipeline import SdfFolderDataset, prepare_mesh_folder
+from cfm_sdf.render import Panel, render_mesh_grid_png, render_mesh_png
+from cfm_sdf.representation import RecordSource, batch, draw_sample
+from cfm_sdf.scoring import HeldOutShape, held_out_shapes, reference_grid, score_shape, timed_mesh
+
+APP = "sdf"
+#: The training-time picture: shapes, grid resolution, seed and the baseline's solver steps.
+HOOK_SHAPES, HOOK_RESOLUTION, HOOK_SEED, HOOK_BASELINE_STEPS = 4, 48, 7, 16
+#: Shapes drawn in the evaluation picture, and the grid of their true meshes (thin parts vanish
+#: from coarse grids).
+PICTURE_SHAPES, TRUTH_PICTURE_RESOLUTION = 4, 80
+SCORES = ("chamfer", "fscore", "iou", "sdf_error")
+
+
+class EmptyShapeError(RuntimeError):
+    """The generated field has no zero level set, so there is no surface to mesh."""
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _run_config(checkpoint) -> SdfTrainConfig:
+    return config_from_dict(SdfTrainConfig, checkpoint.meta["config"])
+
+
+def _generate(
+    model: CumulativeFlowMap,
+    samples: Sequence[dict[str, np.ndarray]],
+    conditional: bool,
+    extra_points: np.ndarray,
+    steps: int,
+    sampler: str,
+    noise_grid: int,
+    seed: int,
+) -> GeneratedFields:
+    """Generate one field per sample (its context points and, if ``conditional``, its surface
+    points) and read it at ``extra_points`` ``(B, Ne, 3)``; the noise is seeded by ``seed``."""
+    device = next(model.parameters()).device
+
+    def stack(key: str) -> torch.Tensor:
+        return torch.from_numpy(np.stack([s[key] for s in samples])).float().to(device)
+
+    cond = {"context_points": stack("context_points")}
+    if conditional:
+        cond["surface_points"] = stack("surface_points")
+    extra = torch.from_numpy(np.ascontiguousarray(extra_points)).float().to(device)
+    generator = torch.Generator().manual_seed(int(seed))
+    return generate_fields(model, cond, extra, steps, sampler, noise_grid, generator)
+
+
+def _grids(values: torch.Tensor, resolution: int) -> list[np.ndarray]:
+    """The first ``resolution^3`` extra values of each row as ``(R, R, R)`` grids."""
+    count = resolution**3
+    return [row[:count].cpu().numpy().reshape((resolution,) * 3) for row in values]
+
+
+# ----------------------------------------------------------------------------- training --
+def training_source(data: SdfDataConfig) -> str | RecordSource:
+    """The family name, or the prepared folder's records."""
+    if data.folder is None:
+        return data.family
+    require_path(data.folder, "prepared SDF folder", "--data.folder")
+    try:
+        return SdfFolderDataset(data.folder)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"--data.folder: {err}") from None
+
+
+def sdf_batches(cfg: SdfTrainConfig, source: str | RecordSource) -> Callable[[int], tuple]:
+    """``data(step)``: the values at the context and then the query points (the state), and the
+    condition with the query points under ``EXTRA_POINTS_KEY`` and the correlated noise under
+    ``NOISE_KEY`` (see :mod:`cfm_sdf.model`); a pure function of the step and the seed."""
+    representation = cfg.data.representation()
+
+    def data(step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        b = batch(step, cfg.train.batch_size, cfg.train.seed, source, representation)
+        cond = b.cond(conditional=not cfg.unconditional)
+        cond[EXTRA_POINTS_KEY] = b.query_points
+        cond[NOISE_KEY] = torch.cat([b.context_noise, b.query_noise], dim=1)
+        return torch.cat([b.context_values, b.query_values], dim=1), cond
+
+    return data
+
+
+def _hook_samples(cfg: SdfTrainConfig, source: str | RecordSource):
+    """The training picture's samples, and their true shapes when the data are procedural."""
+    representation = cfg.data.representation()
+    if isinstance(source, str):
+        shapes = held_out_shapes(source, HOOK_SHAPES, HOOK_SEED, representation, n_surface=1)
+        return [s.sample for s in shapes], [s.shape for s in shapes]
+    rng = np.random.default_rng(HOOK_SEED)
+    samples = [draw_sample(source[i % len(source)], rng, representation)
+               for i in range(HOOK_SHAPES)]
+    return samples, None
+
+
+def _sample_hook(cfg: SdfTrainConfig, source: str | RecordSource):
+    """Every sample_every steps: meshes of a few shapes (1 jump; the baseline: 16 Euler steps)
+    beside the true shapes, and their mean volumetric IoU when the data are procedural."""
+    samples, shapes = _hook_samples(cfg, source)
+    truths = None if shapes is None else [reference_grid(s, HOOK_RESOLUTION) for s in shapes]
+    truth_meshes = None if shapes is None else [s.to_mesh(TRUTH_PICTURE_RESOLUTION) for s in shapes]
+    grid = grid_points(HOOK_RESOLUTION).astype(np.float32)
+    sampler, steps = ("euler", HOOK_BASELINE_STEPS) if cfg.method.is_baseline else ("cumulative", 1)
+    conditional = not cfg.unconditional
+
+    def hook(model: CumulativeFlowMap, step: int, out: Path) -> dict[str, float]:
+        extra = np.broadcast_to(grid, (len(samples), *grid.shape))
+        fields = _generate(model, samples, conditional, extra, steps, sampler,
+                           cfg.data.noise_grid, HOOK_SEED)
+        panels, ious = [], []
+        for index, values in enumerate(_grids(fields.extra_values, HOOK_RESOLUTION)):
+            points = samples[index]["surface_points"] if conditional else None
+            if truths is not None:
+                panels.append(Panel("truth", truth_meshes[index], points))
+                ious.append(volumetric_iou(values, truths[index]))
+            panels.append(Panel(f"{sampler}, {steps} step(s)", timed_mesh(values)[0], points))
+        render_mesh_grid_png(panels, out / "samples" / f"step-{step:07d}.png",
+                             columns=4 if truths is not None else HOOK_SHAPES)
+        return {"iou": float(np.mean(ious))} if ious else {}
+
+    return hook
+
+
+def train(cfg: SdfTrainConfig) -> dict[str, Any]:
+    """Train and return the trainer's summary."""
+    run_config = config_to_dict(cfg)
+    model = build_model(run_config)
+    source = training_source(cfg.data)
+    data = sdf_batches(cfg, source)
+    try:
+        data(0)
+    except ValueError as err:
+        raise ConfigError(f"--data: {err}") from None
+    normalisation = {
+        "frame": "bounding box centred at the origin, longest half-extent 0.9",
+        "values": "clamp(sdf / truncation, -1, 1), negative inside",
+        "truncation": cfg.data.truncation,
+    }
+    trainer = Trainer(model, data, cfg.train, run_config=run_config, app=APP,
+                      normalisation=normalisation, on_sample=_sample_hook(cfg, source))
+    return trainer.fit()
+
+
+# ----------------------------------------------------------------------------- sampling --
+def _resolve_sampler(sampler: str, steps: int | None, run: SdfTrainConfig) -> tuple[str, int]:
+    """``auto`` -> euler for a baseline checkpoint, cumulative otherwise; default steps 1 or 64."""
+    if sampler == "auto":
+        sampler = "euler" if run.method.is_baseline else "cumulative"
+    return sampler, steps if steps is not None else (1 if sampler == "cumulative" else 64)
+
+
+def sample(cfg: SdfSampleConfig) -> Path:
+    """Generate one shape, mesh it, write the mesh and a PNG; return the mesh path."""
+    out = Path(cfg.out)
+    if out.suffix.lower() not in MESH_SUFFIXES:
+        raise ConfigError(f"--out: {out} must end in one of {', '.join(MESH_SUFFIXES)}")
+    model, ckpt = load_trained(cfg.checkpoint, build_model, APP, cfg.ema_decay,
+                               use_ema=not cfg.no_ema)
+    run = _run_config(ckpt)
+    conditional = not run.unconditional
+    if conditional and cfg.points is None:
+        raise ConfigError(f"--points: {ckpt.path} generates shapes from surface points; pass "
+                          "--points (an .npy (N, 3) array or a mesh)")
+    if not conditional and cfg.points is not None:
+        raise ConfigError(f"--points: {ckpt.path} was trained unconditionally; leave out --points")
+    rng = np.random.default_rng(cfg.seed)
+    condition = None
+    if conditional:
+        condition, note = load_condition_points(cfg.points, cfg.n_points, cfg.normalize, rng)
+        if note:
+            print(f"note: {note}")
+    sampler, steps = _resolve_sampler(cfg.sampler, cfg.steps, run)
+    context = rng.uniform(-1.0, 1.0, size=(run.data.n_context, 3)).astype(np.float32)
+    item = {"context_points": context}
+    if condition is not None:
+        item["surface_points"] = condition.points
+    grid = grid_points(cfg.resolution).astype(np.float32)
+    model.to(_device())
+    fields = _generate(model, [item], conditional, grid[None], steps, sampler,
+                       run.data.noise_grid, cfg.seed)
+    mesh, mesh_seconds = timed_mesh(_grids(fields.extra_values, cfg.resolution)[0])
+    if mesh is None:
+        raise EmptyShapeError(f"the generated field has no zero level set (no surface) with "
+                              f"{sampler} at {steps} step(s); nothing written")
+    png = render_mesh_png(mesh, out.with_suffix(".png"),
+                          points=None if condition is None else condition.points)
+    if condition is not None:
+        mesh = trimesh.Trimesh(condition.to_original(mesh.vertices), mesh.faces, process=False)
+    save_mesh(mesh, out)
+    print(f"wrote {out} ({len(mesh.faces)} faces) and {png}")
+    print(f"network {fields.seconds:.3f} s ({sampler}, {steps} step(s), NFE {fields.nfe}), "
+          f"meshing {mesh_seconds:.3f} s (marching cubes at {cfg.resolution}^3)")
+    return out
+
+
+# ---------------------------------------------------------------------------- evaluation --
+def _load_models(cfg: SdfEvalConfig):
+    """The CFM model, the baseline (default: the CFM model's own r = t field) and the run config."""
+    model, ckpt = load_trained(cfg.checkpoint, build_model, APP)
+    run = _run_config(ckpt)
+    if run.unconditional:
+        raise ConfigError(f"--checkpoint: {ckpt.path} is unconditional; eval scores shapes "
+                          "generated from the surface points of held-out shapes")
+    baseline, base_path = model, str(ckpt.path)
+    if cfg.baseline is not None:
+        baseline, base_ckpt = load_trained(cfg.baseline, build_model, APP, option="--baseline")
+        base_run = _run_config(base_ckpt)
+        if base_run.unconditional or config_to_dict(base_run.data) != config_to_dict(run.data):
+            raise ConfigError("--baseline was trained on other data (or sample sizes, or "
+                              "unconditionally) than --checkpoint")
+        base_path = str(base_ckpt.path)
+    family = cfg.family or (run.data.family if run.data.folder is None else None)
+    if family is None:
+        raise ConfigError(f"--family: {ckpt.path} was trained on a mesh folder; name a "
+                          "procedural family to evaluate on")
+    return model, baseline, run, family, str(ckpt.path), base_path
+
+
+def _score_setting(
+    model: CumulativeFlowMap,
+    sampler: str,
+    steps: int,
+    shapes: Sequence[HeldOutShape],
+    truths: Sequence[np.ndarray],
+    cfg: SdfEvalConfig,
+    run: SdfTrainConfig,
+    bar: tqdm,
+) -> tuple[dict[str, Any], list[trimesh.Trimesh | None]]:
+    """Generate every held-out shape with one sampler setting and score it."""
+    grid = grid_points(cfg.resolution).astype(np.float32)
+    per_shape: dict[str, list[float]] = {k: [] for k in SCORES}
+    network = meshing = 0.0
+    nfe, meshes = 0, []
+    for first in range(0, len(shapes), cfg.batch_size):
+        part = shapes[first : first + cfg.batch_size]
+        samples = [s.sample for s in part]
+        extra = np.stack([np.concatenate([grid, s["query_points"]]) for s in samples])
+        fields = _generate(model, samples, True, extra, steps, sampler, run.data.noise_grid,
+                           cfg.seed + first)
+        network += fields.seconds
+        nfe = fields.nfe
+        queries = fields.extra_values[:, grid.shape[0]:].cpu().numpy()
+        for offset, values in enumerate(_grids(fields.extra_values, cfg.resolution)):
+            index = first + offset
+            mesh, seconds = timed_mesh(values)
+            meshing += seconds
+            scores = score_shape(values, mesh, truths[index], shapes[index].surface,
+                                 queries[offset], shapes[index].sample["query_values"],
+                                 run.data.truncation, cfg.fscore_threshold, seed=index)
+            for key in SCORES:
+                per_shape[key].append(scores[key])
+            if index < PICTURE_SHAPES:
+                meshes.append(mesh)
+        bar.update(1)
+    chamfers = [c for c in per_shape["chamfer"] if not math.isnan(c)]
+    row = {
+        "sampler": sampler,
+        "steps": steps,
+        "nfe": nfe,
+        "chamfer": float(np.mean(chamfers)) if chamfers else None,
+        **{key: float(np.mean(per_shape[key])) for key in ("fscore", "iou", "sdf_error")},
+        "empty_shapes": len(shapes) - len(chamfers),
+        "network_ms_per_shape": 1000.0 * network / len(shapes),
+        "meshing_ms_per_shape": 1000.0 * meshing / len(shapes),
+        "per_shape": {k: [None if math.isnan(v) else v for v in vs] for k, vs in per_shape.items()},
+    }
+    return row, meshes
+
+
+def evaluate(cfg: SdfEvalConfig) -> dict[str, Any]:
+    """Score CFM at each of ``cfg.cfm_steps`` and the baseline at each of ``cfg.baseline_steps``
+    on held-out procedural shapes; write metrics.json, shapes.png and quality_vs_nfe.png."""
+    model, baseline, run, family, model_path, base_path = _load_models(cfg)
+    device = _device()
+    model.to(device)
+    baseline.to(device)
+    out = Path(cfg.out) if cfg.out else Path(model_path).parent / "eval"
+    half = cfg.n_query // 2
+    representation = run.data.representation(n_query_volume=half, n_query_near=cfg.n_query - half,
+                                             n_query_surface=0)
+    shapes = held_out_shapes(family, cfg.n_shapes, cfg.seed, representation, cfg.n_surface_samples)
+    truths = [reference_grid(s.shape, cfg.resolution) for s in shapes]
+    settings = [("cfm", model, "cumulative", s) for s in cfg.cfm_steps]
+    settings += [("baseline", baseline, cfg.baseline_method, s) for s in cfg.baseline_steps]
+    _generate(model, [shapes[0].sample], True, np.zeros((1, 8, 3), np.float32), 1, "cumulative",
+              run.data.noise_grid, cfg.seed)  # warm-up: the first call pays for lazy setup
+    batches = -(-len(shapes) // cfg.batch_size)
+    rows, pictures = [], {}
+    with tqdm(total=len(settings) * batches, desc="cfm sdf eval", unit="batch") as bar:
+        for label, net, sampler, steps in settings:
+            row, meshes = _score_setting(net, sampler, steps, shapes, truths, cfg, run, bar)
+            rows.append({"label": label, **row})
+            pictures[(label, steps)] = meshes
+    result = {
+        "checkpoint": model_path, "baseline": base_path, "family": family,
+        "n_shapes": cfg.n_shapes, "resolution": cfg.resolution, "seed": cfg.seed,
+        "fscore_threshold": cfg.fscore_threshold, "n_surface_samples": cfg.n_surface_samples,
+        "n_query": cfg.n_query, "baseline_method": cfg.baseline_method, "device": str(device),
+        "chamfer_definition": "mean of the two one-sided mean distances (ChamferResult.mean)",
+        "rows": rows,
+    }
+    write_atomic(out / "metrics.json", (json.dumps(result, indent=2) + "\n").encode())
+    _figures(rows, pictures, shapes, truths, out, family, cfg)
+    _print_rows(rows)
+    print(f"wrote {out / 'metrics.json'}, {out / 'shapes.png'} and {out / 'quality_vs_nfe.png'}")
+    return result
+
+
+def _figures(rows, pictures, shapes, truths, out: Path, family: str, cfg: SdfEvalConfig) -> None:
+    shown = min(PICTURE_SHAPES, len(shapes))
+    columns = [("cfm", s) for s in cfg.cfm_steps]
+    if cfg.baseline_steps:
+        columns.append(("baseline", max(cfg.baseline_steps)))
+    panels = []
+    for index in range(shown):
+        points = shapes[index].sample["surface_points"]
+        truth = shapes[index].shape.to_mesh(TRUTH_PICTURE_RESOLUTION)
+        panels.append(Panel("truth", truth, points))
+        for label, steps in columns:
+            title = f"{'CFM' if label == 'cfm' else 'baseline'}, {steps} step(s)"
+            panels.append(Panel(title, pictures[(label, steps)][index], points))
+    render_mesh_grid_png(panels, out / "shapes.png", columns=len(columns) + 1)
+    curves = {}
+    for label, name in (("cfm", "CFM (cumulative)"), ("baseline", "baseline (instantaneous)")):
+        points = [(r["nfe"], r["iou"]) for r in rows if r["label"] == label]
+        if points:
+            curves[name] = tuple(zip(*points, strict=True))
+    save_curves(curves, out / "quality_vs_nfe.png", xlabel="NFE",
+                ylabel="volumetric IoU (higher is better)", logx=True,
+                title=f"{family}: reconstruction from surface points vs NFE")
+
+
+def _print_rows(rows: Sequence[dict[str, Any]]) -> None:
+    print(f"{'model':<9} {'sampler':<10} {'steps':>5} {'NFE':>4} {'chamfer':>8} {'F':>6} "
+          f"{'IoU':>6} {'sdf err':>8} {'empty':>5} {'net ms':>8} {'mesh ms':>8}")
+    for r in rows:
+        chamfer = "-" if r["chamfer"] is None else f"{r['chamfer']:.4f}"
+        print(f"{r['label']:<9} {r['sampler']:<10} {r['steps']:>5} {r['nfe']:>4} {chamfer:>8} "
+              f"{r['fscore']:>6.3f} {r['iou']:>6.3f} {r['sdf_error']:>8.4f} "
+              f"{r['empty_shapes']:>5} {r['network_ms_per_shape']:>8.1f} "
+              f"{r['meshing_ms_per_shape']:>8.1f}")
+
+
+# ----------------------------------------------------------------------------- preparing --
+def prepare(cfg: SdfPrepareConfig) -> dict[str, Any]:
+    """Prepare a mesh folder (progress bar, report.json); return the report as a dict."""
+    require_path(cfg.mesh_folder, "mesh folder", "MESH_FOLDER")
+    try:
+        report = prepare_mesh_folder(
+            cfg.mesh_folder, cfg.out, n_surface=cfg.n_surface, n_volume=cfg.n_volume,
+            n_near=cfg.n_near, seed=cfg.seed, near_std=cfg.near_std, overwrite=cfg.overwrite,
+        )
+    except FileNotFoundError as err:
+        raise ConfigError(f"MESH_FOLDER: {err}") from None
+    report_path = Path(cfg.out) / "report.json"
+    print(f"prepared {len(report.prepared)}, kept {len(report.cached)} existing, "
+          f"fixed {len(report.fixed)}, skipped {len(report.skipped)}; report: {report_path}")
+    if not report.prepared and not report.cached:
+        raise ConfigError(f"MESH_FOLDER: no usable mesh in {cfg.mesh_folder}; every mesh was "
+                          f"skipped (reasons in {report_path})")
+    return json.loads(report_path.read_text())
+
+
+# ------------------------------------------------------------------------------ argv glue --
+def run_train(argv: Sequence[str]) -> int:
+    train(parse_config(SdfTrainConfig, argv, prog="cfm sdf train", presets=TRAIN_PRESETS))
+    return 0
+
+
+def run_sample(argv: Sequence[str]) -> int:
+    try:
+        sample(parse_config(SdfSampleConfig, argv, prog="cfm sdf sample"))
+    except EmptyShapeError as err:
+        print(f"cfm sdf sample: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_eval(argv: Sequence[str]) -> int:
+    evaluate(parse_config(SdfEvalConfig, argv, prog="cfm sdf eval"))
+    return 0
+
+
+def run_prepare(argv: Sequence[str]) -> int:
+    prepare(parse_config(SdfPrepareConfig, argv, prog="cfm sdf prepare"))
+    return 0

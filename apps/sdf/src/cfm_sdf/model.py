@@ -1,0 +1,135 @@
+"""The SDF app's model: the decoder as a CFM network over field values, trained with correlated
+noise.
+
+**State.** The flow map moves the SDF values at a set of points: the ``Nc`` context points (uniform
+in the volume) and, optionally, *extra points* after them (``cond[EXTRA_POINTS_KEY]``, ``(B, Ne,
+3)``): ``x`` is ``(B, Nc)`` or ``(B, Nc + Ne)``. :class:`FieldNet` encodes the context values only
+(the latents see the context, as Functional Diffusion's) and its query head evaluates the field at
+the context and the extra points. Training puts near-surface and surface points in the state as
+extra points, so the CFM loss reaches the surface (FD's loss is on such query points too); the
+extra points never influence the context, so sampling may leave them out of the state
+(:mod:`cfm_sdf.generation`).
+
+**Noise.** The core's :class:`~cfm_core.CumulativeFlowMap` draws iid normal training noise unless
+``loss(x, cond, noise=...)`` is given, and the core's trainer calls ``model(x, cond)``. Functional
+Diffusion's noise is a spatially correlated *field* (:func:`~cfm_sdf.representation.
+correlated_noise`), so the training batches carry it inside the condition under :data:`NOISE_KEY`
+and :class:`CorrelatedNoiseFlowMap` moves it from there to ``noise=``. That keeps the trainer,
+DDP row splitting (``select_condition`` slices the noise with the rows), EMA copies and
+checkpoints untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from cfm_core.cli import ConfigError, config_from_dict
+from cfm_core.method import build_cfm
+from cfm_core.model import Condition, CumulativeFlowMap
+from torch import Tensor, nn
+
+from cfm_sdf.backbone import DecoderState, SDFDecoder
+from cfm_sdf.config import SdfTrainConfig
+
+#: The condition key under which a training batch carries its noise.
+NOISE_KEY = "noise"
+#: The condition key of the extra points ``(B, Ne, 3)`` (stripped before the decoder sees it).
+EXTRA_POINTS_KEY = "extra_points"
+#: Points (over the whole batch) the query head evaluates at once.
+QUERY_BUDGET = 2**18
+
+
+def query_in_chunks(decoder: SDFDecoder, state: DecoderState, points: Tensor) -> Tensor:
+    """``decoder.query`` over ``points`` ``(B, N, 3)``, at most :data:`QUERY_BUDGET` at a time."""
+    if points.shape[1] == 0:
+        return points.new_zeros(points.shape[:2])
+    rows = max(1, QUERY_BUDGET // points.shape[0])
+    return torch.cat([decoder.query(state, chunk) for chunk in points.split(rows, dim=1)], dim=1)
+
+
+class FieldNet(nn.Module):
+    """``net(x, t, r, cond)`` over the values at the context points, then at the extra points
+    (see the module doc). Inside :meth:`recording` it keeps the latents of its latest call
+    (:attr:`last_state`), from which the generated field can be read anywhere after sampling."""
+
+    def __init__(self, decoder: SDFDecoder) -> None:
+        super().__init__()
+        self.decoder = decoder
+        self.last_state: DecoderState | None = None
+        self._recording = False
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[FieldNet]:
+        """Keep the latest call's latents in :attr:`last_state` within the block (cleared on exit,
+        so that no tensor of a graph stays on the module: EMA copies deep-copy it)."""
+        self._recording = True
+        try:
+            yield self
+        finally:
+            self._recording = False
+            self.last_state = None
+
+    def forward(self, x: Tensor, t: Tensor, r: Tensor, cond: dict[str, Tensor]) -> Tensor:
+        if not isinstance(cond, dict):
+            raise ValueError(f"FieldNet needs a dict condition, got {type(cond).__name__}")
+        decoder_cond = {k: v for k, v in cond.items() if k != EXTRA_POINTS_KEY}
+        points = decoder_cond.get("context_points")
+        n = x.shape[1] if points is None else points.shape[1]
+        state = self.decoder.encode(x[:, :n], t, r, decoder_cond)
+        if self._recording:
+            self.last_state = state
+        values = query_in_chunks(self.decoder, state, points)
+        if x.shape[1] == n:
+            return values
+        extra = cond.get(EXTRA_POINTS_KEY)
+        if extra is None or extra.shape[:2] != (x.shape[0], x.shape[1] - n):
+            raise ValueError(
+                f"FieldNet: x has {x.shape[1]} values for {n} context points; the "
+                f"{x.shape[1] - n} others need cond[{EXTRA_POINTS_KEY!r}] of shape "
+                f"({x.shape[0]}, {x.shape[1] - n}, 3), got "
+                f"{None if extra is None else tuple(extra.shape)}"
+            )
+        return torch.cat([values, query_in_chunks(self.decoder, state, extra)], dim=1)
+
+
+class CorrelatedNoiseFlowMap(CumulativeFlowMap):
+    """A CumulativeFlowMap whose training condition may carry the noise under :data:`NOISE_KEY`."""
+
+    def forward(self, x_data: Tensor, cond: Condition = None, *, noise: Tensor | None = None,
+                return_terms: bool = False):
+        """The CFM loss; ``cond[NOISE_KEY]``, when present, is the noise (see the module doc)."""
+        if isinstance(cond, dict) and NOISE_KEY in cond:
+            if noise is not None:
+                raise ValueError(f"noise given twice: as noise= and as cond[{NOISE_KEY!r}]")
+            cond = dict(cond)
+            noise = cond.pop(NOISE_KEY)
+        return super().forward(x_data, cond, noise=noise, return_terms=return_terms)
+
+
+def build_decoder(cfg: SdfTrainConfig) -> SDFDecoder:
+    """The decoder a train config describes (fresh weights)."""
+    features = cfg.net.time_features
+    if features == "auto":
+        features = "fourier" if cfg.method.formulation == "edm" else "sinusoidal"
+    overrides = {name: getattr(cfg.net, name) for name in ("width", "num_latents", "stages")
+                 if getattr(cfg.net, name) is not None}
+    try:
+        return SDFDecoder.from_preset(cfg.net.preset, time_features=features, **overrides)
+    except ValueError as err:
+        raise ConfigError(f"--net: {err}") from None
+
+
+def build_model(run_config: dict[str, Any]) -> CorrelatedNoiseFlowMap:
+    """The model an SDF run config describes (fresh weights): ``FieldNet(decoder)`` in a
+    :class:`CorrelatedNoiseFlowMap`.
+
+    ``build_cfm`` configures a plain CumulativeFlowMap; its class is switched to the subclass,
+    which adds no state (the core offers no hook to pick the class; see the README).
+    """
+    cfg = config_from_dict(SdfTrainConfig, run_config)
+    model = build_cfm(FieldNet(build_decoder(cfg)), cfg.method)
+    model.__class__ = CorrelatedNoiseFlowMap
+    return model

@@ -1,0 +1,114 @@
+"""Generating fields: the final-field and ride-along paths agree with each other and with the
+core's samplers; the correlated-noise model moves the noise from the condition to the loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from cfm_core import CumulativeFlowMap
+from cfm_core.formulations import get_formulation
+from cfm_sdf import generation
+from cfm_sdf.backbone import SDFDecoder
+from cfm_sdf.generation import field_is_network_output, generate_fields
+from cfm_sdf.model import EXTRA_POINTS_KEY, NOISE_KEY, CorrelatedNoiseFlowMap, FieldNet
+from cfm_sdf.representation import RepresentationConfig, batch, correlated_noise
+
+CONFIG = RepresentationConfig(
+    n_context=64, n_query_volume=16, n_query_near=16, n_query_surface=0, noise_grid=6
+)
+
+
+def model(formulation: str) -> CumulativeFlowMap:
+    """A CFM around a tiny decoder with perturbed weights (fresh gates output zeros)."""
+    torch.manual_seed(0)
+    features = "fourier" if formulation == "edm" else "sinusoidal"
+    net = SDFDecoder.from_preset("tiny", time_features=features)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=generator))
+    return CumulativeFlowMap(FieldNet(net), formulation)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return batch(0, 2, 0, "stool", CONFIG)
+
+
+@pytest.mark.parametrize("name, expected", [("x1", True), ("ddim", True), ("edm", False),
+                                            ("u", False)])
+def test_field_is_network_output(name, expected):
+    assert field_is_network_output(get_formulation(name)) is expected
+
+
+def generate(m, data, extra, steps, sampler, seed=3):
+    return generate_fields(m, data.cond(), extra, steps, sampler, CONFIG.noise_grid,
+                           torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("sampler, steps", [("cumulative", 1), ("cumulative", 3), ("euler", 4),
+                                            ("heun", 3)])
+def test_final_field_path_equals_riding_along(data, monkeypatch, sampler, steps):
+    m = model("x1")
+    fast = generate(m, data, data.query_points, steps, sampler)
+    monkeypatch.setattr(generation, "field_is_network_output", lambda formulation: False)
+    slow = generate(m, data, data.query_points, steps, sampler)
+    assert fast.nfe == slow.nfe
+    torch.testing.assert_close(fast.context_values, slow.context_values, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast.extra_values, slow.extra_values, atol=1e-5, rtol=0)
+    assert fast.extra_values.abs().max() > 0.01  # not trivially zero
+
+
+@pytest.mark.parametrize("formulation", ["x1", "edm"])
+def test_context_values_match_the_core_sampler_and_extra_points_agree(data, formulation):
+    m = model(formulation)
+    # the extra points are the context points themselves: their values must agree
+    fields = generate(m, data, data.context_points, 2, "cumulative", seed=5)
+    noise = correlated_noise(data.context_points, CONFIG.noise_grid,
+                             torch.Generator().manual_seed(5))
+    direct = m.sample(noise, steps=2, cond=data.cond())
+    torch.testing.assert_close(fields.context_values, direct, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fields.extra_values, direct, atol=1e-5, rtol=0)
+    assert fields.nfe == 2 and fields.seconds > 0
+
+
+def test_generate_fields_rejects_bad_inputs(data):
+    m = model("x1")
+    with pytest.raises(ValueError, match="extra_points must be"):
+        generate(m, data, data.query_points[:1], 1, "cumulative")
+    with pytest.raises(ValueError, match="unknown sampler"):
+        generate(m, data, data.query_points, 1, "rk4")
+
+
+def test_noise_in_the_condition_is_the_training_noise(data):
+    m = model("x1")
+    m.__class__ = CorrelatedNoiseFlowMap
+    cond = {**data.cond(), NOISE_KEY: data.context_noise}
+    torch.manual_seed(11)
+    carried = m(data.context_values, cond)
+    torch.manual_seed(11)
+    explicit = m.loss(data.context_values, data.cond(), noise=data.context_noise)
+    torch.manual_seed(11)
+    iid = m.loss(data.context_values, data.cond())
+    assert torch.equal(carried, explicit) and not torch.equal(carried, iid)
+    with pytest.raises(ValueError, match="noise given twice"):
+        m(data.context_values, cond, noise=data.context_noise)
+
+
+def test_field_net_reads_extra_points_from_the_context_only(data):
+    net = model("x1").net.eval()
+    t, r = torch.tensor([0.2, 0.7]), torch.tensor([0.9, 0.8])
+    extra = data.query_points
+    cond = {**data.cond(), EXTRA_POINTS_KEY: extra}
+    state = torch.cat([data.context_values, data.query_values], dim=1)
+    with torch.no_grad():
+        out = net(state, t, r, cond)
+        moved = net(torch.cat([data.context_values, -data.query_values], dim=1), t, r, cond)
+        context_only = net(data.context_values, t, r, cond)
+        decoded = net.decoder.decode(data.context_values, t, r, data.cond(), extra)
+    n = data.context_values.shape[1]
+    torch.testing.assert_close(out, moved)  # the extra values are never read
+    torch.testing.assert_close(out[:, :n], context_only)
+    torch.testing.assert_close(out[:, n:], decoded)
+    with pytest.raises(ValueError, match="need cond\\['extra_points'\\]"):
+        net(state, t, r, data.cond())
