@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from cfm_core.model import Condition, CumulativeFlowMap
+from cfm_core.model import Condition, CumulativeFlowMap, select_condition
 
 
 @dataclass
@@ -66,7 +66,7 @@ def nfe_sweep(
         size = batch_size or noise.shape[0]
         for start in range(0, noise.shape[0], size):
             part = noise[start : start + size]
-            part_cond = None if cond is None else cond[start : start + size]
+            part_cond = select_condition(cond, torch.arange(start, min(start + size, noise.shape[0])))
             if sampler == "cumulative":
                 x, nfe = model.sample(
                     part, steps=steps, cond=part_cond, guidance=guidance, return_nfe=True
