@@ -91,8 +91,8 @@ def test_chumpy_pickle_converts_to_a_file_smplx_loads(tmp_path, arrays):
     from_converted = _smplx_model(converted)(**parameters).joints
     direct = write_synthetic_smpl_model(tmp_path / "direct" / "SMPL_NEUTRAL.pkl")
     from_clean_arrays = _smplx_model(direct)(**parameters).joints
-    np.testing.assert_array_equal(from_converted.detach().numpy(),
-                                  from_clean_arrays.detach().numpy())
+    # same arrays, two model objects: equal up to float32 reduction order across threads
+    np.testing.assert_allclose(from_converted.detach().numpy(), from_clean_arrays.detach().numpy(), atol=1e-6)
     npz = convert_smpl_pkl(original, tmp_path / "model.npz")
     np.testing.assert_array_equal(read_smpl_model(npz)["J_regressor"], arrays["J_regressor"])
 
@@ -144,7 +144,8 @@ def test_sampler_bodies_are_deterministic_normalised_and_consistent(model_folder
     sampler = SmplBodySampler(model_folder, n_points=500)
     bodies = sampler.bodies(step=2, batch_size=3, seed=4)
     assert bodies.points.shape == (3, 500, 3) and bodies.joints.shape == (3, 24, 3)
-    np.testing.assert_array_equal(bodies.points[1], sampler.bodies(2, 2, seed=4).points[1])
+    # independent of the batch size, up to float32 reduction order in smplx's batched matmuls
+    np.testing.assert_allclose(bodies.points[1], sampler.bodies(2, 2, seed=4).points[1], atol=1e-6)
     extent = bodies.vertices.max(axis=1) - bodies.vertices.min(axis=1)
     np.testing.assert_allclose(extent.max(axis=1), 1.0, atol=1e-9)
     np.testing.assert_allclose(bodies.vertices[..., 1].min(axis=1), 0.0, atol=1e-9)
