@@ -89,9 +89,9 @@ def test_jvp_matches_finite_differences_and_autograd():
         def central(h):
             return (field(x + h * v, t + h) - field(x - h * v, t - h)) / (2 * h)
 
-        richardson = (4 * central(2e-4) - central(4e-4)) / 3  # O(h^4): float32 needs small h
+        richardson = (4 * central(1e-2) - central(2e-2)) / 3  # O(h^4) error; float32 rounding
     assert tangent.norm() > 1.0
-    assert (richardson - tangent).norm() / tangent.norm() < 2e-3
+    assert (richardson - tangent).norm() / tangent.norm() < 5e-4
     with sdpa_kernel(SDPBackend.MATH):  # double backward needs the math kernel too
         _, reference = torch.autograd.functional.jvp(field, (x, t), (v, torch.ones_like(t)))
     torch.testing.assert_close(tangent, reference, rtol=1e-4, atol=1e-4)
@@ -162,7 +162,8 @@ def test_config_errors():
 
 
 @pytest.mark.parametrize(
-    ("preset", "low", "high"), [("tiny", 0.3e6, 2e6), ("small", 4e6, 15e6), ("cifar", 35e6, 55e6)]
+    ("preset", "low", "high"),
+    [("micro", 0.1e6, 0.4e6), ("tiny", 0.3e6, 2e6), ("small", 4e6, 15e6), ("cifar", 35e6, 55e6)],
 )
 def test_preset_parameter_counts(preset, low, high):
     with torch.device("meta"):  # built without memory and without running it

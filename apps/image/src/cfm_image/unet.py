@@ -39,6 +39,15 @@ TIME_EMBEDDINGS = ("sinusoidal", "fourier")
 SKIP_SCALE = 1.0 / math.sqrt(2.0)  # residual sums are rescaled to keep the variance (DDPM++)
 
 UNET_PRESETS: dict[str, dict[str, Any]] = {
+    # ~0.2M parameters, attention only in the middle: the CPU quick preset (16x16 digits).
+    "micro": dict(
+        base_channels=16,
+        channel_mults=(1, 2),
+        num_res_blocks=1,
+        attention_resolutions=(),
+        num_heads=2,
+        dropout=0.0,
+    ),
     # ~0.8M parameters: CPU tests and the built-in datasets.
     "tiny": dict(
         base_channels=32,
