@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 from cfm_core.cli import ConfigError, config_to_dict
+from cfm_core.io import atomic_path
 from cfm_image import classifier as classifier_module
 from cfm_image.classifier import ClassifierRecipe, builtin_classifier, train_classifier
 from cfm_image.commands import build_model, generation_labels
 from cfm_image.config import ImageDataConfig, ImageNetConfig, ImageTrainConfig
 from cfm_image.data import load_builtin
-from cfm_image.files import atomic_path
 from cfm_image.pictures import image_grid
 from cfm_image.scores import ImageScorer, class_scores, entropy
 from scipy.stats import entropy as scipy_entropy

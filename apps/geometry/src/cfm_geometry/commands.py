@@ -9,9 +9,6 @@ samples of the input (see :mod:`cfm_geometry.scoring`).
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +19,7 @@ import torch
 from cfm_core.cli import ConfigError, config_from_dict, config_to_dict, parse_config
 from cfm_core.cli.common import load_trained, require_path
 from cfm_core.evaluation import SweepEntry, nfe_sweep, sweep_table
+from cfm_core.io import save_json
 from cfm_core.method import build_cfm
 from cfm_core.metrics import chamfer_distance
 from cfm_core.model import CumulativeFlowMap
@@ -287,7 +285,7 @@ def evaluate(cfg: GeometryEvalConfig) -> dict[str, Any]:
         "definitions": METRIC_DEFINITIONS,
         "rows": rows,
     }
-    _write_json(out / "metrics.json", result)
+    save_json(out / "metrics.json", result)
     _figures(entries, rows, reference, out, _run_up_axis(ckpt, run), Path(run.surface_spec).name)
     _print_rows(rows)
     print(f"wrote {out / 'metrics.json'}, {out / 'samples.png'} and {out / 'quality_vs_nfe.png'}")
@@ -339,18 +337,6 @@ def _print_rows(rows: Sequence[dict]) -> None:
         print(f"{r['label']:<9} {r['sampler']:<10} {r['steps']:>5} {r['nfe']:>4} "
               f"{r['chamfer_sum']:>10.4g} {r['chamfer_sum_box']:>9.4g} {r['f_score']:>7.3f} "
               f"{r['hausdorff']:>9.4g} {r['seconds_per_million_points']:>9.3g}")
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(data, file, indent=2)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 # ------------------------------------------------------------------------------ argv glue --

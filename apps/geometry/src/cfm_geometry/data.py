@@ -11,12 +11,12 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import trimesh
+from cfm_core.io import write_bytes_atomic
 from tqdm.auto import tqdm
 
 from cfm_geometry.normalisation import Normalisation
@@ -225,7 +225,7 @@ def save_points(path: str | os.PathLike, points: np.ndarray, normals: np.ndarray
         else:
             np.savetxt(buffer, table, fmt="%.7g")
         data = buffer.getvalue()
-    _write_atomic(path, data)
+    write_bytes_atomic(path, data)
     return path
 
 
@@ -256,13 +256,3 @@ def _ply_bytes(points: np.ndarray, normals: np.ndarray | None, colors: np.ndarra
     return trimesh.exchange.ply.export_ply(cloud, vertex_normal=True)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

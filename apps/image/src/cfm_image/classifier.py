@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from cfm_core.io import atomic_path
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from cfm_image.data import load_builtin
-from cfm_image.files import atomic_path
 
 
 @dataclass(frozen=True)

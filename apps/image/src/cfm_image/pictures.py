@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from cfm_core.io import atomic_path
 from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
 
 from cfm_image.data.imaging import tensor_to_uint8
-from cfm_image.files import atomic_path
 
 
 def displayable(images: Tensor) -> Tensor:

@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 from cfm_core.evaluation import SweepEntry
+from cfm_core.io import atomic_path
 from cfm_core.plotting import save_curves
 from torch import Tensor
 
-from cfm_image.files import atomic_path
 from cfm_image.pictures import save_grid, save_panels
 
 SHORT_NAMES = {"classifier_fd": "classifier FD", "classifier_accuracy": "accuracy",

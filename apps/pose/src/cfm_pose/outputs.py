@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cfm_core.io import write_atomically
 from cfm_core.plotting import save_point_cloud_views
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from scipy.sparse.csgraph import minimum_spanning_tree
 
 from cfm_pose.encoding import JointLayout
-from cfm_pose.files import write_atomically
 
 POINT_COLOUR = (0.55, 0.65, 0.8)
 JOINT_COLOUR = (0.85, 0.1, 0.1)

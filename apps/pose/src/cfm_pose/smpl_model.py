@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cfm_core.io import write_atomically
 
-from cfm_pose.files import load_npz, write_atomically
+from cfm_pose.files import load_npz
 from cfm_pose.skeleton import check_parents
 
 SMPL_JOINT_NAMES = (

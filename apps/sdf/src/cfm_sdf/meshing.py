@@ -8,13 +8,13 @@ follow the app's convention, negative inside.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import trimesh
+from cfm_core.io import write_bytes_atomic as write_atomic
 from skimage import measure
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -117,20 +117,6 @@ def save_mesh(mesh: trimesh.Trimesh, path: str | os.PathLike) -> Path:
     data = mesh.export(file_type=suffix[1:])
     write_atomic(path, data.encode() if isinstance(data, str) else data)
     return path
-
-
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a temporary file in the target folder, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def volumetric_iou(sdf_a: np.ndarray, sdf_b: np.ndarray, level: float = 0.0) -> float:

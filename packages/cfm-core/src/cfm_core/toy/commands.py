@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +14,7 @@ from cfm_core.cli.app import ConfigError
 from cfm_core.cli.common import load_trained
 from cfm_core.cli.config import config_from_dict, config_to_dict, parse_config
 from cfm_core.evaluation import SweepEntry, nfe_sweep, sweep_table
+from cfm_core.io import save_json, write_atomically
 from cfm_core.method import MethodConfig, build_cfm
 from cfm_core.metrics import energy_distance, sliced_wasserstein
 from cfm_core.model import CumulativeFlowMap
@@ -105,7 +103,7 @@ def sample(cfg: ToySampleConfig) -> Path:
             noise, steps=cfg.steps, method=cfg.sampler, return_nfe=True
         )
     out = Path(cfg.out)
-    _save_npy(out, x.numpy())
+    write_atomically(out, lambda file: np.save(file, x.numpy()))
     png = save_scatter_panels(
         {f"{cfg.sampler}, {cfg.steps} step(s), NFE {nfe}": x}, out.with_suffix(".png")
     )
@@ -148,7 +146,7 @@ def evaluate(cfg: ToyEvalConfig) -> dict[str, Any]:
         "baseline_method": cfg.baseline_method,
         "rows": rows,
     }
-    _save_json(out / "metrics.json", result)
+    save_json(out / "metrics.json", result)
     _figures(entries, rows, held_out, out, name)
     _print_rows(rows)
     print(f"wrote {out / 'metrics.json'}, {out / 'samples.png'} and {out / 'quality_vs_nfe.png'}")
@@ -223,22 +221,6 @@ def _print_rows(rows) -> None:
             f"{r['label']:<9} {r['sampler']:<10} {r['steps']:>5} {r['nfe']:>4} {r['energy_distance']:>9.4f} "
             f"{r['sliced_wasserstein']:>9.4f} {r['ms_per_sample']:>9.4f}"
         )
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
-    os.close(fd)
-    np.save(tmp, array)
-    os.replace(tmp, path)
-
-
-def _save_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2)
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------ argv glue --
