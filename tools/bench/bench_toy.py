@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from cfm_core.toy.commands import build_model, toy_batches
 from cfm_core.toy.config import ToyTrainConfig
 from cfm_core.training import Trainer
 from harness import RESULTS, Report, Table
+from timing import interleaved_step_times, optimizer_step
 
 FORMULATIONS = ("u", "x1", "edm", "ddim")
 CFM_STEPS = (1, 2, 4)
@@ -68,23 +68,14 @@ def _train(cfg: ToyTrainConfig):
     return trainer.sampling_model(), summary
 
 
-def _step_time(cfg: ToyTrainConfig, repeats: int) -> float:
-    """Seconds per training step (loss + backward + AdamW step), after a warm-up."""
-    model = build_model(config_to_dict(cfg))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    data = toy_batches(cfg.data, cfg.train.batch_size)
-    for i in range(5):
-        loss = model.loss(data(i))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    start = time.perf_counter()
-    for i in range(repeats):
-        loss = model.loss(data(i))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return (time.perf_counter() - start) / repeats
+def _step_times(configs: dict[str, ToyTrainConfig], repeats: int) -> dict[str, float]:
+    """Seconds per training step (loss, backward, AdamW) of each config, timed interleaved."""
+    steps = {}
+    for name, cfg in configs.items():
+        model = build_model(config_to_dict(cfg))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        steps[name] = optimizer_step(model, optimizer, toy_batches(cfg.data, cfg.train.batch_size))
+    return interleaved_step_times(steps, repeats)
 
 
 def run(argv: list[str]) -> Report:
@@ -122,16 +113,17 @@ def run(argv: list[str]) -> Report:
                     list(steps),
                     [scores[(label, s)] for s in steps],
                 )
-            times = {
-                name: _step_time(
-                    _config(f, ratio, args.data, 1, Path(tmp) / "t", derivative), args.timing_steps
-                )
-                for name, ratio, derivative in (
-                    ("baseline", 1.0, "jvp"),
-                    ("jvp", 0.5, "jvp"),
-                    ("fd", 0.5, "finite_difference"),
-                )
-            }
+            times = _step_times(
+                {
+                    name: _config(f, ratio, args.data, 1, Path(tmp) / "t", derivative)
+                    for name, ratio, derivative in (
+                        ("baseline", 1.0, "jvp"),
+                        ("jvp", 0.5, "jvp"),
+                        ("fd", 0.5, "finite_difference"),
+                    )
+                },
+                args.timing_steps // 5,
+            )
             cost_rows.append(
                 [
                     f,

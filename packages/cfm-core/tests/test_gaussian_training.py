@@ -4,7 +4,9 @@ The network is affine in x with (t, r)-dependent coefficients, so the exact flow
 representable; what is tested is that the CFM objective drives it there. Tolerances are stated per
 formulation from measurement: u and x1 converge fastest with the defaults; EDM is run with
 sigma_max = 10 (ample for unit-scale 2-D data; with sigma_max = 80 the 1-step map needs far more
-training steps on this budget), and DDIM with its default adaptive weight p = 1 (with plain L2 it diverges).
+training steps on this budget), and DDIM with its default adaptive weight p = 1 (with plain L2 it diverges)
+and 2000 steps: its 1-step map converges slowest (relative std error 0.36-0.42 after 800 steps across
+learning rates and numerically equivalent derivative passes, 0.30 after 2000).
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from cfm_core import CumulativeFlowMap
 MEAN = torch.tensor([1.0, -0.5])
 STD = torch.tensor([0.5, 1.5])
 
-# formulation -> (options, 1-step tolerance on |mean error|, on relative std error)
+# formulation -> (options, training steps, 1-step tolerance on |mean error|, on relative std error)
 SETTINGS = {
-    "u": ({}, 0.1, 0.15),
-    "x1": ({}, 0.1, 0.2),
-    "edm": ({"formulation_options": {"sigma_data": 1.0, "sigma_max": 10.0}}, 0.15, 0.2),
-    "ddim": ({}, 0.25, 0.4),
+    "u": ({}, 800, 0.1, 0.15),
+    "x1": ({}, 800, 0.1, 0.2),
+    "edm": ({"formulation_options": {"sigma_data": 1.0, "sigma_max": 10.0}}, 800, 0.15, 0.2),
+    "ddim": ({}, 2000, 0.25, 0.4),
 }
 
 
@@ -63,8 +65,8 @@ def _train(name: str, options: dict, steps: int = 800) -> CumulativeFlowMap:
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_one_step_moments_after_training(name):
-    options, mean_tol, std_tol = SETTINGS[name]
-    model = _train(name, options)
+    options, steps, mean_tol, std_tol = SETTINGS[name]
+    model = _train(name, options, steps)
     samples = model.sample(
         torch.randn(20_000, 2, generator=torch.Generator().manual_seed(1)), steps=1
     )
