@@ -12,6 +12,8 @@ robust to other load on the machine).
 
 ``--cifar-gpu`` additionally times the cifar preset (DDPM's 39M UNet, 3x32x32, batch 128, bf16)
 on random images when CUDA is available: step time and peak memory, CFM and baseline.
+``--fid-weights PATH`` adds an FID column (torchmetrics, a local Inception-v3 file; nothing is
+downloaded, and without it the notes say that FID was skipped).
 """
 
 from __future__ import annotations
@@ -26,14 +28,15 @@ from pathlib import Path
 
 import torch
 from cfm_core.cli import config_to_dict
-from cfm_image.commands import build_model, evaluate, make_trainer
+from cfm_core.io import atomic_path
+from cfm_image.commands import build_model, evaluate, make_trainer, open_fid
 from cfm_image.config import (
     TRAIN_PRESETS,
     ImageDataConfig,
     ImageEvalConfig,
     ImageTrainConfig,
 )
-from cfm_image.files import atomic_path
+from cfm_image.fid import SKIP_REASON as FID_SKIP_REASON
 from cfm_image.sources import open_training_data, training_batches
 from harness import RESULTS, Report, Table
 
@@ -92,14 +95,15 @@ def step_times(configs: dict[str, ImageTrainConfig], data, rounds: int, device: 
     return {name: statistics.median(t) for name, t in times.items()}, peaks
 
 
-def _quality_tables(formulation: str, result: dict, rows: list, curves: dict) -> None:
+def _quality_tables(formulation: str, result: dict, rows: list, curves: dict, fid: bool) -> None:
     by_key = {(r["label"], r["nfe"]): r for r in result["rows"]}
     for label, steps in (("cfm", CFM_STEPS), ("baseline", BASELINE_STEPS)):
         name = "CFM" if label == "cfm" else "baseline"
         for nfe in steps:
             r = by_key[(label, nfe)]
+            fid_cell = [r["fid"]] if fid else []
             rows.append([formulation, name, nfe, r["classifier_fd"], r["classifier_accuracy"],
-                         r["class_entropy_marginal"], r["ms_per_sample"]])
+                         r["class_entropy_marginal"], *fid_cell, r["ms_per_sample"]])
         curves[f"{formulation} {name}"] = (list(steps),
                                            [by_key[(label, s)]["classifier_fd"] for s in steps])
 
@@ -143,9 +147,13 @@ def run(argv: list[str]) -> Report:
     parser.add_argument("--quick", action="store_true", help="60 steps, 100 images: a smoke run")
     parser.add_argument("--cifar-gpu", action="store_true",
                         help="also time the cifar preset on the GPU (skipped without CUDA)")
+    parser.add_argument("--fid-weights", metavar="PATH",
+                        help="also report FID with this local Inception-v3 file (torch-fidelity's "
+                             "weights-inception-2015-12-05-6726825d.pth; slow on a CPU)")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.n, args.timing_rounds = 60, 100, 5
+    fid = open_fid(args.fid_weights)  # a wrong weights file fails before any training
 
     quality_rows, cost_rows, curves, headline = [], [], {}, []
     started = time.perf_counter()
@@ -158,9 +166,10 @@ def run(argv: list[str]) -> Report:
                 make_trainer(_config(f, ratio, args.steps, runs[kind])).fit()
             result = evaluate(ImageEvalConfig(
                 checkpoint=str(runs["cfm"]), baseline=str(runs["baseline"]), cfm_steps=CFM_STEPS,
-                baseline_steps=BASELINE_STEPS, n=args.n, out=str(Path(tmp) / f"{f}-eval")))
+                baseline_steps=BASELINE_STEPS, n=args.n, fid_weights=args.fid_weights,
+                out=str(Path(tmp) / f"{f}-eval")), fid)
             _copy(Path(tmp) / f"{f}-eval" / "samples.png", FIGURES / f"samples-{f}.png")
-            _quality_tables(f, result, quality_rows, curves)
+            _quality_tables(f, result, quality_rows, curves, fid is not None)
             cfm_cfg, data = _digit_batches(_config(f, 0.5, 1, Path(tmp) / "t"))
             base_cfg, _ = _digit_batches(_config(f, 1.0, 1, Path(tmp) / "t"))
             times, _ = step_times({"cfm": cfm_cfg, "baseline": base_cfg}, data,
@@ -179,8 +188,8 @@ def run(argv: list[str]) -> Report:
         Table("Digit-classifier Frechet distance (lower is better), classifier accuracy on the "
               "class-conditional samples, entropy of the predicted-class histogram (ln 10 = "
               f"2.303 is uniform) and sampling time, {args.n} images per row",
-              ["formulation", "model", "NFE", "classifier FD", "accuracy", "H(class histogram)",
-               "ms/image"], quality_rows),
+              ["formulation", "model", "NFE", "classifier FD", "accuracy", "H(class histogram)"]
+              + ["FID"] * (fid is not None) + ["ms/image"], quality_rows),
         Table("Training step time (median, alternating CFM and baseline steps) and the headline "
               "comparison: the baseline NFE needed to match CFM's 1-step FD",
               ["formulation", "baseline ms/step", "CFM ms/step", "CFM/baseline", "CFM FD @1",
@@ -194,6 +203,8 @@ def run(argv: list[str]) -> Report:
         f"{headline[0].get('classifier_accuracy', float('nan')):.3g} and their class-histogram "
         f"entropy {headline[0].get('class_entropy_marginal', float('nan')):.3g}.",
         f"Total wall time {time.perf_counter() - started:.0f} s on this CPU, one thread.",
+        f"FID against {result['fid']['reference_images']} training digits with "
+        f"{args.fid_weights}." if fid is not None else f"FID skipped: {FID_SKIP_REASON}.",
     ]
     if args.cifar_gpu:
         table, message = _cifar_gpu()

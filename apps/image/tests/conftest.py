@@ -32,3 +32,25 @@ def grid_dataset():
     levels = torch.randint(0, 256, (12, 3, 8, 8), generator=generator)
     labels = torch.arange(12) % 3
     return ImageTensorDataset(levels.float() / 127.5 - 1.0, labels)
+
+
+@pytest.fixture(scope="session")
+def fake_inception_weights(tmp_path_factory):
+    """A weights file in torch-fidelity's Inception-v3 format with random weights (He-scaled
+    convolutions, so the 2048 features neither vanish nor explode): the real file cannot be
+    downloaded here. The network is built with its weight loading switched off."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    folder = tmp_path_factory.mktemp("inception")
+    empty = folder / "empty.pth"
+    torch.save({}, empty)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        network = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], str(empty))
+    torch.manual_seed(0)
+    for module in network.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    path = folder / "fake-inception.pth"
+    torch.save(network.state_dict(), path)
+    return path

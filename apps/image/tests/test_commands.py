@@ -13,9 +13,11 @@ import pytest
 import torch
 from cfm_core.cli import main, parse_config
 from cfm_core.training import load_checkpoint
+from cfm_image.classifier import ClassifierRecipe, builtin_classifier
 from cfm_image.commands import make_trainer
 from cfm_image.config import ImageTrainConfig
 from cfm_image.data import write_shards
+from cfm_image.sources import reference_images
 from PIL import Image
 
 PACK_TOOL = Path(__file__).resolve().parents[3] / "tools" / "pack_image_shards.py"
@@ -67,6 +69,9 @@ def test_train_sample_eval_info(cfm_run, tmp_path, capsys, monkeypatch):
         assert row["classifier_fd"] > 0 and 0 <= row["classifier_accuracy"] <= 1
         assert 0 <= row["class_entropy_marginal"] <= np.log(10) + 1e-6
     assert metrics["held_out"]["classifier_accuracy"] > 0.8  # the classifier works
+    assert "classifier_fd" not in metrics["held_out"]  # 180 images: mostly small-sample bias
+    assert metrics["fid"]["status"] == "skipped" and "--fid-weights PATH" in metrics["fid"]["reason"]
+    assert "FID skipped: no Inception weights given" in capsys.readouterr().out
     assert list((tmp_path / "cache" / "image").glob("classifier-digits-8px-*.safetensors"))
     for name in ("samples.png", "quality_vs_nfe.png", "grids/cfm-1.png",
                  "grids/baseline-euler-3.png"):
@@ -157,27 +162,36 @@ def test_folder_with_labels_and_shards(labelled_folder, grid_dataset, tmp_path, 
     assert set(metrics["rows"][0]) >= {"pixel_energy", "ms_per_sample"}
 
 
-def test_fid_needs_local_weights_and_says_why_it_skips(cfm_run, tmp_path, monkeypatch, capsys):
-    from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
+def test_eval_with_fid(cfm_run, fake_inception_weights, tmp_path, monkeypatch, capsys):
+    from cfm_image import commands
 
+    fast = functools.partial(builtin_classifier, recipe=ClassifierRecipe(epochs=1, width=8))
+    monkeypatch.setattr(commands, "builtin_classifier", fast)
+    monkeypatch.setattr(commands, "reference_images",  # 4 real images: Inception is slow on CPU
+                        lambda data, limit: reference_images(data, 4))
     monkeypatch.setenv("CFM_CACHE_DIR", str(tmp_path / "cache"))
-    weights, out = tmp_path / "inception.pth", tmp_path / "eval"
+    out = tmp_path / "eval"
     argv = ["image", "eval", "--checkpoint", str(cfm_run), "--n", "10", "--cfm-steps", "1",
-            "--baseline-steps", "1", "--fid-weights", str(weights), "--out", str(out)]
-    assert main(argv) == 2  # a missing file fails before any work
-    assert "--fid-weights: Inception weights file not found" in capsys.readouterr().err
-    if _TORCH_FIDELITY_AVAILABLE:
-        pytest.skip("torch-fidelity is installed: the skip message does not apply")
-    weights.write_bytes(b"not weights")
-    assert main(argv) == 0
-    note = json.loads((out / "metrics.json").read_text())["fid"]
-    assert note.startswith("skipped") and "torch-fidelity" in note and str(weights) in note
-    assert "FID skipped" in capsys.readouterr().out
+            "--baseline-steps", "--out", str(out), "--fid-weights"]
+    damaged = tmp_path / "damaged.pth"
+    damaged.write_bytes(b"not weights")
+    for weights, message in [(tmp_path / "missing.pth", "Inception weights file not found"),
+                             (damaged, "cannot load")]:
+        assert main([*argv, str(weights)]) == 2  # before any work: nothing written
+        assert f"--fid-weights: {message}" in capsys.readouterr().err and not out.exists()
+
+    assert main([*argv, str(fake_inception_weights)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["fid"] == {"status": "computed", "weights": str(fake_inception_weights),
+                              "reference_images": 4}
+    assert [row["label"] for row in metrics["rows"]] == ["cfm"]
+    assert metrics["rows"][0]["fid"] > 0 and metrics["primary_metric"] == "classifier_fd"
+    assert "fid" not in metrics["held_out"]
+    assert "FID" in capsys.readouterr().out  # a column of the printed table
 
 
 def test_demo_with_a_trained_baseline(tmp_path, monkeypatch, capsys):
     from cfm_image import commands
-    from cfm_image.classifier import ClassifierRecipe, builtin_classifier
 
     fast = functools.partial(builtin_classifier, recipe=ClassifierRecipe(epochs=1, width=8))
     monkeypatch.setattr(commands, "builtin_classifier", fast)

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 from cfm_core.cli import ConfigError, config_from_dict, config_to_dict, parse_config
-from cfm_core.cli.common import load_trained, require_path
+from cfm_core.cli.common import load_trained
 from cfm_core.evaluation import nfe_sweep, sweep_table
 from cfm_core.method import build_cfm
 from cfm_core.model import CumulativeFlowMap
@@ -25,6 +25,8 @@ from cfm_image.config import (
     ImageSampleConfig,
     ImageTrainConfig,
 )
+from cfm_image.fid import SKIP_REASON as FID_SKIP_REASON
+from cfm_image.fid import InceptionFID
 from cfm_image.pictures import save_grid, save_individual, save_panels
 from cfm_image.report import (
     grid_columns,
@@ -35,7 +37,7 @@ from cfm_image.report import (
     save_quality_curve,
     save_run_grids,
 )
-from cfm_image.scores import ImageScorer, InceptionFID
+from cfm_image.scores import ImageScorer
 from cfm_image.sources import (
     held_out_images,
     open_training_data,
@@ -209,7 +211,8 @@ def _same_images(a: ImageDataConfig, b: ImageDataConfig) -> bool:
     return all(getattr(a, k) == getattr(b, k) for k in keys)
 
 
-def _scorer(data: ImageDataConfig, cfg: ImageEvalConfig) -> tuple[ImageScorer, dict[str, Any]]:
+def _scorer(data: ImageDataConfig, cfg: ImageEvalConfig,
+            fid: InceptionFID | None) -> tuple[ImageScorer, dict[str, Any]]:
     """The scorer of a data config, and what it rests on (classifier, FID) for the report."""
     real, _ = reference_images(data, max(cfg.n, 2000))
     notes: dict[str, Any] = {"reference_images": int(real.shape[0])}
@@ -218,21 +221,29 @@ def _scorer(data: ImageDataConfig, cfg: ImageEvalConfig) -> tuple[ImageScorer, d
         cached = builtin_classifier(data.builtin, data.resolution, cfg.classifier_cache)
         classifier = cached.model
         notes["classifier"] = {"path": str(cached.path), "test_accuracy": cached.test_accuracy}
-    fid = None
-    if cfg.fid_weights is not None:
-        try:
-            fid = InceptionFID(cfg.fid_weights, real)
-            notes["fid"] = f"FID with {cfg.fid_weights}"
-        except RuntimeError as err:
-            notes["fid"] = f"skipped: {err}"
-            print(f"FID skipped: {err}")
+    if fid is None:
+        notes["fid"] = {"status": "skipped", "reason": FID_SKIP_REASON}
+        print(f"FID skipped: {FID_SKIP_REASON}")
+    else:
+        print(f"FID: Inception features of {real.shape[0]} reference images ({fid.weights})")
+        notes["fid"] = {"status": "computed", "weights": str(fid.weights),
+                        "reference_images": int(real.shape[0])}
     return ImageScorer(real, classifier, fid), notes
 
 
-def evaluate(cfg: ImageEvalConfig) -> dict[str, Any]:
-    """The NFE sweep of a CFM model (and a baseline), scored against real images."""
-    if cfg.fid_weights is not None:
-        require_path(cfg.fid_weights, "Inception weights file", "--fid-weights")
+def open_fid(weights: str | None) -> InceptionFID | None:
+    """The FID metric of ``--fid-weights`` (``None`` without it), on the GPU when there is one;
+    a missing or wrong weights file raises :class:`ConfigError` at once."""
+    if weights is None:
+        return None
+    return InceptionFID(weights, "cuda" if torch.cuda.is_available() else "cpu")
+
+
+def evaluate(cfg: ImageEvalConfig, fid: InceptionFID | None = None) -> dict[str, Any]:
+    """The NFE sweep of a CFM model (and a baseline), scored against real images; ``fid`` is
+    the metric of ``cfg.fid_weights`` when the caller has already opened it."""
+    if fid is None:
+        fid = open_fid(cfg.fid_weights)  # before any other work: a wrong file fails at once
     model, ckpt = load_trained(cfg.checkpoint, build_model, APP)
     data = config_from_dict(ImageTrainConfig, ckpt.meta["config"]).data
     baseline, baseline_name = model, OWN_FIELD
@@ -245,7 +256,7 @@ def evaluate(cfg: ImageEvalConfig) -> dict[str, Any]:
     labels = generation_labels(data.num_classes, cfg.n)
     if cfg.guidance != 1.0 and labels is None:
         raise ConfigError("--guidance needs a class-conditional model")
-    scorer, notes = _scorer(data, cfg)
+    scorer, notes = _scorer(data, cfg, fid)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     noise = torch.randn(cfg.n, data.channels, data.resolution, data.resolution,
                         generator=torch.Generator().manual_seed(cfg.seed))
@@ -263,8 +274,8 @@ def evaluate(cfg: ImageEvalConfig) -> dict[str, Any]:
     held_out = held_out_images(data)
     if held_out is not None:
         real, real_labels = held_out
-        scores = scorer(real, None if labels is None else real_labels)
-        scores.pop("classifier_fd", None)  # from 180 images it would be mostly small-sample bias
+        # no Frechet distances: from 180 images they would mostly measure small-sample bias
+        scores = scorer(real, None if labels is None else real_labels, frechet=False)
         notes["held_out"] = {"images": int(real.shape[0]), **scores}
     out = Path(cfg.out) if cfg.out else ckpt.path.parent / "eval"
     result = {"checkpoint": str(ckpt.path), "baseline": baseline_name, "data": data.name,
@@ -291,6 +302,7 @@ def evaluate(cfg: ImageEvalConfig) -> dict[str, Any]:
 def demo(cfg: ImageDemoConfig) -> dict[str, Any]:
     """Train CFM on the built-in digits (quick preset), then evaluate it at 1, 2 and 4 steps
     beside the multi-step baseline (its own r = t field, or a trained one)."""
+    fid = open_fid(cfg.fid_weights)  # a wrong weights file fails before the training
     out = Path(cfg.out)
     quick = TRAIN_PRESETS["quick"]
     runs = {}
@@ -306,7 +318,8 @@ def demo(cfg: ImageDemoConfig) -> dict[str, Any]:
     print("== evaluating")
     return evaluate(ImageEvalConfig(checkpoint=runs["cfm"], baseline=runs.get("baseline"),
                                     baseline_steps=cfg.baseline_steps, n=cfg.n,
-                                    classifier_cache=cfg.classifier_cache, out=str(out / "eval")))
+                                    classifier_cache=cfg.classifier_cache,
+                                    fid_weights=cfg.fid_weights, out=str(out / "eval")), fid)
 
 
 # ------------------------------------------------------------------------------ argv glue --

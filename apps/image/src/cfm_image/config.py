@@ -218,8 +218,9 @@ class ImageEvalConfig:
     Metrics: for the built-in digits, a small CNN digit classifier (trained once on the training
     split, cached) gives the Frechet distance in its feature space, its accuracy on the generated
     digits (class-conditional models) and the class entropies; for every dataset, the energy
-    distance in pixel space; FID with --fid-weights. Writes metrics.json, samples.png,
-    quality_vs_nfe.png and one grid per run (grids/) into --out.
+    distance in pixel space; FID (torchmetrics) only with --fid-weights, a local Inception file:
+    nothing is downloaded. Writes metrics.json, samples.png, quality_vs_nfe.png and one grid per
+    run (grids/) into --out.
     """
 
     checkpoint: str
@@ -241,8 +242,9 @@ class ImageEvalConfig:
     batch_size: int = 500
     """Images per sampling batch."""
     fid_weights: str | None = None
-    """A local Inception-v3 weights file (torch-fidelity's FID network) for FID; nothing is
-    downloaded, so FID is computed only with this file."""
+    """FID against the reference images (the training split of built-in data) with this local
+    Inception-v3 file: torch-fidelity's weights-inception-2015-12-05-6726825d.pth. Nothing is
+    downloaded: without it FID is skipped, and the output says so."""
     classifier_cache: str | None = None
     """Folder caching the digit classifier (default: $CFM_CACHE_DIR, else ~/.cache/cfm)."""
     out: str | None = None
@@ -259,8 +261,16 @@ class ImageEvalConfig:
 
 @dataclass
 class ImageDemoConfig:
-    """The main job: train CFM on the built-in digits (the quick preset), then evaluate it at 1,
-    2 and 4 steps beside the multi-step baseline, with sample grids and metrics."""
+    """The main job, a few minutes on a CPU: train CFM on the built-in 16x16 digits (the quick
+    preset), then sample it at 1, 2 and 4 steps and the multi-step baseline at --baseline-steps,
+    all from the same noise, and score every run.
+
+    Writes into --out: cfm/, the training run with its checkpoint, log.jsonl and samples/;
+    eval/metrics.json, every score and which baseline; eval/grids/cfm-1.png, cfm-2.png,
+    cfm-4.png and baseline-euler-<steps>.png, one grid per run with one column per digit;
+    eval/samples.png, held-out digits beside CFM at 1, 2, 4 steps and the baseline; and
+    eval/quality_vs_nfe.png.
+    """
 
     out: str = "runs/image-demo"
     """Output folder: cfm/ (and baseline/), eval/."""
@@ -279,6 +289,9 @@ class ImageDemoConfig:
     """Training seed."""
     classifier_cache: str | None = None
     """Folder caching the digit classifier (default: $CFM_CACHE_DIR, else ~/.cache/cfm)."""
+    fid_weights: str | None = None
+    """Also report FID, with this local Inception-v3 file (see cfm image eval --help); checked
+    before training."""
 
     def __post_init__(self) -> None:
         _positive(self.steps, "--steps")

@@ -5,19 +5,19 @@
   the classifier's accuracy on class-conditional samples, and two class entropies (in nats):
   the mean entropy of each sample's predicted class distribution (low: clear digits) and the
   entropy of the histogram of predicted classes (high, up to ln 10: every digit appears);
-* with a local Inception weights file: FID through torchmetrics (``InceptionFID``).
+* with a local Inception weights file: FID through torchmetrics (:mod:`cfm_image.fid`).
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 from cfm_core.metrics import energy_distance, frechet_distance_from_features
 from torch import Tensor
 
 from cfm_image.classifier import DigitClassifier
+from cfm_image.fid import InceptionFID
 
 PIXEL_REFERENCE = 2000
 """At most this many real images enter the pixel energy distance."""
@@ -51,52 +51,13 @@ def _batched(fn, images: Tensor, batch_size: int = 1000) -> Tensor:
     return torch.cat([fn(images[i : i + batch_size]) for i in starts])
 
 
-class InceptionFID:
-    """FID with torchmetrics' ``FrechetInceptionDistance`` and a local weights file only.
-
-    torchmetrics builds its Inception-v3 from the torch-fidelity package and loads ``weights``
-    (torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth``) from disk, so nothing is
-    downloaded. Raises ``RuntimeError`` with the reason when FID cannot be computed.
-    """
-
-    def __init__(self, weights: str | Path, real: Tensor) -> None:
-        from torchmetrics.image.fid import FrechetInceptionDistance
-        from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
-
-        path = Path(weights)
-        if not _TORCH_FIDELITY_AVAILABLE:
-            raise RuntimeError(
-                "torchmetrics' FrechetInceptionDistance builds its Inception network with the "
-                "torch-fidelity package, which is not installed (pip install torch-fidelity); "
-                f"the weights file {path} was not used")
-        try:
-            self.metric = FrechetInceptionDistance(
-                feature=2048, normalize=True, reset_real_features=False,
-                feature_extractor_weights_path=str(path))
-        except Exception as err:  # torch-fidelity / torch.load errors on a wrong file
-            raise RuntimeError(f"--fid-weights: cannot load {path}: {err}") from None
-        self._update(real, real=True)
-
-    def _update(self, images: Tensor, real: bool) -> None:
-        for start in range(0, images.shape[0], 100):
-            batch = images[start : start + 100].float().add(1).div(2).clamp(0, 1)
-            if batch.shape[1] == 1:
-                batch = batch.expand(-1, 3, -1, -1)
-            self.metric.update(batch, real=real)
-
-    def __call__(self, images: Tensor) -> float:
-        self.metric.reset()  # keeps the real features
-        self._update(images, real=False)
-        return float(self.metric.compute())
-
-
 class ImageScorer:
     """Scores generated images ``(N, C, H, W)`` in ``[-1, 1]`` against ``real`` images.
 
     Args:
         real: the reference images.
         classifier: a digit classifier (its features and classes are scored), or ``None``.
-        fid: an :class:`InceptionFID`, or ``None``.
+        fid: an :class:`InceptionFID` (its reference becomes ``real``), or ``None``.
     """
 
     def __init__(self, real: Tensor, classifier: DigitClassifier | None = None,
@@ -106,31 +67,38 @@ class ImageScorer:
         self.real_features = None
         if classifier is not None:
             self.real_features = _batched(classifier.features, real)
+        if fid is not None:
+            fid.set_reference(real)
 
-    def __call__(self, images: Tensor, labels: Tensor | None = None) -> dict[str, float]:
+    def __call__(self, images: Tensor, labels: Tensor | None = None,
+                 frechet: bool = True) -> dict[str, float]:
         """The scores of ``images`` (NaN everywhere when any value is not finite); ``labels``
-        are the classes they were generated for."""
-        names = self.metric_names(labels is not None)
+        are the classes they were generated for; ``frechet=False`` leaves out the Frechet
+        distances (classifier_fd, fid), which mostly measure sample size on a small set."""
+        names = self.metric_names(labels is not None, frechet)
         if not torch.isfinite(images).all():
             return dict.fromkeys(names, math.nan)
         images = images.clamp(-1, 1)
         scores = {"pixel_energy": energy_distance(images.flatten(1), self.real_pixels)}
         if self.classifier is not None:
             features = _batched(self.classifier.features, images)
-            scores["classifier_fd"] = frechet_distance_from_features(features, self.real_features)
+            if frechet:
+                scores["classifier_fd"] = frechet_distance_from_features(features,
+                                                                         self.real_features)
             logits = self.classifier.head(features)
             scores.update(class_scores(logits, labels))
-        if self.fid is not None:
+        if self.fid is not None and frechet:
             scores["fid"] = self.fid(images)
         return {name: scores[name] for name in names}
 
-    def metric_names(self, conditional: bool) -> list[str]:
-        """The names of the scores, in report order."""
+    def metric_names(self, conditional: bool, frechet: bool = True) -> list[str]:
+        """The names of the scores, in report order (without the Frechet distances when
+        ``frechet`` is false)."""
         names = []
         if self.classifier is not None:
-            names += ["classifier_fd"] + ["classifier_accuracy"] * conditional
+            names += ["classifier_fd"] * frechet + ["classifier_accuracy"] * conditional
             names += ["class_entropy_mean", "class_entropy_marginal"]
-        if self.fid is not None:
+        if self.fid is not None and frechet:
             names.append("fid")
         return names + ["pixel_energy"]
 
