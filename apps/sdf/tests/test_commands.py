@@ -47,6 +47,8 @@ def runs(tmp_path_factory):
         "cfm": train(root / "cfm", *folder),
         "baseline": train(root / "baseline", *folder, "--method.instantaneous-ratio", "1.0"),
         "unconditional": train(root / "unconditional", *folder, "--unconditional"),
+        "dropout": train(root / "dropout", *folder, "--method.cond-dropout", "0.5"),
+        "records": records,
     }
 
 
@@ -139,6 +141,55 @@ def test_eval_against_a_baseline(runs, tmp_path):
     assert (out / "quality_vs_nfe.png").is_file()
 
 
+def test_guided_and_unconditional_sampling_of_a_dropout_model(runs, chair_points, tmp_path,
+                                                              capsys):
+    run = json.loads((runs["dropout"] / "step-0000020" / "meta.json").read_text())
+    assert run["config"]["method"]["cond_dropout"] == 0.5
+    base = ["sdf", "sample", "--checkpoint", str(runs["dropout"]), "--resolution", "16"]
+    assert main([*base, "--points", str(chair_points), "--out", str(tmp_path / "plain.obj")]) == 0
+    assert "NFE 1)" in capsys.readouterr().out
+    guided = tmp_path / "guided.obj"
+    assert main([*base, "--points", str(chair_points), "--guidance", "3",
+                 "--out", str(guided)]) == 0
+    assert "guidance 3, NFE 2" in capsys.readouterr().out  # a conditioned and a null call
+    plain = trimesh.load(tmp_path / "plain.obj", force="mesh")
+    assert not np.array_equal(trimesh.load(guided, force="mesh").vertices, plain.vertices)
+    assert main([*base, "--out", str(tmp_path / "free.obj")]) == 0  # no points: the null condition
+    assert (tmp_path / "free.png").is_file()
+
+
+def test_eval_on_a_prepared_folder(runs, tmp_path, capsys):
+    held_out = tmp_path / "held-out"
+    meshes = tmp_path / "meshes"
+    meshes.mkdir()
+    trimesh.creation.icosphere(subdivisions=3, radius=1.0).export(meshes / "small-ball.obj")
+    trimesh.creation.box(extents=(2.0, 1.0, 1.0)).export(meshes / "brick.ply")
+    assert main(["sdf", "prepare", str(meshes), str(held_out), *PREPARE_SIZES]) == 0
+    small = ["--n-shapes", "4", "--cfm-steps", "1", "--baseline-steps", "2", "--resolution", "16",
+             "--n-surface-samples", "300", "--n-query", "64"]
+    out = tmp_path / "train-eval"
+    assert main(["sdf", "eval", "--checkpoint", str(runs["cfm"]), *small, "--out", str(out)]) == 0
+    assert "not held out" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["folder"] == str(runs["records"]) and metrics["held_out"] is False
+    assert metrics["family"] is None and metrics["n_shapes"] == 1  # the folder holds one ball
+    assert metrics["n_surface_samples"] == 256  # capped at the record's surface points
+    assert "512 uniform volume points" in metrics["iou"]
+    out = tmp_path / "held-out-eval"
+    assert main(["sdf", "eval", "--checkpoint", str(runs["cfm"]), "--folder", str(held_out),
+                 *small, "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["held_out"] is True and metrics["shapes"][0].endswith("brick__ply.npz")
+    for row in metrics["rows"]:
+        assert len(row["per_shape"]["iou"]) == 2
+        assert all(0.0 <= v <= 1.0 for v in row["per_shape"]["iou"])
+        assert 0.0 <= row["sdf_error"] <= 2 * 0.2
+    # the ball model scores the ball better than the brick
+    ball, brick = metrics["rows"][0]["per_shape"]["iou"][::-1]
+    assert ball > brick
+    assert Image.open(out / "shapes.png").size[0] > 400
+
+
 def test_prepare_reports_and_skips_the_broken_mesh(tmp_path, capsys):
     out = tmp_path / "prepared"
     assert main(["sdf", "prepare", str(mesh_folder(tmp_path / "meshes")), str(out),
@@ -181,9 +232,18 @@ def test_bad_inputs_fail_before_work_with_the_option_named(runs, chair_points, t
           "--out: ")
     fails(["eval", "--checkpoint", free], "unconditional")
     fails(["eval", "--checkpoint", cfm, "--baseline", free], "--baseline")
-    fails(["eval", "--checkpoint", cfm], "--family: ")
+    fails(["eval", "--checkpoint", cfm], "--folder: record")  # 4096 query points: too many
+    fails(["eval", "--checkpoint", cfm, "--family", "chair", "--folder", "x"], "not both")
+    fails(["eval", "--checkpoint", cfm, "--folder", str(tmp_path / "none")], "--folder: ")
+    fails(["eval", "--checkpoint", cfm, "--family", "chair", "--guidance", "2"],
+          "--guidance: ")
+    fails(["sample", "--checkpoint", cfm, "--points", str(chair_points), "--guidance", "2"],
+          "without condition dropout")
+    fails(["sample", "--checkpoint", str(runs["dropout"]), "--guidance", "2"], "pass --points")
+    fails(["sample", "--checkpoint", str(runs["dropout"]), "--points", str(chair_points),
+           "--guidance", "nan"], "finite")
     fails(["train", "--data.folder", str(tmp_path / "none")], "--data.folder")
-    fails(["train", "--method.cond-dropout", "0.1"], "guidance is not supported")
+    fails(["train", "--unconditional", "--method.cond-dropout", "0.1"], "no condition to drop")
     fails(["train", "--preset", "huge"], "unknown preset")
     fails(["train", *TINY, "--net.width", "31", "--train.output-dir", str(tmp_path / "w")],
           "--net: ")

@@ -10,7 +10,13 @@ from cfm_core.formulations import get_formulation
 from cfm_sdf import generation
 from cfm_sdf.backbone import SDFDecoder
 from cfm_sdf.generation import field_is_network_output, generate_fields
-from cfm_sdf.model import EXTRA_POINTS_KEY, NOISE_KEY, CorrelatedNoiseFlowMap, FieldNet
+from cfm_sdf.model import (
+    EXTRA_POINTS_KEY,
+    NOISE_KEY,
+    NULL_CONDITION,
+    CorrelatedNoiseFlowMap,
+    FieldNet,
+)
 from cfm_sdf.representation import RepresentationConfig, batch, correlated_noise
 
 CONFIG = RepresentationConfig(
@@ -18,7 +24,7 @@ CONFIG = RepresentationConfig(
 )
 
 
-def model(formulation: str) -> CumulativeFlowMap:
+def model(formulation: str, **options) -> CumulativeFlowMap:
     """A CFM around a tiny decoder with perturbed weights (fresh gates output zeros)."""
     torch.manual_seed(0)
     features = "fourier" if formulation == "edm" else "sinusoidal"
@@ -27,7 +33,7 @@ def model(formulation: str) -> CumulativeFlowMap:
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.2 * torch.randn(p.shape, generator=generator))
-    return CumulativeFlowMap(FieldNet(net), formulation)
+    return CumulativeFlowMap(FieldNet(net), formulation, **options)
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +47,9 @@ def test_field_is_network_output(name, expected):
     assert field_is_network_output(get_formulation(name)) is expected
 
 
-def generate(m, data, extra, steps, sampler, seed=3):
+def generate(m, data, extra, steps, sampler, seed=3, guidance=1.0):
     return generate_fields(m, data.cond(), extra, steps, sampler, CONFIG.noise_grid,
-                           torch.Generator().manual_seed(seed))
+                           torch.Generator().manual_seed(seed), guidance)
 
 
 @pytest.mark.parametrize("sampler, steps", [("cumulative", 1), ("cumulative", 3), ("euler", 4),
@@ -72,12 +78,63 @@ def test_context_values_match_the_core_sampler_and_extra_points_agree(data, form
     assert fields.nfe == 2 and fields.seconds > 0
 
 
+@pytest.mark.parametrize("sampler, steps", [("cumulative", 1), ("cumulative", 3), ("euler", 2)])
+def test_guided_final_field_mixes_both_calls(data, monkeypatch, sampler, steps):
+    m = model("x1", null_cond=NULL_CONDITION)
+    fast = generate(m, data, data.query_points, steps, sampler, guidance=2.5)
+    plain = generate(m, data, data.query_points, steps, sampler)
+    assert fast.nfe == 2 * plain.nfe
+    assert (fast.extra_values - plain.extra_values).abs().max() > 1e-3  # guidance acts
+    monkeypatch.setattr(generation, "field_is_network_output", lambda formulation: False)
+    slow = generate(m, data, data.query_points, steps, sampler, guidance=2.5)
+    torch.testing.assert_close(fast.context_values, slow.context_values, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast.extra_values, slow.extra_values, atol=1e-5, rtol=0)
+
+
+def test_the_null_condition_is_the_unconditional_decoder(data):
+    m = model("x1", null_cond=NULL_CONDITION, cond_dropout=0.5).train()
+    rows = 400
+    cond = {key: value[torch.arange(rows) % 2] for key, value in
+            {**data.cond(), EXTRA_POINTS_KEY: data.query_points}.items()}
+    torch.manual_seed(2)
+    dropped = m._drop_condition(cond, rows, torch.device("cpu"))
+    nulled = torch.isnan(dropped["surface_points"]).all(dim=2).all(dim=1)
+    assert 0.4 < nulled.float().mean() < 0.6  # about half of the rows
+    assert not torch.isnan(dropped["surface_points"][~nulled]).any()
+    torch.testing.assert_close(dropped["surface_points"][~nulled], cond["surface_points"][~nulled])
+    for key in ("context_points", EXTRA_POINTS_KEY):
+        assert torch.equal(dropped[key], cond[key])  # inputs, not a condition: kept
+    net = m.net.eval()
+    first = torch.tensor([int(nulled.nonzero()[0]), int((~nulled).nonzero()[0])])
+    x = data.context_values[first % 2]
+    t, r = torch.tensor([0.3, 0.6]), torch.tensor([0.8, 0.9])
+    with torch.no_grad():
+        mixed = net(x, t, r, {k: v[first] for k, v in dropped.items()})
+        free = net(x, t, r, {"context_points": cond["context_points"][first]})
+        full = net(x, t, r, {k: v[first] for k, v in cond.items()})
+    torch.testing.assert_close(mixed[0], free[0], atol=1e-5, rtol=0)  # dropped = unconditional
+    torch.testing.assert_close(mixed[1], full[1], atol=1e-5, rtol=0)  # kept = conditional
+    assert (free[1] - full[1]).abs().max() > 1e-3  # the condition matters
+
+
+def test_training_with_condition_dropout_has_finite_gradients(data):
+    m = model("x1", null_cond=NULL_CONDITION, cond_dropout=0.5).train()
+    m.__class__ = CorrelatedNoiseFlowMap
+    torch.manual_seed(0)
+    loss = m(data.context_values, {**data.cond(), NOISE_KEY: data.context_noise})
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+
+
 def test_generate_fields_rejects_bad_inputs(data):
     m = model("x1")
     with pytest.raises(ValueError, match="extra_points must be"):
         generate(m, data, data.query_points[:1], 1, "cumulative")
     with pytest.raises(ValueError, match="unknown sampler"):
         generate(m, data, data.query_points, 1, "rk4")
+    with pytest.raises(ValueError, match="null condition"):
+        generate(m, data, data.query_points, 1, "cumulative", guidance=2.0)
 
 
 def test_noise_in_the_condition_is_the_training_noise(data):

@@ -8,10 +8,17 @@ import trimesh
 from cfm_core.cli import ConfigError
 from cfm_sdf.families import random_shape
 from cfm_sdf.inputs import load_condition_points
-from cfm_sdf.meshing import extract_mesh
+from cfm_sdf.meshing import extract_mesh, volumetric_iou
 from cfm_sdf.render import Panel, render_mesh_grid_png
-from cfm_sdf.representation import RepresentationConfig, batch, encode_sdf
-from cfm_sdf.scoring import held_out_shapes, reference_grid, score_shape, timed_mesh
+from cfm_sdf.representation import RepresentationConfig, analytic_record, batch, encode_sdf
+from cfm_sdf.scoring import (
+    HeldOutShape,
+    held_out_records,
+    held_out_shapes,
+    reference_grid,
+    score_shape,
+    timed_mesh,
+)
 from PIL import Image
 
 CONFIG = RepresentationConfig(n_context=64, n_query_volume=128, n_query_near=128,
@@ -84,28 +91,63 @@ def test_held_out_shapes_are_reproducible_and_not_training_shapes():
 
 def test_scores_of_the_truth_and_of_a_shifted_shape():
     shape = held_out_shapes("stool", 1, 0, CONFIG, n_surface=4000)[0]
-    truth = reference_grid(shape.shape, 40)
-    values = encode_sdf(truth, 0.2)
+    truth = shape.iou_truth(40)
+    np.testing.assert_array_equal(truth, reference_grid(shape.shape, 40).ravel())
+    values = encode_sdf(truth.reshape((40,) * 3), 0.2)
     mesh, seconds = timed_mesh(values)
     queries = shape.sample["query_values"]
-    perfect = score_shape(values, mesh, truth, shape.surface, queries, queries, 0.2, 0.05)
+
+    def score(grid, query_values):
+        return score_shape(timed_mesh(grid)[0], shape.surface, grid.ravel(), truth,
+                           query_values, queries, 0.2, 0.05)
+
+    perfect = score(values, queries)
     assert perfect["iou"] == 1.0 and perfect["sdf_error"] == 0.0 and seconds >= 0
     assert perfect["chamfer"] < 0.02 and perfect["fscore"] > 0.95
     shifted = np.roll(values, 3, axis=1)  # 3 grid steps (0.15) up
-    worse = score_shape(shifted, timed_mesh(shifted)[0], truth, shape.surface, queries + 0.5,
-                        queries, 0.2, 0.05)
+    worse = score(shifted, queries + 0.5)
+    assert np.isclose(worse["iou"], volumetric_iou(shifted, truth.reshape(shifted.shape)))
     assert worse["iou"] < 0.8 and worse["chamfer"] > 2 * perfect["chamfer"]
     expected = np.abs(np.minimum(queries + 0.5, 1.0) - queries).mean() * 0.2  # clamped at 1
     assert worse["fscore"] < perfect["fscore"] and np.isclose(worse["sdf_error"], expected)
-    empty = np.ones_like(values)
-    none = score_shape(empty, timed_mesh(empty)[0], truth, shape.surface, queries, queries, 0.2,
-                       0.05)
+    none = score(np.ones_like(values), queries)
     assert np.isnan(none["chamfer"]) and none["fscore"] == 0.0 and none["iou"] == 0.0
+
+
+def test_records_score_the_iou_at_their_volume_points():
+    """A record of an analytic stool: its Monte-Carlo IoU at 20k uniform points agrees with the
+    IoU on a fine grid, for the truth and for a dilated shape."""
+    stool = random_shape("stool", rng(3))
+    big = RepresentationConfig(n_context=64, n_query_volume=20000, n_query_near=128,
+                               n_query_surface=200)
+    records = [analytic_record(stool, rng(4), big), analytic_record(stool, rng(5), big)]
+    shapes = held_out_records(records, 5, 0, CONFIG, n_surface=100)
+    assert len(shapes) == 2 and shapes[0].shape is None and shapes[0].truth_mesh(16) is None
+    assert shapes[0].surface.shape == (100, 3) and shapes[0].iou_points.shape == (20064, 3)
+    np.testing.assert_allclose(shapes[0].sample["query_values"],
+                               encode_sdf(stool.sdf(shapes[0].sample["query_points"]), 0.2),
+                               atol=1e-5)
+    again = held_out_records(records, 5, 0, CONFIG, n_surface=100)
+    np.testing.assert_array_equal(again[1].sample["context_points"],
+                                  shapes[1].sample["context_points"])
+    points, truth = shapes[0].iou_points, shapes[0].iou_truth(resolution=8)
+    np.testing.assert_allclose(truth, stool.sdf(points), atol=1e-5)
+    queries = shapes[0].sample["query_values"]
+    dilated = stool.sdf(points) - 0.03
+    scores = score_shape(None, shapes[0].surface, dilated, truth, queries, queries, 0.2, 0.05)
+    grid = reference_grid(stool, 96)
+    assert abs(scores["iou"] - volumetric_iou(grid - 0.03, grid)) < 0.03
+    assert scores["iou"] < 0.9  # the dilation is visible
+    with pytest.raises(ValueError, match="exactly one"):
+        HeldOutShape("x", shapes[0].sample, shapes[0].surface)
+    with pytest.raises(ValueError, match="volume points"):
+        held_out_records(records, 1, 0, RepresentationConfig(n_context=30000), n_surface=10)
 
 
 def test_render_mesh_grid_png(tmp_path):
     mesh = extract_mesh(reference_grid(random_shape("stool", rng(1)), 24))
-    panels = [Panel("a", mesh, np.zeros((3, 3))), Panel("b", None), Panel("c", mesh)]
+    panels = [Panel("a", mesh, np.zeros((3, 3))), Panel("b", None),
+              Panel("c", None, np.zeros((3, 3)), cloud=mesh.vertices)]
     path = render_mesh_grid_png(panels, tmp_path / "grid.png", columns=2, panel_size=1.0)
     assert Image.open(path).size == (200, 200)
     with pytest.raises(ValueError, match=".png"):

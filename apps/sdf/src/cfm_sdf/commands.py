@@ -40,7 +40,14 @@ from cfm_sdf.model import EXTRA_POINTS_KEY, NOISE_KEY, build_model
 from cfm_sdf.pipeline import SdfFolderDataset, prepare_mesh_folder
 from cfm_sdf.render import Panel, render_mesh_grid_png, render_mesh_png
 from cfm_sdf.representation import RecordSource, batch, draw_sample
-from cfm_sdf.scoring import HeldOutShape, held_out_shapes, reference_grid, score_shape, timed_mesh
+from cfm_sdf.scoring import (
+    HeldOutShape,
+    held_out_records,
+    held_out_shapes,
+    reference_grid,
+    score_shape,
+    timed_mesh,
+)
 
 APP = "sdf"
 #: The training-time picture: shapes, grid resolution, seed and the baseline's solver steps.
@@ -72,9 +79,11 @@ def _generate(
     sampler: str,
     noise_grid: int,
     seed: int,
+    guidance: float = 1.0,
 ) -> GeneratedFields:
     """Generate one field per sample (its context points and, if ``conditional``, its surface
-    points) and read it at ``extra_points`` ``(B, Ne, 3)``; the noise is seeded by ``seed``."""
+    points; otherwise the null condition) and read it at ``extra_points`` ``(B, Ne, 3)``; the
+    noise is seeded by ``seed``."""
     device = next(model.parameters()).device
 
     def stack(key: str) -> torch.Tensor:
@@ -85,7 +94,7 @@ def _generate(
         cond["surface_points"] = stack("surface_points")
     extra = torch.from_numpy(np.ascontiguousarray(extra_points)).float().to(device)
     generator = torch.Generator().manual_seed(int(seed))
-    return generate_fields(model, cond, extra, steps, sampler, noise_grid, generator)
+    return generate_fields(model, cond, extra, steps, sampler, noise_grid, generator, guidance)
 
 
 def _grids(values: torch.Tensor, resolution: int) -> list[np.ndarray]:
@@ -95,15 +104,20 @@ def _grids(values: torch.Tensor, resolution: int) -> list[np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- training --
+def _open_folder(folder: str, option: str) -> SdfFolderDataset:
+    """The records of a prepared folder, or a :class:`ConfigError` naming ``option``."""
+    require_path(folder, "prepared SDF folder", option)
+    try:
+        return SdfFolderDataset(folder)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"{option}: {err}") from None
+
+
 def training_source(data: SdfDataConfig) -> str | RecordSource:
     """The family name, or the prepared folder's records."""
     if data.folder is None:
         return data.family
-    require_path(data.folder, "prepared SDF folder", "--data.folder")
-    try:
-        return SdfFolderDataset(data.folder)
-    except (FileNotFoundError, ValueError) as err:
-        raise ConfigError(f"--data.folder: {err}") from None
+    return _open_folder(data.folder, "--data.folder")
 
 
 def sdf_batches(cfg: SdfTrainConfig, source: str | RecordSource) -> Callable[[int], tuple]:
@@ -182,6 +196,20 @@ def train(cfg: SdfTrainConfig) -> dict[str, Any]:
     return trainer.fit()
 
 
+def _check_guidance(guidance: float, runs: Sequence[tuple[SdfTrainConfig, str]]) -> None:
+    """Guidance needs an unconditional mode: every ``(run config, path)`` trained with condition
+    dropout."""
+    if guidance == 1.0:
+        return
+    for run, path in runs:
+        if run.unconditional or run.method.cond_dropout == 0:
+            raise ConfigError(
+                f"--guidance: {path} was trained without condition dropout, so it has no "
+                "unconditional mode to guide against; train with --method.cond-dropout 0.1 "
+                "(for example) or leave --guidance at 1"
+            )
+
+
 # ----------------------------------------------------------------------------- sampling --
 def _resolve_sampler(sampler: str, steps: int | None, run: SdfTrainConfig) -> tuple[str, int]:
     """``auto`` -> euler for a baseline checkpoint, cumulative otherwise; default steps 1 or 64."""
@@ -198,12 +226,16 @@ def sample(cfg: SdfSampleConfig) -> Path:
     model, ckpt = load_trained(cfg.checkpoint, build_model, APP, cfg.ema_decay,
                                use_ema=not cfg.no_ema)
     run = _run_config(ckpt)
-    conditional = not run.unconditional
-    if conditional and cfg.points is None:
-        raise ConfigError(f"--points: {ckpt.path} generates shapes from surface points; pass "
-                          "--points (an .npy (N, 3) array or a mesh)")
-    if not conditional and cfg.points is not None:
+    conditional = cfg.points is not None
+    if run.unconditional and conditional:
         raise ConfigError(f"--points: {ckpt.path} was trained unconditionally; leave out --points")
+    if not run.unconditional and not conditional and run.method.cond_dropout == 0:
+        raise ConfigError(f"--points: {ckpt.path} generates shapes from surface points and was "
+                          "trained without condition dropout (no unconditional mode); pass "
+                          "--points (an .npy (N, 3) array or a mesh)")
+    if cfg.guidance != 1.0 and not conditional:
+        raise ConfigError("--guidance: guidance steers towards surface points; pass --points")
+    _check_guidance(cfg.guidance, [(run, str(ckpt.path))])
     rng = np.random.default_rng(cfg.seed)
     condition = None
     if conditional:
@@ -218,7 +250,7 @@ def sample(cfg: SdfSampleConfig) -> Path:
     grid = grid_points(cfg.resolution).astype(np.float32)
     model.to(_device())
     fields = _generate(model, [item], conditional, grid[None], steps, sampler,
-                       run.data.noise_grid, cfg.seed)
+                       run.data.noise_grid, cfg.seed, cfg.guidance)
     mesh, mesh_seconds = timed_mesh(_grids(fields.extra_values, cfg.resolution)[0])
     if mesh is None:
         raise EmptyShapeError(f"the generated field has no zero level set (no surface) with "
@@ -229,20 +261,22 @@ def sample(cfg: SdfSampleConfig) -> Path:
         mesh = trimesh.Trimesh(condition.to_original(mesh.vertices), mesh.faces, process=False)
     save_mesh(mesh, out)
     print(f"wrote {out} ({len(mesh.faces)} faces) and {png}")
-    print(f"network {fields.seconds:.3f} s ({sampler}, {steps} step(s), NFE {fields.nfe}), "
+    guided = f", guidance {cfg.guidance:g}" if cfg.guidance != 1.0 else ""
+    print(f"network {fields.seconds:.3f} s ({sampler}, {steps} step(s){guided}, NFE {fields.nfe}), "
           f"meshing {mesh_seconds:.3f} s (marching cubes at {cfg.resolution}^3)")
     return out
 
 
 # ---------------------------------------------------------------------------- evaluation --
 def _load_models(cfg: SdfEvalConfig):
-    """The CFM model, the baseline (default: the CFM model's own r = t field) and the run config."""
+    """The CFM model, the baseline (default: the CFM model's own r = t field), the run config and
+    the paths of both checkpoints."""
     model, ckpt = load_trained(cfg.checkpoint, build_model, APP)
     run = _run_config(ckpt)
     if run.unconditional:
         raise ConfigError(f"--checkpoint: {ckpt.path} is unconditional; eval scores shapes "
-                          "generated from the surface points of held-out shapes")
-    baseline, base_path = model, str(ckpt.path)
+                          "generated from the surface points of the shapes it scores")
+    baseline, base_run, base_path = model, run, str(ckpt.path)
     if cfg.baseline is not None:
         baseline, base_ckpt = load_trained(cfg.baseline, build_model, APP, option="--baseline")
         base_run = _run_config(base_ckpt)
@@ -250,11 +284,42 @@ def _load_models(cfg: SdfEvalConfig):
             raise ConfigError("--baseline was trained on other data (or sample sizes, or "
                               "unconditionally) than --checkpoint")
         base_path = str(base_ckpt.path)
-    family = cfg.family or (run.data.family if run.data.folder is None else None)
-    if family is None:
-        raise ConfigError(f"--family: {ckpt.path} was trained on a mesh folder; name a "
-                          "procedural family to evaluate on")
-    return model, baseline, run, family, str(ckpt.path), base_path
+    _check_guidance(cfg.guidance, [(run, str(ckpt.path)), (base_run, base_path)])
+    return model, baseline, run, str(ckpt.path), base_path
+
+
+def _eval_shapes(cfg: SdfEvalConfig, run: SdfTrainConfig) -> tuple[list[HeldOutShape], dict]:
+    """The shapes to score (--family, --folder, or the checkpoint's training data) and their
+    description for metrics.json."""
+    half = cfg.n_query // 2
+    representation = run.data.representation(n_query_volume=half, n_query_near=cfg.n_query - half,
+                                              n_query_surface=0)
+    folder = cfg.folder
+    if cfg.family is None and folder is None:
+        folder = run.data.folder
+    if folder is None:
+        family = cfg.family or run.data.family
+        shapes = held_out_shapes(family, cfg.n_shapes, cfg.seed, representation,
+                                 cfg.n_surface_samples)
+        return shapes, {"family": family, "folder": None, "held_out": True,
+                        "iou": f"on the {cfg.resolution}^3 marching-cubes grid, against the "
+                               "analytic SDF"}
+    records = _open_folder(folder, "--folder")
+    held_out = run.data.folder is None or Path(folder).resolve() != Path(run.data.folder).resolve()
+    if not held_out:
+        print(f"note: scoring the training records of {folder} (not held out); prepare held-out "
+              "meshes with `cfm sdf prepare` and pass --folder for held-out scores")
+    try:
+        shapes = held_out_records(records, cfg.n_shapes, cfg.seed, representation,
+                                  cfg.n_surface_samples)
+    except ValueError as err:
+        raise ConfigError(f"--folder: {err} (a shape's sample holds --data.n-context context "
+                          "points and --n-query query points, half uniform, half near the "
+                          "surface)") from None
+    n_points = len(shapes[0].iou_points)
+    return shapes, {"family": None, "folder": str(folder), "held_out": held_out,
+                    "iou": f"at the {n_points} uniform volume points of each record, against "
+                           "their prepared signed distances (Monte Carlo)"}
 
 
 def _score_setting(
@@ -267,26 +332,34 @@ def _score_setting(
     run: SdfTrainConfig,
     bar: tqdm,
 ) -> tuple[dict[str, Any], list[trimesh.Trimesh | None]]:
-    """Generate every held-out shape with one sampler setting and score it."""
+    """Generate every shape with one sampler setting and score it (``truths``: the true SDF at
+    each shape's IoU points, :meth:`HeldOutShape.iou_truth`)."""
     grid = grid_points(cfg.resolution).astype(np.float32)
+    n_grid = len(grid)
     per_shape: dict[str, list[float]] = {k: [] for k in SCORES}
     network = meshing = 0.0
     nfe, meshes = 0, []
     for first in range(0, len(shapes), cfg.batch_size):
         part = shapes[first : first + cfg.batch_size]
         samples = [s.sample for s in part]
-        extra = np.stack([np.concatenate([grid, s["query_points"]]) for s in samples])
+        n_query = samples[0]["query_points"].shape[0]
+        extra = np.stack([np.concatenate([grid, s.sample["query_points"], s.iou_points])
+                          for s in part])
         fields = _generate(model, samples, True, extra, steps, sampler, run.data.noise_grid,
-                           cfg.seed + first)
+                           cfg.seed + first, cfg.guidance)
         network += fields.seconds
         nfe = fields.nfe
-        queries = fields.extra_values[:, grid.shape[0]:].cpu().numpy()
-        for offset, values in enumerate(_grids(fields.extra_values, cfg.resolution)):
+        values = fields.extra_values.cpu().numpy()
+        for offset, row in enumerate(values):
             index = first + offset
-            mesh, seconds = timed_mesh(values)
+            shape = shapes[index]
+            grid_values = row[:n_grid].reshape((cfg.resolution,) * 3)
+            mesh, seconds = timed_mesh(grid_values)
             meshing += seconds
-            scores = score_shape(values, mesh, truths[index], shapes[index].surface,
-                                 queries[offset], shapes[index].sample["query_values"],
+            # analytic shapes score the IoU on the grid, records at their volume points
+            iou_values = row[:n_grid] if shape.shape is not None else row[n_grid + n_query :]
+            scores = score_shape(mesh, shape.surface, iou_values, truths[index],
+                                 row[n_grid : n_grid + n_query], shape.sample["query_values"],
                                  run.data.truncation, cfg.fscore_threshold, seed=index)
             for key in SCORES:
                 per_shape[key].append(scores[key])
@@ -310,17 +383,14 @@ def _score_setting(
 
 def evaluate(cfg: SdfEvalConfig) -> dict[str, Any]:
     """Score CFM at each of ``cfg.cfm_steps`` and the baseline at each of ``cfg.baseline_steps``
-    on held-out procedural shapes; write metrics.json, shapes.png and quality_vs_nfe.png."""
-    model, baseline, run, family, model_path, base_path = _load_models(cfg)
+    on procedural or prepared shapes; write metrics.json, shapes.png and quality_vs_nfe.png."""
+    model, baseline, run, model_path, base_path = _load_models(cfg)
+    shapes, source = _eval_shapes(cfg, run)
     device = _device()
     model.to(device)
     baseline.to(device)
     out = Path(cfg.out) if cfg.out else Path(model_path).parent / "eval"
-    half = cfg.n_query // 2
-    representation = run.data.representation(n_query_volume=half, n_query_near=cfg.n_query - half,
-                                             n_query_surface=0)
-    shapes = held_out_shapes(family, cfg.n_shapes, cfg.seed, representation, cfg.n_surface_samples)
-    truths = [reference_grid(s.shape, cfg.resolution) for s in shapes]
+    truths = [s.iou_truth(cfg.resolution) for s in shapes]
     settings = [("cfm", model, "cumulative", s) for s in cfg.cfm_steps]
     settings += [("baseline", baseline, cfg.baseline_method, s) for s in cfg.baseline_steps]
     _generate(model, [shapes[0].sample], True, np.zeros((1, 8, 3), np.float32), 1, "cumulative",
@@ -333,21 +403,23 @@ def evaluate(cfg: SdfEvalConfig) -> dict[str, Any]:
             rows.append({"label": label, **row})
             pictures[(label, steps)] = meshes
     result = {
-        "checkpoint": model_path, "baseline": base_path, "family": family,
-        "n_shapes": cfg.n_shapes, "resolution": cfg.resolution, "seed": cfg.seed,
-        "fscore_threshold": cfg.fscore_threshold, "n_surface_samples": cfg.n_surface_samples,
+        "checkpoint": model_path, "baseline": base_path, **source,
+        "shapes": [s.name for s in shapes], "n_shapes": len(shapes),
+        "resolution": cfg.resolution, "seed": cfg.seed, "guidance": cfg.guidance,
+        "fscore_threshold": cfg.fscore_threshold, "n_surface_samples": len(shapes[0].surface),
         "n_query": cfg.n_query, "baseline_method": cfg.baseline_method, "device": str(device),
         "chamfer_definition": "mean of the two one-sided mean distances (ChamferResult.mean)",
         "rows": rows,
     }
     write_atomic(out / "metrics.json", (json.dumps(result, indent=2) + "\n").encode())
-    _figures(rows, pictures, shapes, truths, out, family, cfg)
+    title = source["family"] or Path(source["folder"]).name
+    _figures(rows, pictures, shapes, out, title, cfg)
     _print_rows(rows)
     print(f"wrote {out / 'metrics.json'}, {out / 'shapes.png'} and {out / 'quality_vs_nfe.png'}")
     return result
 
 
-def _figures(rows, pictures, shapes, truths, out: Path, family: str, cfg: SdfEvalConfig) -> None:
+def _figures(rows, pictures, shapes, out: Path, title: str, cfg: SdfEvalConfig) -> None:
     shown = min(PICTURE_SHAPES, len(shapes))
     columns = [("cfm", s) for s in cfg.cfm_steps]
     if cfg.baseline_steps:
@@ -355,11 +427,15 @@ def _figures(rows, pictures, shapes, truths, out: Path, family: str, cfg: SdfEva
     panels = []
     for index in range(shown):
         points = shapes[index].sample["surface_points"]
-        truth = shapes[index].shape.to_mesh(TRUTH_PICTURE_RESOLUTION)
-        panels.append(Panel("truth", truth, points))
+        truth = shapes[index].truth_mesh(TRUTH_PICTURE_RESOLUTION)
+        if truth is None:  # a record keeps no mesh: its surface samples stand for it
+            panels.append(Panel("truth (surface samples)", None, points,
+                                cloud=shapes[index].surface))
+        else:
+            panels.append(Panel("truth", truth, points))
         for label, steps in columns:
-            title = f"{'CFM' if label == 'cfm' else 'baseline'}, {steps} step(s)"
-            panels.append(Panel(title, pictures[(label, steps)][index], points))
+            name = f"{'CFM' if label == 'cfm' else 'baseline'}, {steps} step(s)"
+            panels.append(Panel(name, pictures[(label, steps)][index], points))
     render_mesh_grid_png(panels, out / "shapes.png", columns=len(columns) + 1)
     curves = {}
     for label, name in (("cfm", "CFM (cumulative)"), ("baseline", "baseline (instantaneous)")):
@@ -368,7 +444,7 @@ def _figures(rows, pictures, shapes, truths, out: Path, family: str, cfg: SdfEva
             curves[name] = tuple(zip(*points, strict=True))
     save_curves(curves, out / "quality_vs_nfe.png", xlabel="NFE",
                 ylabel="volumetric IoU (higher is better)", logx=True,
-                title=f"{family}: reconstruction from surface points vs NFE")
+                title=f"{title}: reconstruction from surface points vs NFE")
 
 
 def _print_rows(rows: Sequence[dict[str, Any]]) -> None:

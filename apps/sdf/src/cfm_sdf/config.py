@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Literal
 
@@ -20,6 +21,12 @@ def _positive(**values: float) -> None:
     for name, value in values.items():
         if not value > 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value!r}")
+
+
+def _finite(**values: float) -> None:
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value!r}")
 
 
 @dataclass
@@ -110,10 +117,11 @@ class SdfTrainConfig:
     """Generate shapes from noise alone (no surface points)."""
 
     def __post_init__(self) -> None:
-        if self.method.cond_dropout > 0:
+        if self.unconditional and self.method.cond_dropout > 0:
             raise ConfigError(
-                "--method.cond-dropout: classifier-free guidance is not supported by the sdf app "
-                "(see apps/sdf/README.md); train with --unconditional for unconditional generation"
+                "--method.cond-dropout: an --unconditional model has no condition to drop; "
+                "condition dropout trains a conditional model's unconditional mode (for "
+                "--guidance and sampling without --points)"
             )
 
 
@@ -156,7 +164,8 @@ class SdfSampleConfig:
     """A checkpoint directory or a run directory (its newest checkpoint)."""
     points: str | None = None
     """Surface points to condition on: an .npy (N, 3) array or a mesh file (.obj .ply .stl .off)
-    to sample them from. Leave out for an unconditional checkpoint."""
+    to sample them from. Leave out for an unconditional checkpoint, or to sample a checkpoint
+    trained with --method.cond-dropout unconditionally."""
     n_points: int = 64
     """How many condition points to use (sampled from a mesh, or a random subset of the .npy)."""
     normalize: Literal["auto", "none", "bbox"] = "auto"
@@ -170,6 +179,9 @@ class SdfSampleConfig:
     baseline checkpoint (trained with r = t only), cumulative otherwise."""
     resolution: int = 64
     """Marching-cubes grid nodes per axis over [-1, 1]^3."""
+    guidance: float = 1.0
+    """Classifier-free guidance scale (1: none; each step then costs two network calls); needs
+    --points and a checkpoint trained with --method.cond-dropout > 0."""
     seed: int = 0
     """Seed of the noise (and of the point subset)."""
     out: str = "sdf-sample.obj"
@@ -185,12 +197,14 @@ class SdfSampleConfig:
             _positive(steps=self.steps)
         if self.resolution < 8:
             raise ConfigError(f"--resolution must be at least 8, got {self.resolution}")
+        _finite(guidance=self.guidance)
 
 
 @dataclass
 class SdfEvalConfig:
-    """Score generated shapes against held-out shapes of a procedural family, at several NFE:
-    Chamfer distance, F-score, volumetric IoU, SDF error, and time per shape (network vs meshing).
+    """Score generated shapes against the shapes of a procedural family (held out) or of a folder
+    prepared by `cfm sdf prepare`, at several NFE: Chamfer distance, F-score, volumetric IoU, SDF
+    error, and time per shape (network vs meshing).
 
     Writes metrics.json, shapes.png (ground truth | CFM at each step count | baseline at its
     largest) and quality_vs_nfe.png into --out.
@@ -207,19 +221,27 @@ class SdfEvalConfig:
     baseline_method: Literal["euler", "heun"] = "euler"
     """The baseline's solver."""
     family: Family | None = None
-    """Held-out family (default: the checkpoint's training family)."""
+    """Procedural family to score on (default: the checkpoint's training data)."""
+    folder: str | None = None
+    """A folder prepared by `cfm sdf prepare` to score on (its first --n-shapes records by name),
+    e.g. a held-out split; default: the checkpoint's training data (a training folder is scored
+    as it is, not held out: a note says so)."""
     n_shapes: int = 16
-    """Held-out shapes."""
+    """Shapes to score."""
     resolution: int = 64
     """Marching-cubes grid (and IoU grid) nodes per axis."""
     n_surface_samples: int = 10000
-    """Points sampled on each mesh for Chamfer and F-score."""
+    """Points sampled on each mesh for Chamfer and F-score (on a folder: at most the records'
+    surface points)."""
     fscore_threshold: float = 0.02
     """F-score distance threshold (the domain is [-1, 1]^3; shapes span 1.8)."""
     n_query: int = 4096
     """Points for the SDF error: half uniform in the volume, half near the surface."""
     batch_size: int = 8
     """Shapes generated together."""
+    guidance: float = 1.0
+    """Classifier-free guidance scale for every setting (1: none; needs checkpoints trained with
+    --method.cond-dropout > 0)."""
     seed: int = 1234
     """Seed of the held-out shapes and the noise (never the training stream)."""
     out: str | None = None
@@ -235,6 +257,9 @@ class SdfEvalConfig:
         steps = self.cfm_steps + self.baseline_steps
         if not self.cfm_steps or min(steps) < 1:
             raise ConfigError("--cfm-steps and --baseline-steps must be positive integers")
+        _finite(guidance=self.guidance)
+        if self.family is not None and self.folder is not None:
+            raise ConfigError("--family and --folder: give one source of shapes, not both")
 
 
 @dataclass

@@ -7,7 +7,9 @@ its query head evaluates any point from the latents of the context (see ``backbo
 * **Final-field path** (formulations without preconditioning whose update into the data end
   returns the field, ``F[m, x, t, t_data] = m``: x1 and ddim): the last network call's output
   *is* the generated field, so the extra points are read once, from that call's latents, after
-  sampling. Exact, and it costs one query pass however many steps the sampler took.
+  sampling. Exact, and it costs one query pass however many steps the sampler took. With
+  classifier-free guidance the last step's output is ``m_null + w (m_cond - m_null)``, so the
+  extra points are read from the latents of both of its calls and mixed the same way.
 * **Ride-along path** (every other formulation, e.g. edm whose ``D = c_skip x + c_out net`` needs
   the state at the point, or u): the extra points join the state, with their own values of the
   same correlated noise field, and every network call evaluates them too; the core's samplers
@@ -74,6 +76,7 @@ def generate_fields(
     sampler: str = "cumulative",
     noise_grid: int = 16,
     generator: torch.Generator | None = None,
+    guidance: float = 1.0,
 ) -> GeneratedFields:
     """Generate a batch of fields and read them at ``extra_points`` ``(B, Ne, 3)``.
 
@@ -85,11 +88,16 @@ def generate_fields(
         sampler: ``"cumulative"`` (CFM) or an instantaneous solver (the multi-step baseline).
         noise_grid: nodes per axis of the correlated noise (as in training).
         generator: a CPU generator for the noise grids (reproducible runs).
+        guidance: classifier-free guidance scale (1: none); needs ``surface_points`` and a model
+            with a null condition (trained with condition dropout).
     """
     if not isinstance(model.net, FieldNet):
         raise TypeError(f"model.net must be a FieldNet, got {type(model.net).__name__}")
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+    if guidance != 1.0 and (cond.get("surface_points") is None or model.null_cond is None):
+        raise ValueError("guidance != 1 needs surface points to guide towards and a model with a "
+                         "null condition (trained with condition dropout)")
     context = cond["context_points"]
     if extra_points.ndim != 3 or extra_points.shape[0] != context.shape[0] \
             or extra_points.shape[2] != 3:
@@ -105,13 +113,27 @@ def generate_fields(
     full_cond = {**cond, EXTRA_POINTS_KEY: extra_points}
     with model.net.recording():
         if sampler == "cumulative":
-            x, nfe = model.sample(noise, steps=steps, cond=full_cond, return_nfe=True)
+            x, nfe = model.sample(noise, steps=steps, cond=full_cond, guidance=guidance,
+                                  return_nfe=True)
         else:
             x, nfe = model.sample_instantaneous(noise, steps=steps, method=sampler,
-                                                 cond=full_cond, return_nfe=True)
+                                                 cond=full_cond, guidance=guidance,
+                                                 return_nfe=True)
         if final_field:
-            extra = query_in_chunks(model.net.decoder, model.net.last_state, extra_points)
+            extra = _read_final_field(model.net, extra_points, guidance)
         else:
             extra = x[:, n:]
     _synchronize(device)
     return GeneratedFields(x[:, :n], extra, nfe, time.perf_counter() - start)
+
+
+def _read_final_field(net: FieldNet, points: Tensor, guidance: float) -> Tensor:
+    """The generated field at ``points`` from the latents of the sampler's last step (see the
+    module doc): its one call, or with guidance its conditioned and unconditioned calls mixed."""
+    states = net.last_states
+    if guidance == 1.0:
+        (state,) = states.values()
+        return query_in_chunks(net.decoder, state, points)
+    conditioned = query_in_chunks(net.decoder, states[True], points)
+    unconditioned = query_in_chunks(net.decoder, states[False], points)
+    return unconditioned + guidance * (conditioned - unconditioned)

@@ -127,6 +127,16 @@ def volumetric_iou(sdf_a: np.ndarray, sdf_b: np.ndarray, level: float = 0.0) -> 
         raise ValueError(
             f"volumetric IoU needs grids of the same shape, got {a.shape} and {b.shape}"
         )
+    return inside_iou(a, b, level)
+
+
+def inside_iou(values_a: np.ndarray, values_b: np.ndarray, level: float = 0.0) -> float:
+    """Intersection over union of the points inside (``value < level``) two fields sampled at the
+    same points (any shape; uniform points give a Monte-Carlo volumetric IoU). Raises
+    ``ValueError`` when the shapes differ or both are empty (IoU undefined)."""
+    a, b = np.asarray(values_a), np.asarray(values_b)
+    if a.shape != b.shape:
+        raise ValueError(f"IoU needs values at the same points, got {a.shape} and {b.shape}")
     inside_a, inside_b = a < level, b < level
     union = np.logical_or(inside_a, inside_b).sum()
     if union == 0:

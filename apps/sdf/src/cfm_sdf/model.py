@@ -17,6 +17,11 @@ correlated_noise`), so the training batches carry it inside the condition under 
 and :class:`CorrelatedNoiseFlowMap` moves it from there to ``noise=``. That keeps the trainer,
 DDP row splitting (``select_condition`` slices the noise with the rows), EMA copies and
 checkpoints untouched.
+
+**Classifier-free guidance.** A conditional model's null condition is :data:`NULL_CONDITION`: the
+surface points of a dropped row become NaN (the decoder's "no condition" sentinel, see
+:data:`~cfm_sdf.backbone.NULL_SURFACE_VALUE`) while its context and extra points stay, so
+``--method.cond-dropout`` trains the unconditional mode and ``guidance`` mixes both at sampling.
 """
 
 from __future__ import annotations
@@ -31,13 +36,21 @@ from cfm_core.method import build_cfm
 from cfm_core.model import Condition, CumulativeFlowMap
 from torch import Tensor, nn
 
-from cfm_sdf.backbone import DecoderState, SDFDecoder
+from cfm_sdf.backbone import NULL_SURFACE_VALUE, DecoderState, SDFDecoder
 from cfm_sdf.config import SdfTrainConfig
 
 #: The condition key under which a training batch carries its noise.
 NOISE_KEY = "noise"
 #: The condition key of the extra points ``(B, Ne, 3)`` (stripped before the decoder sees it).
 EXTRA_POINTS_KEY = "extra_points"
+#: The null condition of a conditional model (for ``CumulativeFlowMap(null_cond=...)``): the
+#: surface points become the decoder's "no condition" sentinel; ``None`` keeps the context and the
+#: extra points as they are (they are inputs, not a condition to drop).
+NULL_CONDITION: dict[str, Any] = {
+    "context_points": None,
+    "surface_points": NULL_SURFACE_VALUE,
+    EXTRA_POINTS_KEY: None,
+}
 #: Points (over the whole batch) the query head evaluates at once.
 QUERY_BUDGET = 2**18
 
@@ -52,25 +65,29 @@ def query_in_chunks(decoder: SDFDecoder, state: DecoderState, points: Tensor) ->
 
 class FieldNet(nn.Module):
     """``net(x, t, r, cond)`` over the values at the context points, then at the extra points
-    (see the module doc). Inside :meth:`recording` it keeps the latents of its latest call
-    (:attr:`last_state`), from which the generated field can be read anywhere after sampling."""
+    (see the module doc). Inside :meth:`recording` it keeps the latents of its latest
+    conditioned call and of its latest unconditioned call (:attr:`last_states`), from which the
+    generated field can be read anywhere after sampling (with or without guidance)."""
 
     def __init__(self, decoder: SDFDecoder) -> None:
         super().__init__()
         self.decoder = decoder
-        self.last_state: DecoderState | None = None
+        self.last_states: dict[bool, DecoderState] = {}
         self._recording = False
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[FieldNet]:
-        """Keep the latest call's latents in :attr:`last_state` within the block (cleared on exit,
-        so that no tensor of a graph stays on the module: EMA copies deep-copy it)."""
+        """Within the block, keep the latest call's latents in :attr:`last_states` under
+        ``True`` when the call was conditioned on surface points and ``False`` when none of its
+        rows was (cleared on exit, so that no tensor of a graph stays on the module: EMA copies
+        deep-copy it)."""
         self._recording = True
+        self.last_states = {}
         try:
             yield self
         finally:
             self._recording = False
-            self.last_state = None
+            self.last_states = {}
 
     def forward(self, x: Tensor, t: Tensor, r: Tensor, cond: dict[str, Tensor]) -> Tensor:
         if not isinstance(cond, dict):
@@ -80,7 +97,7 @@ class FieldNet(nn.Module):
         n = x.shape[1] if points is None else points.shape[1]
         state = self.decoder.encode(x[:, :n], t, r, decoder_cond)
         if self._recording:
-            self.last_state = state
+            self.last_states[_is_conditioned(decoder_cond)] = state
         values = query_in_chunks(self.decoder, state, points)
         if x.shape[1] == n:
             return values
@@ -93,6 +110,12 @@ class FieldNet(nn.Module):
                 f"{None if extra is None else tuple(extra.shape)}"
             )
         return torch.cat([values, query_in_chunks(self.decoder, state, extra)], dim=1)
+
+
+def _is_conditioned(cond: dict[str, Tensor]) -> bool:
+    """False when no row of ``cond`` has surface points (the key is absent or all NaN)."""
+    surface = cond.get("surface_points")
+    return surface is not None and not bool(torch.isnan(surface).all())
 
 
 class CorrelatedNoiseFlowMap(CumulativeFlowMap):
@@ -124,12 +147,14 @@ def build_decoder(cfg: SdfTrainConfig) -> SDFDecoder:
 
 def build_model(run_config: dict[str, Any]) -> CorrelatedNoiseFlowMap:
     """The model an SDF run config describes (fresh weights): ``FieldNet(decoder)`` in a
-    :class:`CorrelatedNoiseFlowMap`.
+    :class:`CorrelatedNoiseFlowMap`, with :data:`NULL_CONDITION` unless unconditional (rows are
+    dropped in training only when ``--method.cond-dropout`` > 0).
 
     ``build_cfm`` configures a plain CumulativeFlowMap; its class is switched to the subclass,
     which adds no state (the core offers no hook to pick the class; see the README).
     """
     cfg = config_from_dict(SdfTrainConfig, run_config)
-    model = build_cfm(FieldNet(build_decoder(cfg)), cfg.method)
+    null_cond = None if cfg.unconditional else NULL_CONDITION
+    model = build_cfm(FieldNet(build_decoder(cfg)), cfg.method, null_cond=null_cond)
     model.__class__ = CorrelatedNoiseFlowMap
     return model

@@ -22,12 +22,14 @@ _LIGHT = np.array([0.4, 0.8, 0.45]) / np.linalg.norm([0.4, 0.8, 0.45])
 
 @dataclass(frozen=True)
 class Panel:
-    """One picture of a grid: a title, a mesh (``None``: nothing to draw, e.g. an empty level set)
-    and optional points ``(N, 3)`` drawn as red dots."""
+    """One picture of a grid: a title, a mesh (``None``: nothing to draw, e.g. an empty level set),
+    optional points ``(N, 3)`` drawn as red dots and an optional point cloud ``(M, 3)`` drawn as
+    small grey dots (a surface known only by its samples)."""
 
     title: str
     mesh: trimesh.Trimesh | None
     points: np.ndarray | None = None
+    cloud: np.ndarray | None = None
 
 
 def render_mesh_png(
@@ -65,7 +67,8 @@ def render_mesh_grid_png(
     max_faces: int = 30000,
 ) -> Path:
     """Write ``panels`` as a grid of ``columns`` pictures per row (each as :func:`render_mesh_png`
-    draws it, ``panel_size`` inches wide, titled); a panel without mesh says "no surface"."""
+    draws it, ``panel_size`` inches wide, titled); a panel with neither mesh nor cloud says "no
+    surface"."""
     _check_png(path)
     if not panels:
         raise ValueError("render_mesh_grid_png needs at least one panel")
@@ -76,11 +79,12 @@ def render_mesh_grid_png(
     for index, panel in enumerate(panels):
         axes = figure.add_subplot(rows, int(columns), index + 1, projection="3d")
         axes.set_title(panel.title, fontsize=8)
-        if panel.mesh is None or len(panel.mesh.faces) == 0:
+        mesh = panel.mesh if panel.mesh is not None and len(panel.mesh.faces) else None
+        if mesh is None and panel.cloud is None:
             axes.text2D(0.5, 0.5, "no surface", transform=axes.transAxes, ha="center")
             axes.set_axis_off()
             continue
-        _draw(axes, panel.mesh, panel.points, elevation, azimuth, max_faces)
+        _draw(axes, mesh, panel.points, elevation, azimuth, max_faces, panel.cloud)
     return _save(figure, path)
 
 
@@ -89,22 +93,26 @@ def _check_png(path: str | os.PathLike) -> None:
         raise ValueError(f"render path must end in .png, got {path}")
 
 
-def _draw(axes, mesh: trimesh.Trimesh, points: np.ndarray | None, elevation: float,
-          azimuth: float, max_faces: int) -> None:
-    faces = mesh.faces
-    if len(faces) > max_faces:
-        faces = faces[np.linspace(0, len(faces) - 1, max_faces).astype(int)]
-    triangles = mesh.vertices[faces]
-    normals = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
-    normals /= np.linalg.norm(normals, axis=1, keepdims=True).clip(1e-12)
-    shade = 0.25 + 0.75 * np.abs(normals @ _LIGHT)
-    colors = np.clip(shade[:, None] * np.array([0.55, 0.7, 0.9]), 0.0, 1.0)
+def _draw(axes, mesh: trimesh.Trimesh | None, points: np.ndarray | None, elevation: float,
+          azimuth: float, max_faces: int, cloud: np.ndarray | None = None) -> None:
     # matplotlib's z axis is up: show world (x, y, z) as (x, -z, y), a rotation
     axes.computed_zorder = False  # the points stay in front of the mesh
-    axes.add_collection3d(
-        Poly3DCollection(_to_plot_axes(triangles), facecolors=colors, edgecolors=colors,
-                         linewidths=0.1)
-    )
+    if mesh is not None:
+        faces = mesh.faces
+        if len(faces) > max_faces:
+            faces = faces[np.linspace(0, len(faces) - 1, max_faces).astype(int)]
+        triangles = mesh.vertices[faces]
+        normals = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
+        normals /= np.linalg.norm(normals, axis=1, keepdims=True).clip(1e-12)
+        shade = 0.25 + 0.75 * np.abs(normals @ _LIGHT)
+        colors = np.clip(shade[:, None] * np.array([0.55, 0.7, 0.9]), 0.0, 1.0)
+        axes.add_collection3d(
+            Poly3DCollection(_to_plot_axes(triangles), facecolors=colors, edgecolors=colors,
+                             linewidths=0.1)
+        )
+    if cloud is not None:
+        c = _to_plot_axes(np.asarray(cloud, dtype=float))
+        axes.scatter(c[:, 0], c[:, 1], c[:, 2], c="0.45", s=0.5, depthshade=True, zorder=1)
     if points is not None:
         p = _to_plot_axes(np.asarray(points, dtype=float))
         axes.scatter(p[:, 0], p[:, 1], p[:, 2], c="red", s=6, depthshade=False, zorder=2)
