@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from torch import nn
+from torch import Tensor, nn
 
 from cfm_core.cli.app import ConfigError
 from cfm_core.formulations import FORMULATIONS, get_formulation
@@ -67,9 +68,13 @@ class MethodConfig:
 
 
 def build_cfm(
-    net: nn.Module, method: MethodConfig, null_cond: Condition = None
+    net: nn.Module,
+    method: MethodConfig,
+    null_cond: Condition = None,
+    noise_sampler: Callable[[Tensor, Condition], Tensor] | None = None,
 ) -> CumulativeFlowMap:
-    """Wrap ``net`` as a :class:`CumulativeFlowMap` configured by ``method``."""
+    """Wrap ``net`` as a :class:`CumulativeFlowMap` configured by ``method``; ``null_cond`` and
+    ``noise_sampler`` are passed through (see :class:`~cfm_core.CumulativeFlowMap`)."""
     return CumulativeFlowMap(
         net,
         method.formulation,
@@ -84,4 +89,5 @@ def build_cfm(
         adaptive_c=method.adaptive_c,
         null_cond=null_cond,
         cond_dropout=method.cond_dropout if null_cond is not None else 0.0,
+        noise_sampler=noise_sampler,
     )
