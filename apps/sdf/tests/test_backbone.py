@@ -6,11 +6,11 @@ import pytest
 import torch
 from cfm_core import CumulativeFlowMap
 from cfm_sdf.backbone import NULL_SURFACE_VALUE, PRESETS, SDFDecoder
-from cfm_sdf.representation import RepresentationConfig, batch
+from cfm_sdf.representation import RepresentationConfig, batch, correlated_noise
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 CONFIG = RepresentationConfig(
-    n_context=96, n_query_volume=8, n_query_near=8, n_query_surface=0, n_condition=64, noise_grid=8
+    n_context=96, n_query_volume=8, n_query_near=8, n_query_surface=0, n_condition=64
 )
 
 
@@ -108,13 +108,14 @@ def test_cumulative_flow_map_loss_backpropagates(formulation, data):
     surface = data.surface_points.clone()
     surface[2] = NULL_SURFACE_VALUE  # a dropped condition row
     cond = {"context_points": data.context_points, "surface_points": surface}
-    loss = model.loss(data.context_values, cond, noise=data.context_noise)
+    noise = correlated_noise(data.context_points, 8, torch.Generator().manual_seed(0))
+    loss = model.loss(data.context_values, cond, noise=noise)
     loss.backward()
     assert torch.isfinite(loss)
     grads = [p.grad for p in net.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     assert net.head.out.weight.grad.abs().sum() > 0
-    samples = model.sample(data.context_noise, steps=2, cond=cond)
+    samples = model.sample(noise, steps=2, cond=cond)
     assert samples.shape == data.context_values.shape and torch.isfinite(samples).all()
 
 

@@ -1,5 +1,5 @@
 """Generating fields: the final-field and ride-along paths agree with each other and with the
-core's samplers; the correlated-noise model moves the noise from the condition to the loss."""
+core's samplers; the null condition and condition dropout."""
 
 from __future__ import annotations
 
@@ -12,16 +12,14 @@ from cfm_sdf.backbone import SDFDecoder
 from cfm_sdf.generation import field_is_network_output, generate_fields
 from cfm_sdf.model import (
     EXTRA_POINTS_KEY,
-    NOISE_KEY,
     NULL_CONDITION,
-    CorrelatedNoiseFlowMap,
+    CorrelatedNoiseSampler,
     FieldNet,
 )
 from cfm_sdf.representation import RepresentationConfig, batch, correlated_noise
 
-CONFIG = RepresentationConfig(
-    n_context=64, n_query_volume=16, n_query_near=16, n_query_surface=0, noise_grid=6
-)
+CONFIG = RepresentationConfig(n_context=64, n_query_volume=16, n_query_near=16, n_query_surface=0)
+NOISE_GRID = 6
 
 
 def model(formulation: str, **options) -> CumulativeFlowMap:
@@ -48,7 +46,7 @@ def test_field_is_network_output(name, expected):
 
 
 def generate(m, data, extra, steps, sampler, seed=3, guidance=1.0):
-    return generate_fields(m, data.cond(), extra, steps, sampler, CONFIG.noise_grid,
+    return generate_fields(m, data.cond(), extra, steps, sampler, NOISE_GRID,
                            torch.Generator().manual_seed(seed), guidance)
 
 
@@ -70,7 +68,7 @@ def test_context_values_match_the_core_sampler_and_extra_points_agree(data, form
     m = model(formulation)
     # the extra points are the context points themselves: their values must agree
     fields = generate(m, data, data.context_points, 2, "cumulative", seed=5)
-    noise = correlated_noise(data.context_points, CONFIG.noise_grid,
+    noise = correlated_noise(data.context_points, NOISE_GRID,
                              torch.Generator().manual_seed(5))
     direct = m.sample(noise, steps=2, cond=data.cond())
     torch.testing.assert_close(fields.context_values, direct, atol=1e-5, rtol=0)
@@ -118,10 +116,10 @@ def test_the_null_condition_is_the_unconditional_decoder(data):
 
 
 def test_training_with_condition_dropout_has_finite_gradients(data):
-    m = model("x1", null_cond=NULL_CONDITION, cond_dropout=0.5).train()
-    m.__class__ = CorrelatedNoiseFlowMap
+    m = model("x1", null_cond=NULL_CONDITION, cond_dropout=0.5,
+              noise_sampler=CorrelatedNoiseSampler(NOISE_GRID)).train()
     torch.manual_seed(0)
-    loss = m(data.context_values, {**data.cond(), NOISE_KEY: data.context_noise})
+    loss = m(data.context_values, data.cond())
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
@@ -135,21 +133,6 @@ def test_generate_fields_rejects_bad_inputs(data):
         generate(m, data, data.query_points, 1, "rk4")
     with pytest.raises(ValueError, match="null condition"):
         generate(m, data, data.query_points, 1, "cumulative", guidance=2.0)
-
-
-def test_noise_in_the_condition_is_the_training_noise(data):
-    m = model("x1")
-    m.__class__ = CorrelatedNoiseFlowMap
-    cond = {**data.cond(), NOISE_KEY: data.context_noise}
-    torch.manual_seed(11)
-    carried = m(data.context_values, cond)
-    torch.manual_seed(11)
-    explicit = m.loss(data.context_values, data.cond(), noise=data.context_noise)
-    torch.manual_seed(11)
-    iid = m.loss(data.context_values, data.cond())
-    assert torch.equal(carried, explicit) and not torch.equal(carried, iid)
-    with pytest.raises(ValueError, match="noise given twice"):
-        m(data.context_values, cond, noise=data.context_noise)
 
 
 def test_field_net_reads_extra_points_from_the_context_only(data):

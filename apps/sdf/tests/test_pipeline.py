@@ -133,7 +133,6 @@ def test_dataset_reads_records_and_feeds_batches(prepared):
         n_query_near=128,
         n_query_surface=64,
         n_condition=64,
-        noise_grid=8,
     )
     out_batch = batch(0, 2, 0, source=dataset, config=config)
     assert out_batch.context_values.shape == (2, 256)

@@ -14,7 +14,6 @@ from cfm_sdf.representation import (
     ShapeRecord,
     analytic_record,
     batch,
-    collate,
     correlated_noise,
     decode_sdf,
     draw_sample,
@@ -28,7 +27,6 @@ SMALL = RepresentationConfig(
     n_query_near=48,
     n_query_surface=16,
     n_condition=64,
-    noise_grid=8,
 )
 
 
@@ -78,18 +76,6 @@ def test_correlated_noise_is_reproducible_and_validated():
         correlated_noise(points, 1)
 
 
-def test_context_and_query_noise_share_one_grid_per_sample():
-    record = analytic_record(
-        random_shape("table", np.random.default_rng(0)), np.random.default_rng(1), SMALL
-    )
-    samples = [draw_sample(record, np.random.default_rng(i), SMALL) for i in range(2)]
-    for sample in samples:
-        sample["query_points"][0] = sample["context_points"][5]
-    out = collate(samples, torch.Generator().manual_seed(0), SMALL.noise_grid)
-    assert torch.equal(out.query_noise[:, 0], out.context_noise[:, 5])
-    assert out.context_noise[0, 5] != out.context_noise[1, 5]  # one grid per sample
-
-
 def test_batch_contents_match_the_analytic_shapes():
     out = batch(step=3, batch_size=2, seed=9, source="chair", config=SMALL)
     assert out.context_points.shape == (2, 128, 3) and out.context_values.shape == (2, 128)
@@ -98,7 +84,6 @@ def test_batch_contents_match_the_analytic_shapes():
         64,
         3,
     )
-    assert out.context_noise.shape == (2, 128) and out.query_noise.shape == (2, SMALL.n_query)
     for i in range(2):
         shape = random_shape("chair", sample_rng(9, 3, i))
         context = out.context_points[i].double().numpy()
@@ -121,7 +106,6 @@ def test_batch_is_a_pure_function_of_step_and_seed():
     assert not torch.equal(first.context_points, other.context_points)
     prefix = batch(5, 2, 7, "mixed", SMALL)  # sample i does not depend on the batch size
     assert torch.equal(prefix.context_values, first.context_values[:2])
-    assert torch.equal(prefix.context_noise, first.context_noise[:2])
 
 
 def test_batch_from_records_and_cond():

@@ -36,7 +36,7 @@ from cfm_sdf.meshing import (
     volumetric_iou,
     write_atomic,
 )
-from cfm_sdf.model import EXTRA_POINTS_KEY, NOISE_KEY, build_model
+from cfm_sdf.model import EXTRA_POINTS_KEY, build_model
 from cfm_sdf.pipeline import SdfFolderDataset, prepare_mesh_folder
 from cfm_sdf.render import Panel, render_mesh_grid_png, render_mesh_png
 from cfm_sdf.representation import RecordSource, batch, draw_sample
@@ -122,15 +122,15 @@ def training_source(data: SdfDataConfig) -> str | RecordSource:
 
 def sdf_batches(cfg: SdfTrainConfig, source: str | RecordSource) -> Callable[[int], tuple]:
     """``data(step)``: the values at the context and then the query points (the state), and the
-    condition with the query points under ``EXTRA_POINTS_KEY`` and the correlated noise under
-    ``NOISE_KEY`` (see :mod:`cfm_sdf.model`); a pure function of the step and the seed."""
+    condition with the query points under ``EXTRA_POINTS_KEY``, where the model's noise sampler
+    reads the correlated noise (see :mod:`cfm_sdf.model`); a pure function of the step and the
+    seed."""
     representation = cfg.data.representation()
 
     def data(step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         b = batch(step, cfg.train.batch_size, cfg.train.seed, source, representation)
         cond = b.cond(conditional=not cfg.unconditional)
         cond[EXTRA_POINTS_KEY] = b.query_points
-        cond[NOISE_KEY] = torch.cat([b.context_noise, b.query_noise], dim=1)
         return torch.cat([b.context_values, b.query_values], dim=1), cond
 
     return data
@@ -179,6 +179,7 @@ def _sample_hook(cfg: SdfTrainConfig, source: str | RecordSource):
 def train(cfg: SdfTrainConfig) -> dict[str, Any]:
     """Train and return the trainer's summary."""
     run_config = config_to_dict(cfg)
+    torch.manual_seed(cfg.train.seed)  # the initial weights follow the training seed
     model = build_model(run_config)
     source = training_source(cfg.data)
     data = sdf_batches(cfg, source)

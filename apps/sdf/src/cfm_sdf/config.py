@@ -77,6 +77,8 @@ class SdfDataConfig:
             self.representation()
         except ValueError as err:
             raise ConfigError(f"--data: {err}") from None
+        if self.noise_grid < 2:
+            raise ConfigError(f"--data.noise-grid must be at least 2, got {self.noise_grid}")
 
     def representation(self, **query_sizes: int) -> RepresentationConfig:
         """The sample sizes: the training query points, or ``query_sizes`` (``n_query_volume``,
@@ -87,7 +89,6 @@ class SdfDataConfig:
             n_context=self.n_context,
             n_condition=self.n_condition,
             truncation=self.truncation,
-            noise_grid=self.noise_grid,
             **sizes,
         )
 

@@ -10,13 +10,13 @@ extra points, so the CFM loss reaches the surface (FD's loss is on such query po
 extra points never influence the context, so sampling may leave them out of the state
 (:mod:`cfm_sdf.generation`).
 
-**Noise.** The core's :class:`~cfm_core.CumulativeFlowMap` draws iid normal training noise unless
-``loss(x, cond, noise=...)`` is given, and the core's trainer calls ``model(x, cond)``. Functional
-Diffusion's noise is a spatially correlated *field* (:func:`~cfm_sdf.representation.
-correlated_noise`), so the training batches carry it inside the condition under :data:`NOISE_KEY`
-and :class:`CorrelatedNoiseFlowMap` moves it from there to ``noise=``. That keeps the trainer,
-DDP row splitting (``select_condition`` slices the noise with the rows), EMA copies and
-checkpoints untouched.
+**Noise.** Functional Diffusion's noise is a spatially correlated *field*
+(:func:`~cfm_sdf.representation.correlated_noise`). :class:`CorrelatedNoiseSampler` is the
+model's ``noise_sampler`` (the core's hook, called in training when no ``noise=`` is given): it
+draws one noise grid per row, with the global torch RNG, and reads it at the state's points (the
+context points, then the extra points) taken from the condition. The core's trainer seeds torch
+every step, so runs reproduce and resume exactly; under DDP each process draws the noise of its
+own rows.
 
 **Classifier-free guidance.** A conditional model's null condition is :data:`NULL_CONDITION`: the
 surface points of a dropped row become NaN (the decoder's "no condition" sentinel, see
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,9 +39,8 @@ from torch import Tensor, nn
 
 from cfm_sdf.backbone import NULL_SURFACE_VALUE, DecoderState, SDFDecoder
 from cfm_sdf.config import SdfTrainConfig
+from cfm_sdf.representation import correlated_noise
 
-#: The condition key under which a training batch carries its noise.
-NOISE_KEY = "noise"
 #: The condition key of the extra points ``(B, Ne, 3)`` (stripped before the decoder sees it).
 EXTRA_POINTS_KEY = "extra_points"
 #: The null condition of a conditional model (for ``CumulativeFlowMap(null_cond=...)``): the
@@ -118,18 +118,29 @@ def _is_conditioned(cond: dict[str, Tensor]) -> bool:
     return surface is not None and not bool(torch.isnan(surface).all())
 
 
-class CorrelatedNoiseFlowMap(CumulativeFlowMap):
-    """A CumulativeFlowMap whose training condition may carry the noise under :data:`NOISE_KEY`."""
+@dataclass(frozen=True)
+class CorrelatedNoiseSampler:
+    """The SDF model's training ``noise_sampler(x_data, cond)``: correlated noise (a
+    ``grid_res^3`` grid per row, from the global torch RNG) at the points of the state's values,
+    i.e. ``cond["context_points"]`` and then, when ``x_data`` holds more values,
+    ``cond[EXTRA_POINTS_KEY]`` (see the module doc)."""
 
-    def forward(self, x_data: Tensor, cond: Condition = None, *, noise: Tensor | None = None,
-                return_terms: bool = False):
-        """The CFM loss; ``cond[NOISE_KEY]``, when present, is the noise (see the module doc)."""
-        if isinstance(cond, dict) and NOISE_KEY in cond:
-            if noise is not None:
-                raise ValueError(f"noise given twice: as noise= and as cond[{NOISE_KEY!r}]")
-            cond = dict(cond)
-            noise = cond.pop(NOISE_KEY)
-        return super().forward(x_data, cond, noise=noise, return_terms=return_terms)
+    grid_res: int
+
+    def __call__(self, x_data: Tensor, cond: Condition) -> Tensor:
+        if not isinstance(cond, dict) or cond.get("context_points") is None:
+            raise ValueError("the correlated noise needs a dict condition with 'context_points'")
+        points = cond["context_points"]
+        extra = cond.get(EXTRA_POINTS_KEY)
+        if x_data.ndim == 2 and x_data.shape[1] > points.shape[1] and extra is not None:
+            points = torch.cat([points, extra], dim=1)
+        if x_data.shape != points.shape[:2]:
+            raise ValueError(
+                f"the correlated noise needs one point per value: x_data is "
+                f"{tuple(x_data.shape)}, the condition holds points "
+                f"{tuple(points.shape[:2])} (context, then {EXTRA_POINTS_KEY!r})"
+            )
+        return correlated_noise(points, self.grid_res).to(x_data.dtype)
 
 
 def build_decoder(cfg: SdfTrainConfig) -> SDFDecoder:
@@ -145,16 +156,12 @@ def build_decoder(cfg: SdfTrainConfig) -> SDFDecoder:
         raise ConfigError(f"--net: {err}") from None
 
 
-def build_model(run_config: dict[str, Any]) -> CorrelatedNoiseFlowMap:
+def build_model(run_config: dict[str, Any]) -> CumulativeFlowMap:
     """The model an SDF run config describes (fresh weights): ``FieldNet(decoder)`` in a
-    :class:`CorrelatedNoiseFlowMap`, with :data:`NULL_CONDITION` unless unconditional (rows are
-    dropped in training only when ``--method.cond-dropout`` > 0).
-
-    ``build_cfm`` configures a plain CumulativeFlowMap; its class is switched to the subclass,
-    which adds no state (the core offers no hook to pick the class; see the README).
-    """
+    CumulativeFlowMap trained with :class:`CorrelatedNoiseSampler` (``--data.noise-grid``), with
+    :data:`NULL_CONDITION` unless unconditional (rows are dropped in training only when
+    ``--method.cond-dropout`` > 0)."""
     cfg = config_from_dict(SdfTrainConfig, run_config)
     null_cond = None if cfg.unconditional else NULL_CONDITION
-    model = build_cfm(FieldNet(build_decoder(cfg)), cfg.method, null_cond=null_cond)
-    model.__class__ = CorrelatedNoiseFlowMap
-    return model
+    return build_cfm(FieldNet(build_decoder(cfg)), cfg.method, null_cond=null_cond,
+                     noise_sampler=CorrelatedNoiseSampler(cfg.data.noise_grid))

@@ -15,18 +15,18 @@ network spends its capacity near the surface, and the zero level set (the surfac
 :func:`decode_sdf` maps back to distances (exact within ``truncation`` of the surface).
 
 Noise. Functional Diffusion's noise is a *field*: a coarse ``G^3`` grid of iid N(0, 1) values
-trilinearly interpolated at the points, one grid per sample shared by its context and query
-points. Trilinear interpolation of iid values has variance ``prod_axes((1-f)^2 + f^2)`` (1 at grid
-nodes, 1/8 at cell centres); :func:`correlated_noise` divides by its square root, so the field has
-exactly unit variance at every point (the formulations assume standard-normal noise), is
-continuous, correlated within one cell (``2 / (G - 1)``) and independent beyond two cells. The
-default ``G = 16`` makes the correlation length (0.13) about the spacing of 2,048 uniform context
-points (0.16).
+trilinearly interpolated at the points, one grid per sample shared by all its points (the model
+draws it in training, :class:`~cfm_sdf.model.CorrelatedNoiseSampler`, and
+:mod:`cfm_sdf.generation` in sampling). Trilinear interpolation of iid values has variance
+``prod_axes((1-f)^2 + f^2)`` (1 at grid nodes, 1/8 at cell centres); :func:`correlated_noise`
+divides by its square root, so the field has exactly unit variance at every point (the
+formulations assume standard-normal noise), is continuous, correlated within one cell
+(``2 / (G - 1)``) and independent beyond two cells. The default ``G = 16`` makes the correlation
+length (0.13) about the spacing of 2,048 uniform context points (0.16).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Protocol
 
@@ -49,10 +49,9 @@ class RepresentationConfig:
     n_condition: int = 64
     truncation: float = 0.2
     near_std: float = 0.02
-    noise_grid: int = 16
 
     def __post_init__(self) -> None:
-        for name in ("n_context", "n_condition", "noise_grid"):
+        for name in ("n_context", "n_condition"):
             if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         for name in ("n_query_volume", "n_query_near", "n_query_surface"):
@@ -60,8 +59,6 @@ class RepresentationConfig:
                 raise ValueError(
                     f"{name} must be a non-negative integer, got {getattr(self, name)!r}"
                 )
-        if self.noise_grid < 2:
-            raise ValueError(f"noise_grid must be at least 2, got {self.noise_grid}")
         if not self.truncation > 0 or not self.near_std > 0:
             raise ValueError(
                 f"truncation and near_std must be positive, got {self.truncation}, {self.near_std}"
@@ -230,18 +227,12 @@ def correlated_noise(
 # ------------------------------------------------------------------------------- batches --
 @dataclass
 class SdfBatch:
-    """A batch of samples as float32 tensors, with the correlated noise of each sample.
-
-    ``context_noise`` and ``query_noise`` come from one noise grid per sample; pass
-    ``context_noise`` as ``noise`` to ``CumulativeFlowMap.loss`` (it is the state's noise).
-    """
+    """A batch of :func:`draw_sample` outputs as float32 tensors."""
 
     context_points: Tensor  # (B, Nc, 3)
     context_values: Tensor  # (B, Nc)
-    context_noise: Tensor  # (B, Nc)
     query_points: Tensor  # (B, Nq, 3)
     query_values: Tensor  # (B, Nq)
-    query_noise: Tensor  # (B, Nq)
     surface_points: Tensor  # (B, n_condition, 3)
 
     def cond(self, conditional: bool = True) -> dict[str, Tensor]:
@@ -253,15 +244,6 @@ class SdfBatch:
 
     def to(self, device: torch.device | str) -> SdfBatch:
         return SdfBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
-
-
-def collate(samples: Sequence[dict], generator: torch.Generator, noise_grid: int) -> SdfBatch:
-    """Stack :func:`draw_sample` outputs and draw their correlated noise (one grid per sample)."""
-    stacked = {key: torch.from_numpy(np.stack([s[key] for s in samples])) for key in samples[0]}
-    n_context = stacked["context_points"].shape[1]
-    points = torch.cat([stacked["context_points"], stacked["query_points"]], dim=1)
-    noise = correlated_noise(points, noise_grid, generator)
-    return SdfBatch(context_noise=noise[:, :n_context], query_noise=noise[:, n_context:], **stacked)
 
 
 def sample_rng(seed: int, step: int, index: int) -> np.random.Generator:
@@ -281,8 +263,7 @@ def batch(
 
     ``source`` is a family name (:data:`~cfm_sdf.families.FAMILIES`: fresh analytic shapes) or a
     record source (e.g. ``SdfFolderDataset``: each sample picks a record uniformly, with
-    replacement). Sample ``i`` uses ``sample_rng(seed, step, i)``; the noise grids use a torch
-    generator seeded from ``(seed, step)``. Everything is on the CPU.
+    replacement). Sample ``i`` uses ``sample_rng(seed, step, i)``. Everything is on the CPU.
     """
     config = config or RepresentationConfig()
     for name, value in (("step", step), ("seed", seed)):
@@ -302,6 +283,5 @@ def batch(
         else:
             record = source[int(rng.integers(len(source)))]
         samples.append(draw_sample(record, rng, config))
-    noise_seed = int(np.random.SeedSequence(int(seed), spawn_key=(int(step),)).generate_state(1)[0])
-    generator = torch.Generator().manual_seed(noise_seed)
-    return collate(samples, generator, config.noise_grid)
+    return SdfBatch(**{key: torch.from_numpy(np.stack([s[key] for s in samples]))
+                       for key in samples[0]})
