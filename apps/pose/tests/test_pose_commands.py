@@ -141,15 +141,63 @@ def test_rignet_folder_trains_and_evaluates(tmp_path):
     assert all(r["gt_joints"] == 3 and "iou" in r for r in metrics["rows"])
 
 
+def _error(capsys, *argv):
+    """stderr of a failing command (config checks inside the dataclasses exit via tyro)."""
+    try:
+        code = main(["pose", *argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    assert code == 2
+    return " ".join(capsys.readouterr().err.replace("│", " ").split())
+
+
+def test_broken_rignet_characters_stop_training_before_any_step(tmp_path, capsys):
+    """Every character of both splits is read before training; errors name the option and file."""
+    root = tmp_path / "rignet"
+    for sub in ("obj", "rig_info"):
+        (root / sub).mkdir(parents=True)
+    for name in ("1", "2", "3"):
+        trimesh.creation.box(extents=(0.3, 1.0, 0.3)).export(root / "obj" / f"{name}.obj")
+        (root / "rig_info" / f"{name}.txt").write_text(RIG)
+    (root / "train_final.txt").write_text("1\n2\n")
+    (root / "test_final.txt").write_text("3\n")
+    train = ["train", *TINY, "--train.steps", "1", "--train.output-dir", str(tmp_path / "run"),
+             "--data", "rignet", "--rignet.root", str(root)]
+    (root / "rig_info" / "2.txt").write_text(RIG + "hier spine hips\n")
+    assert f"--rignet.root: {root / 'rig_info' / '2.txt'}:7: joint 'hips' is the root" in _error(
+        capsys, *train)
+    (root / "rig_info" / "2.txt").write_text(RIG)
+    (root / "rig_info" / "3.txt").write_text(RIG.replace("hier hips leg\n", "hier leg hips\n"))
+    assert f"--rignet.root: {root / 'rig_info' / '3.txt'}:6: joint 'hips' is the root" in _error(
+        capsys, *train)
+    (root / "rig_info" / "3.txt").write_text(RIG)
+    (root / "obj" / "1.obj").write_text("v 0 0 0\nv 1 0 0\nv 2 0 0\nf 1 2 3\n")
+    assert f"{root / 'obj' / '1.obj'}: the mesh has NaN or inf vertices or no surface area" in (
+        _error(capsys, *train))
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_options_name_the_option(capsys):
+    for argv, message in [
+        (("train", "--n-points", "8"), "--n-points must be at least 16, got 8"),
+        (("train", "--data-scale", "0"), "--data-scale must be positive, got 0.0"),
+        (("train", "--net.encoder-depth", "0"), "--net.encoder-depth must be positive, got 0"),
+        (("train", "--net.time-dim", "15"), "--net.time-dim must be even, got 15"),
+        (("train", "--smpl.pose-std", "-1"), "--smpl.pose-std must not be negative, got -1.0"),
+        (("train", "--smpl.num-betas", "0"), "--smpl.num-betas must be at least 1, got 0"),
+        (("train", "--smpl.gender", "alien"), "invalid choice 'alien' for argument '--smpl.gender'"),
+        (("sample", "--checkpoint", "c", "--input", "i", "--extraction.min-count", "0"),
+         "--extraction.min-count must be positive, got 0"),
+        (("eval", "--checkpoint", "c", "--figure-shapes", "0"), "--figure-shapes must be positive"),
+        (("eval", "--checkpoint", "c", "--baseline-steps", "2", "0"),
+         "--baseline-steps must be positive integers, got [2, 0]"),
+    ]:
+        assert message in _error(capsys, *argv), argv
+
+
 def test_bad_inputs_fail_before_work_with_the_file_named(tmp_path, capsys):
     def error(*argv):
-        """stderr of a failing command (config checks inside the dataclasses exit via tyro)."""
-        try:
-            code = main(["pose", *argv])
-        except SystemExit as exit_:
-            code = exit_.code
-        assert code == 2
-        return " ".join(capsys.readouterr().err.split())
+        return _error(capsys, *argv)
 
     assert "--data smpl needs --smpl.model" in error("train", "--data", "smpl")
     missing = tmp_path / "absent.pkl"
@@ -170,6 +218,9 @@ def test_bad_inputs_fail_before_work_with_the_file_named(tmp_path, capsys):
     assert "SRC: SMPL model file not found" in error("convert-smpl", str(missing), "out.npz")
     assert "must end in .pkl or .npz" in error("convert-smpl", str(model),
                                                 str(tmp_path / "out.txt"))
+    blocked = tmp_path / "file" / "out.pkl"
+    (tmp_path / "file").write_text("a file, not a folder")
+    assert f"cannot write the output {blocked}" in error("convert-smpl", str(model), str(blocked))
     assert "--checkpoint: checkpoint or run directory not found" in error(
         "sample", "--checkpoint", str(tmp_path / "run"), "--input", str(model))
     assert "--out must name a .json file" in error(

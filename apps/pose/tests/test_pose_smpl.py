@@ -118,6 +118,8 @@ def test_bad_model_files_raise_errors_naming_them(tmp_path, arrays):
     cases = {
         "nokey.pkl": ({k: v for k, v in arrays.items() if k != "weights"}, "missing keys"),
         "joints.pkl": ({**arrays, "J_regressor": arrays["J_regressor"][:23]}, "'J_regressor'"),
+        "smplx.pkl": ({**arrays, "J_regressor": np.zeros((55, len(arrays["v_template"])))},
+                      "55 joints: an SMPL-X model"),
         "faces.pkl": ({**arrays, "f": arrays["f"] + 10**6}, "'f' has vertex indices"),
         "cycle.pkl": ({**arrays, "kintree_table": np.stack([
             [0, 2, 1] + list(range(0, 21)), np.arange(24)])}, "cycle"),
@@ -173,9 +175,10 @@ def test_sampler_takes_poses_from_a_motion_file(model_folder, tmp_path):
     model = _smplx_model(model_folder / "SMPL_NEUTRAL.pkl")
     expected = model(body_pose=body_pose).joints[0, :24].detach().numpy()
     np.testing.assert_allclose(joints[1], expected, atol=1e-5)
-    np.savez(tmp_path / "short.npz", poses=np.zeros((4, 10)))
-    with pytest.raises(ValueError, match="short.npz: 'poses' must have shape"):
-        SmplBodySampler(model_folder, motion_path=tmp_path / "short.npz")
+    for width in (10, 100):  # too short, and no SMPL-family joint count
+        np.savez(tmp_path / "odd.npz", poses=np.zeros((4, width)))
+        with pytest.raises(ValueError, match=rf"odd.npz: 'poses' must have shape .*got \(4, {width}\)"):
+            SmplBodySampler(model_folder, motion_path=tmp_path / "odd.npz")
     np.savez(tmp_path / "nopose.npz", trans=np.zeros((4, 3)))
     with pytest.raises(ValueError, match="nopose.npz: a motion file needs a 'poses' array"):
         SmplBodySampler(model_folder, motion_path=tmp_path / "nopose.npz")

@@ -116,7 +116,7 @@ def _sample_hook(source: ShapeSource, encoding: PoseEncoding, seed: int):
 # ----------------------------------------------------------------------------- commands --
 def train(cfg: PoseTrainConfig) -> dict[str, Any]:
     """Train and return the trainer's summary; data files are checked before anything else."""
-    source = make_source(cfg)
+    source = make_source(cfg, read_all=True)
     encoding = encoding_for(cfg)
     run_config = config_to_dict(cfg)
     trainer = Trainer(build_model(run_config),

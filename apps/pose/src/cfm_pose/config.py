@@ -27,14 +27,22 @@ Sampler = Literal["cumulative", "euler", "heun"]
 
 
 def _positive(**values: float) -> None:
+    """``ConfigError`` naming the option (``--name``, dots and dashes as on the command line) of
+    the first value that is not positive."""
     for name, value in values.items():
         if value <= 0:
-            raise ConfigError(f"{name} must be positive, got {value}")
+            raise ConfigError(f"--{_flag(name)} must be positive, got {value}")
+
+
+def _flag(name: str) -> str:
+    """``smpl__num_betas`` -> ``smpl.num-betas`` (keyword names cannot hold dots)."""
+    return name.replace("__", ".").replace("_", "-")
 
 
 @dataclass
 class ProceduralConfig:
-    """Procedural capsule characters (:mod:`cfm_pose.procedural`), generated on the fly."""
+    """Procedural capsule characters (random templates, proportions and poses), generated on
+    the fly."""
 
     template: Template = "mixed"
     """mixed: every template (variable topology, per-point); a name: that one (fixed topology)."""
@@ -42,13 +50,13 @@ class ProceduralConfig:
 
 @dataclass
 class SmplConfig:
-    """SMPL bodies posed by smplx (:class:`cfm_pose.smpl_sampler.SmplBodySampler`)."""
+    """SMPL bodies posed by smplx: random shapes and poses, or poses from a motion file."""
 
     model: str | None = None
     """SMPL .pkl/.npz (original chumpy pickles too) or a folder with SMPL_<GENDER>.pkl."""
     motion: str | None = None
     """AMASS-style .npz with 'poses' (and 'betas') to draw poses from; default: random poses."""
-    gender: str = "neutral"
+    gender: Literal["neutral", "female", "male"] = "neutral"
     """Picks SMPL_<GENDER>.pkl when --smpl.model is a folder."""
     num_betas: int = 10
     """Shape parameters used."""
@@ -58,8 +66,11 @@ class SmplConfig:
     """Spread (radians) of each random axis-angle component of the body pose."""
 
     def __post_init__(self) -> None:
-        if self.num_betas < 1 or self.beta_std < 0 or self.pose_std < 0:
-            raise ConfigError("smpl.num_betas must be >= 1 and smpl.beta_std, smpl.pose_std >= 0")
+        if self.num_betas < 1:
+            raise ConfigError(f"--smpl.num-betas must be at least 1, got {self.num_betas}")
+        for name, value in (("beta-std", self.beta_std), ("pose-std", self.pose_std)):
+            if value < 0:
+                raise ConfigError(f"--smpl.{name} must not be negative, got {value}")
 
 
 @dataclass
@@ -80,8 +91,8 @@ class RigNetConfig:
 
 @dataclass
 class PoseNetConfig:
-    """The :class:`~cfm_pose.backbone.PoseMLP` backbone (the time features follow the formulation:
-    Fourier for edm, sinusoidal otherwise)."""
+    """The PoseMLP backbone: a PointNet code of the input points and a time-modulated residual
+    MLP (the time features follow the formulation: Fourier for edm, sinusoidal otherwise)."""
 
     hidden: int = 256
     """Width of the residual MLP."""
@@ -99,9 +110,14 @@ class PoseNetConfig:
     """Sin/cos octaves of the point coordinates."""
 
     def __post_init__(self) -> None:
-        if min(self.hidden, self.depth, self.time_dim, self.code_dim, self.encoder_hidden,
-               self.encoder_depth) < 1 or self.fourier_levels < 0 or self.time_dim % 2:
-            raise ConfigError("net sizes must be positive (time_dim even, fourier_levels >= 0)")
+        _positive(net__hidden=self.hidden, net__depth=self.depth, net__time_dim=self.time_dim,
+                  net__code_dim=self.code_dim, net__encoder_hidden=self.encoder_hidden,
+                  net__encoder_depth=self.encoder_depth)
+        if self.time_dim % 2:
+            raise ConfigError(f"--net.time-dim must be even, got {self.time_dim}")
+        if self.fourier_levels < 0:
+            raise ConfigError(f"--net.fourier-levels must not be negative, got "
+                              f"{self.fourier_levels}")
 
 
 @dataclass
@@ -128,7 +144,7 @@ class PoseTrainConfig:
 
     def __post_init__(self) -> None:
         if self.n_points < 16:
-            raise ConfigError(f"n_points must be at least 16, got {self.n_points}")
+            raise ConfigError(f"--n-points must be at least 16, got {self.n_points}")
         _positive(data_scale=self.data_scale)
         if self.data == "smpl" and not self.smpl.model:
             raise ConfigError("--data smpl needs --smpl.model PATH (an SMPL .pkl/.npz or folder)")
@@ -155,8 +171,8 @@ TRAIN_PRESETS = {
 
 @dataclass
 class ExtractionConfig:
-    """Joints from generated per-point outputs: mean shift + NMS (:mod:`cfm_pose.clustering`);
-    the same settings at every NFE. Unused for fixed topologies."""
+    """Joints from generated per-point outputs: RigNet-style mean shift + non-maximum
+    suppression, the same settings at every NFE. Unused for fixed topologies."""
 
     bandwidth: float = 0.04
     """Kernel bandwidth in unit-box shape units (RigNet's learned value: 0.043)."""
@@ -164,7 +180,7 @@ class ExtractionConfig:
     """Fewest generated points a joint must gather."""
 
     def __post_init__(self) -> None:
-        _positive(bandwidth=self.bandwidth, min_count=self.min_count)
+        _positive(extraction__bandwidth=self.bandwidth, extraction__min_count=self.min_count)
 
 
 @dataclass
@@ -232,11 +248,13 @@ class PoseEvalConfig:
     """Output folder (default: <run dir>/eval)."""
 
     def __post_init__(self) -> None:
-        if self.n_shapes < 1 or self.batch_size < 1 or self.figure_shapes < 1:
-            raise ConfigError("--n-shapes, --batch-size and --figure-shapes must be positive")
-        if not self.cfm_steps or min(self.cfm_steps) < 1 or (
-                self.baseline_steps and min(self.baseline_steps) < 1):
-            raise ConfigError("--cfm-steps and --baseline-steps must be positive integers")
+        _positive(n_shapes=self.n_shapes, batch_size=self.batch_size,
+                  figure_shapes=self.figure_shapes)
+        if not self.cfm_steps:
+            raise ConfigError("--cfm-steps needs at least one jump count")
+        for name, counts in (("cfm-steps", self.cfm_steps), ("baseline-steps", self.baseline_steps)):
+            if counts and min(counts) < 1:
+                raise ConfigError(f"--{name} must be positive integers, got {list(counts)}")
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from cfm_core.io import write_atomically
-from cfm_core.plotting import save_point_cloud_views
+from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from scipy.sparse.csgraph import minimum_spanning_tree
@@ -25,15 +25,22 @@ from cfm_pose.encoding import JointLayout
 
 POINT_COLOUR = (0.55, 0.65, 0.8)
 JOINT_COLOUR = (0.85, 0.1, 0.1)
+VIEWS = (("front (from +z)", (0, 1), False), ("side (from -x)", (2, 1), False),
+         ("top (from +y)", (0, 2), True))
+"""Orthographic views of the ``sample`` picture (y up): title, the (horizontal, vertical) data
+axes, and whether the vertical one points down the page."""
+_AXIS_NAMES = "xyz"
 
 
 def mst_edges(joints: np.ndarray) -> np.ndarray:
     """``(K-1, 2)`` index pairs of the Euclidean minimum spanning tree of ``joints (K, 3)``."""
     if len(joints) < 2:
         return np.zeros((0, 2), np.int64)
-    distances = np.linalg.norm(joints[:, None] - joints[None], axis=-1)
-    # coincident joints would read as "no edge": keep them connected by a tiny positive length
-    tree = minimum_spanning_tree(np.maximum(distances, 1e-12)).tocoo()
+    # scipy reads (near-)zero dense entries as "no edge"; adding 1 to every edge keeps coincident
+    # joints connected and changes no tree's rank (every spanning tree has K - 1 edges)
+    weights = np.linalg.norm(joints[:, None] - joints[None], axis=-1) + 1.0
+    np.fill_diagonal(weights, 0.0)
+    tree = minimum_spanning_tree(weights).tocoo()
     return np.stack([tree.row, tree.col], axis=1).astype(np.int64)
 
 
@@ -54,15 +61,40 @@ class Prediction:
     edges: np.ndarray
 
 
-def save_prediction_png(prediction: Prediction, path: Path, title: str) -> Path:
-    """The input points (blue) with the predicted joints (red dots) and bones (red lines), from
-    four viewpoints."""
+def _draw(ax: Axes, prediction: Prediction, axes: tuple[int, int], point_size: float,
+          joint_size: float, outlined: bool) -> None:
+    """The points (blue) and, on top of them, the bones (red lines) and joints (red dots, with a
+    white outline if ``outlined``) projected on the data axes ``axes`` (horizontal, vertical)."""
+    p, axes = prediction, list(axes)
+    ax.scatter(*p.points[:, axes].T, s=point_size, color=POINT_COLOUR, linewidths=0,
+               rasterized=True)
+    if len(p.edges):
+        ax.add_collection(LineCollection(p.joints[p.edges][..., axes], colors=[JOINT_COLOUR],
+                                         linewidths=1.2, zorder=3))
+    ax.scatter(*p.joints[:, axes].T, s=joint_size, color=JOINT_COLOUR,
+               edgecolors="white" if outlined else "face", linewidths=0.5, zorder=4)
+
+
+def save_prediction_png(prediction: Prediction, path: Path, title: str, dpi: int = 120) -> Path:
+    """The input points (blue) with the predicted joints (red dots) and bones (red lines) in three
+    orthographic views (:data:`VIEWS`), in the input's own coordinates and at one common scale."""
     p = prediction
-    colours = np.concatenate([np.tile(POINT_COLOUR, (len(p.points), 1)),
-                              np.tile(JOINT_COLOUR, (len(p.joints), 1))])
-    return save_point_cloud_views(np.concatenate([p.points, p.joints]), path, colors=colours,
-                                  segments=p.joints[p.edges] if len(p.edges) else None,
-                                  point_size=1.0, title=title)
+    everything = np.concatenate([p.points, p.joints])
+    centre = 0.5 * (everything.min(axis=0) + everything.max(axis=0))
+    half = 0.55 * max(float(np.ptp(everything, axis=0).max()), 1e-9)
+    fig = Figure(figsize=(4.0 * len(VIEWS), 4.6))
+    for column, (name, axes, downward) in enumerate(VIEWS):
+        ax = fig.add_subplot(1, len(VIEWS), column + 1)
+        _draw(ax, p, axes, point_size=2.0, joint_size=16.0, outlined=True)
+        horizontal, vertical = axes
+        limits = (centre[vertical] - half, centre[vertical] + half)
+        ax.set(xlim=(centre[horizontal] - half, centre[horizontal] + half),
+               ylim=limits[::-1] if downward else limits, aspect="equal",
+               xlabel=_AXIS_NAMES[horizontal], ylabel=_AXIS_NAMES[vertical], title=name)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return write_atomically(path, lambda file: fig.savefig(file, format="png", dpi=dpi))
 
 
 def save_prediction_grid(rows: Mapping[str, Sequence[Prediction]], path: Path, title: str,
@@ -76,13 +108,7 @@ def save_prediction_grid(rows: Mapping[str, Sequence[Prediction]], path: Path, t
     for row, (label, predictions) in enumerate(rows.items()):
         for column, prediction in enumerate(predictions):
             ax = fig.add_subplot(len(rows), columns, row * columns + column + 1)
-            ax.scatter(prediction.points[:, 0], prediction.points[:, 1], s=1.0,
-                       color=POINT_COLOUR, linewidths=0, rasterized=True)
-            bones = prediction.joints[prediction.edges]
-            if len(bones):
-                ax.add_collection(LineCollection(bones[..., :2], colors=[JOINT_COLOUR],
-                                                 linewidths=1.0))
-            ax.scatter(prediction.joints[:, 0], prediction.joints[:, 1], s=4, color=JOINT_COLOUR)
+            _draw(ax, prediction, VIEWS[0][1], point_size=1.0, joint_size=5.0, outlined=False)
             ax.set(xlim=(-0.6, 0.6), ylim=(-0.05, 1.05), aspect="equal", xticks=[], yticks=[])
             if column == 0:
                 ax.set_ylabel(label, fontsize=8)

@@ -103,6 +103,8 @@ def load_obj_mesh(path: str | Path) -> trimesh.Trimesh:
         raise ValueError(f"{path}: not a readable OBJ mesh ({error})") from error
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise ValueError(f"{path}: no triangle faces in the OBJ file")
+    if not np.isfinite(mesh.vertices).all() or not mesh.area > 0:
+        raise ValueError(f"{path}: the mesh has NaN or inf vertices or no surface area")
     return mesh
 
 

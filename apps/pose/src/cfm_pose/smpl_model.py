@@ -36,6 +36,8 @@ SMPL_PARENTS = np.array([-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 1
                          19, 20, 21])
 SMPL_NUM_JOINTS = len(SMPL_JOINT_NAMES)
 SMPL_POSE_BASIS = 9 * (SMPL_NUM_JOINTS - 1)
+OTHER_FAMILIES = {52: "SMPL-H", 55: "SMPL-X"}
+"""Joint counts of the SMPL-family models that are not SMPL (reported by name)."""
 SMPL_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
 
 
@@ -147,6 +149,10 @@ def check_smpl_arrays(raw: dict[str, Any], path: Path) -> dict[str, np.ndarray]:
     if missing:
         raise ValueError(f"{path}: not an SMPL model, missing keys {missing}")
     arrays = {key: _to_array(raw[key], f"{path}: '{key}'") for key in SMPL_KEYS}
+    joints = arrays["J_regressor"].shape[0] if arrays["J_regressor"].ndim == 2 else None
+    if joints in OTHER_FAMILIES:
+        raise ValueError(f"{path}: 'J_regressor' has {joints} joints: an {OTHER_FAMILIES[joints]} "
+                         f"model; this app reads SMPL model files ({SMPL_NUM_JOINTS} joints)")
     count = arrays["v_template"].shape[0]
     _expect_shape(arrays, "v_template", (None, 3), path)
     _expect_shape(arrays, "shapedirs", (count, 3, None), path)
@@ -222,11 +228,16 @@ def convert_smpl_pkl(src: str | Path, dst: str | Path) -> Path:
     """Read an SMPL ``.pkl`` without chumpy, check it, and write a clean ``.pkl`` or ``.npz``.
 
     The output holds exactly :data:`SMPL_KEYS` as numpy arrays (dense ``J_regressor``), which is
-    what ``smplx.SMPL`` reads. Returns ``dst``.
+    what ``smplx.SMPL`` reads. Returns ``dst``; a ``dst`` that cannot be written raises
+    ``ValueError`` naming it.
     """
     src, dst = Path(src), Path(dst)
     if dst.suffix not in (".pkl", ".npz"):
         raise ValueError(f"output {dst} must end in .pkl or .npz")
     if dst.resolve() == src.resolve():
         raise ValueError(f"output {dst} would overwrite the input")
-    return write_smpl_model(read_smpl_model(src), dst)
+    arrays = read_smpl_model(src)
+    try:
+        return write_smpl_model(arrays, dst)
+    except OSError as error:
+        raise ValueError(f"cannot write the output {dst}: {error}") from error

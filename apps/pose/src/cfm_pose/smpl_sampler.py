@@ -4,7 +4,8 @@ Each body gets shape parameters ``betas`` and a body pose, either random (``beta
 beta_std^2)``, each axis-angle component of the 23 body joints ``~ N(0, pose_std^2)``) or from an
 AMASS-style ``.npz`` (``poses (T, P)`` and optionally ``betas``): a uniformly random frame, whose
 ``poses`` row is read as SMPL's 24 joints when ``P == 72`` and otherwise (SMPL-H ``P = 156``,
-SMPL-X ``P = 165``) as root plus 21 body joints with SMPL's two hand joints left at rest. The root
+SMPL-X ``P = 165``; any other width is refused) as root plus 21 body joints with SMPL's two hand
+joints left at rest. The root
 orientation is always zero, so bodies stand upright in the model's frame (AMASS files are z-up).
 smplx poses the mesh on the CPU; ``n_points`` points are sampled uniformly on its surface, and the
 first 24 joints of smplx's output (the regressed SMPL joints) are the ground truth. With
@@ -34,6 +35,7 @@ from cfm_pose.surface import sample_mesh_surface
 SMPL_VERTEX_COUNT = 6890
 SMPL_BODY_POSE_DIM = 3 * (SMPL_NUM_JOINTS - 1)
 SMPLH_BODY_JOINTS = 22
+MOTION_POSE_WIDTHS = {72: "SMPL", 156: "SMPL-H", 165: "SMPL-X"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,9 +56,9 @@ def _motion_poses(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise ValueError(f"{path}: a motion file needs a 'poses' array")
     poses = np.asarray(data["poses"], np.float64)
     betas = np.asarray(data["betas"], np.float64).reshape(-1) if "betas" in data else None
-    if poses.ndim != 2 or len(poses) == 0 or poses.shape[1] < 3 * SMPLH_BODY_JOINTS:
-        raise ValueError(f"{path}: 'poses' must have shape (T, 72) or (T, >= 66), "
-                         f"got {poses.shape}")
+    if poses.ndim != 2 or len(poses) == 0 or poses.shape[1] not in MOTION_POSE_WIDTHS:
+        widths = ", ".join(f"(T, {w}) ({name})" for w, name in MOTION_POSE_WIDTHS.items())
+        raise ValueError(f"{path}: 'poses' must have shape {widths}, got {poses.shape}")
     if not np.isfinite(poses).all():
         raise ValueError(f"{path}: 'poses' contains NaN or inf")
     if poses.shape[1] != 3 * SMPL_NUM_JOINTS:

@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 import trimesh
 from cfm_core.cli.app import ConfigError
+from tqdm import tqdm
 
 from cfm_pose.config import PoseTrainConfig, RigNetConfig, SmplConfig
 from cfm_pose.normalize import Normalization
@@ -100,16 +101,32 @@ class _RigNetCharacter:
 
 
 class RigNetSource:
-    """RigNet characters: surface points sampled afresh on each use; loaded once, then cached."""
+    """RigNet characters: surface points sampled afresh on each use; loaded once, then cached.
 
-    def __init__(self, train: RigNetFolder, held_out: RigNetFolder, n_points: int) -> None:
-        self.train, self.eval, self.n_points = train, held_out, n_points
+    A character whose mesh or rig file is broken raises :class:`~cfm_core.cli.ConfigError`
+    naming ``option`` and the file; :meth:`load_all` reads every character up front.
+    """
+
+    def __init__(self, train: RigNetFolder, held_out: RigNetFolder, n_points: int,
+                 option: str = "--rignet.root") -> None:
+        self.train, self.eval, self.n_points, self.option = train, held_out, n_points, option
         self._cache: dict[tuple[Path, str], _RigNetCharacter] = {}
+
+    def load_all(self) -> None:
+        """Read every character of both splits now (with a progress bar), so that a broken file
+        stops the command before any training."""
+        for folder in (self.train, self.eval):
+            for index in tqdm(range(len(folder)), desc=f"reading RigNet characters ({folder.root})",
+                              unit="character", leave=False):
+                self._character(folder, index)
 
     def _character(self, folder: RigNetFolder, index: int) -> _RigNetCharacter:
         key = (folder.root, folder.ids[index])
         if key not in self._cache:
-            _, mesh, skeleton = folder[index]
+            try:
+                _, mesh, skeleton = folder[index]
+            except (FileNotFoundError, ValueError) as err:
+                raise ConfigError(f"{self.option}: {err}") from None
             norm = Normalization.rignet_of_points(mesh.vertices)
             mesh = trimesh.Trimesh(norm.apply(mesh.vertices), mesh.faces, process=False)
             skeleton = Skeleton(norm.apply(skeleton.joints), skeleton.parents, skeleton.names)
@@ -142,29 +159,38 @@ def _smpl_source(cfg: SmplConfig, n_points: int, path: str | None) -> SmplSource
         sampler = SmplBodySampler(model, cfg.gender, cfg.num_betas, n_points, cfg.beta_std,
                                   cfg.pose_std, motion_path=cfg.motion)
     except (FileNotFoundError, ValueError) as err:
-        option = "--smpl.motion" if cfg.motion and str(cfg.motion) in str(err) else "--smpl.model"
+        if cfg.motion and str(cfg.motion) in str(err):
+            option = "--smpl.motion"
+        else:
+            option = "--data-path" if path else "--smpl.model"
         raise ConfigError(f"{option}: {err}") from None
     return SmplSource(sampler)
 
 
 def _rignet_source(cfg: RigNetConfig, n_points: int, path: str | None) -> RigNetSource:
-    root = path or cfg.root
+    root, option = (path, "--data-path") if path else (cfg.root, "--rignet.root")
     folders = []
     for split in (cfg.split, cfg.eval_split):
         try:
             folders.append(load_rignet_folder(root, None if split == "all" else split,
                                               cfg.mesh_dir, cfg.rig_dir))
         except (FileNotFoundError, ValueError) as err:
-            raise ConfigError(f"--rignet.root: {err}") from None
-    return RigNetSource(folders[0], folders[1], n_points)
+            raise ConfigError(f"{option}: {err}") from None
+    return RigNetSource(folders[0], folders[1], n_points, option)
 
 
-def make_source(cfg: PoseTrainConfig, data_path: str | None = None) -> ShapeSource:
+def make_source(cfg: PoseTrainConfig, data_path: str | None = None,
+                read_all: bool = False) -> ShapeSource:
     """The source a train config describes; ``data_path`` replaces the SMPL model or RigNet folder
-    (e.g. moved since training). Bad files raise :class:`ConfigError` naming them."""
+    (e.g. moved since training). Bad files raise :class:`ConfigError` naming them; with
+    ``read_all`` (training) every RigNet character is read here, before any work, rather than
+    when a batch first draws it."""
     if cfg.data == "procedural":
         template = cfg.procedural.template
         return ProceduralSource(cfg.n_points, None if template == "mixed" else template)
     if cfg.data == "smpl":
         return _smpl_source(cfg.smpl, cfg.n_points, data_path)
-    return _rignet_source(cfg.rignet, cfg.n_points, data_path)
+    source = _rignet_source(cfg.rignet, cfg.n_points, data_path)
+    if read_all:
+        source.load_all()
+    return source
