@@ -3,11 +3,9 @@
 Every backend gets a ``field(x, t) -> m`` closure (``r`` and the condition are held fixed inside it)
 and returns ``Dm`` detached: the derivative only enters the stop-gradient target.
 
-* ``jvp`` — ``torch.func.jvp`` with tangent ``(v, 1)`` in float32, autocast off and the math attention
-  kernel forced (fused kernels have no forward-mode rule). :func:`jvp_value_and_derivative` keeps the
-  gradient on the primal output, so one pass gives both the prediction and ``Dm`` (the default in
-  float32 training); under mixed precision :func:`jvp_derivative` runs the JVP alone under ``no_grad``
-  and the caller runs the gradient pass in low precision with the same RNG state (shared dropout).
+* ``jvp`` — ``torch.func.jvp`` with tangent ``(v, 1)`` in float32 under ``no_grad``, autocast off and
+  the math attention kernel forced (fused kernels have no forward-mode rule). The caller then runs one
+  ordinary forward with gradients, with the same RNG state, so dropout masks are shared.
 * ``finite_difference`` — one extra stop-gradient forward one small step along the instantaneous
   (conditional) flow: ``(m(x', t') - m(x, t)) / (t' - t)`` with ``x' = F[m_t, x, t, t']`` (Euler
   Mean Flows' JVP-free estimate). The step is ``step`` in unit time, shortened where ``r`` is closer.
@@ -49,19 +47,6 @@ def shared_rng(device: torch.device):
     """Fork the RNG so that a pass inside this context consumes the same random numbers as the
     pass that follows it (dropout masks are shared between the derivative and the gradient pass)."""
     return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
-
-
-def jvp_value_and_derivative(
-    field: Field, x: Tensor, t: Tensor, velocity: Tensor
-) -> tuple[Tensor, Tensor]:
-    """``(m, Dm)`` from one forward-mode pass in float32: ``m`` keeps its gradient (it is the
-    prediction), ``Dm`` is detached. Costs one JVP instead of a JVP plus a forward."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    x32, t32, v32 = x.float(), t.float(), velocity.float()
-    with torch.autocast(device_type=x.device.type, enabled=False), sdpa_kernel(SDPBackend.MATH):
-        value, tangent = torch.func.jvp(field, (x32, t32), (v32, torch.ones_like(t32)))
-    return value, tangent.detach()
 
 
 def jvp_derivative(field: Field, x: Tensor, t: Tensor, velocity: Tensor) -> Tensor:

@@ -25,7 +25,6 @@ from cfm_core.derivatives import (
     autograd_derivative,
     finite_difference_derivative,
     jvp_derivative,
-    jvp_value_and_derivative,
     shared_rng,
 )
 from cfm_core.formulations import Formulation, get_formulation
@@ -304,9 +303,7 @@ class CumulativeFlowMap(nn.Module):
                 dm = finite_difference_derivative(
                     field_at, x, t, r, m_inst, pred.detach(), f, self.fd_step
                 )
-        elif self.derivative == "jvp" and not torch.is_autocast_enabled(x.device.type):
-            pred, dm = jvp_value_and_derivative(field_at, x, t, velocity)
-        else:  # the JVP in float32 apart from a mixed-precision gradient pass; or double backward
+        else:
             backend = jvp_derivative if self.derivative == "jvp" else autograd_derivative
             with shared_rng(x.device):
                 dm = backend(field_at, x, t, velocity)
