@@ -9,9 +9,14 @@ import typing
 import numpy as np
 import trimesh
 from cfm_core.cli import main
+from cfm_pose.body_families import SMPL_JOINT_NAMES, SMPL_PARENTS, SMPLX_JOINT_NAMES, SMPLX_PARENTS
 from cfm_pose.config import Template
-from cfm_pose.smpl_model import SMPL_JOINT_NAMES, SMPL_PARENTS
-from cfm_pose.smpl_synthetic import synthetic_smpl_arrays, write_synthetic_smpl_model
+from cfm_pose.smpl_synthetic import (
+    synthetic_smpl_arrays,
+    synthetic_smplx_arrays,
+    write_synthetic_smpl_model,
+    write_synthetic_smplx_model,
+)
 from cfm_pose.templates import TEMPLATES, get_template
 
 TINY = ["--n-points", "64", "--net.hidden", "16", "--net.depth", "1", "--net.time-dim", "16",
@@ -116,6 +121,29 @@ def test_smpl_convert_train_sample_eval(tmp_path):
     assert all(r["mpjpe"] > 0 for r in metrics["rows"])
 
 
+def test_smplx_convert_train_sample_eval_with_a_motion(tmp_path, capsys):
+    """An SMPL-X model folder and an SMPL-X motion: 55 named joints; the detected type is saved."""
+    original = write_synthetic_smplx_model(tmp_path / "smplx_original.pkl")
+    folder = tmp_path / "models"
+    assert main(["pose", "convert-smpl", str(original), str(folder / "SMPLX_NEUTRAL.npz")]) == 0
+    assert "(SMPL-X model, 55 joints)" in capsys.readouterr().out
+    np.savez(tmp_path / "motion.npz", poses=np.random.default_rng(0).normal(scale=0.2, size=(5, 165)))
+    run = _train(tmp_path, "smplx", "--data", "smpl", "--smpl.model", str(folder), "--smpl.motion",
+                 str(tmp_path / "motion.npz"), steps=2)
+    meta = json.loads((run / "step-0000002" / "meta.json").read_text())
+    assert meta["config"]["smpl"]["model_type"] == "smplx"
+    arrays = synthetic_smplx_arrays()
+    trimesh.Trimesh(arrays["v_template"], arrays["f"]).export(tmp_path / "body.ply")
+    record, joints = _sample(run, tmp_path / "body.ply", tmp_path / "body.json")
+    assert record["names"] == list(SMPLX_JOINT_NAMES) and record["num_joints"] == 55
+    assert record["parents"] == SMPLX_PARENTS.tolist() and joints.shape == (55, 3)
+    metrics = _eval(run, tmp_path / "eval", "--baseline-steps", "2")
+    assert all(r["mpjpe"] > 0 and r["joints"] == 55 for r in metrics["rows"])
+    smpl = write_synthetic_smpl_model(tmp_path / "SMPL_NEUTRAL.pkl")
+    assert f"--data-path: {smpl}: an SMPL model (24 joints), expected SMPL-X" in _error(
+        capsys, "eval", "--checkpoint", str(run), "--data-path", str(smpl))
+
+
 RIG = """joints hips 0.0 0.5 0.0
 joints spine 0.0 0.8 0.0
 joints leg 0.0 0.2 0.0
@@ -207,9 +235,18 @@ def test_bad_inputs_fail_before_work_with_the_file_named(tmp_path, capsys):
     assert "--smpl.motion: motion file not found" in error(
         "train", "--data", "smpl", "--smpl.model", str(model), "--smpl.motion",
         str(tmp_path / "walk.npz"))
+    smplx_model = write_synthetic_smplx_model(tmp_path / "SMPLX_NEUTRAL.npz")
+    assert f"--smpl.model: {smplx_model}: an SMPL-X model (55 joints), expected SMPL" in error(
+        "train", "--data", "smpl", "--smpl.model", str(smplx_model), "--smpl.model-type", "smpl")
+    cyclic = tmp_path / "cyclic.npz"
+    table = np.load(smplx_model)["kintree_table"].copy()
+    table[0, 12], table[0, 9] = 15, 12  # neck under the head, spine3 under the neck
+    np.savez(cyclic, **{**np.load(smplx_model), "kintree_table": table})
+    assert f"--smpl.model: {cyclic}: 'kintree_table': the hierarchy has a cycle" in error(
+        "train", "--data", "smpl", "--smpl.model", str(cyclic))
     broken = tmp_path / "broken.pkl"
     broken.write_bytes(pickle.dumps({"v_template": np.zeros((3, 3))}))
-    assert "broken.pkl: not an SMPL model, missing keys" in error(
+    assert "broken.pkl: not an SMPL-family model, missing key 'J_regressor'" in error(
         "train", "--data", "smpl", "--smpl.model", str(broken))
     assert f"RigNet folder not found: {tmp_path / 'nowhere'}" in error(
         "train", "--data", "rignet", "--rignet.root", str(tmp_path / "nowhere"))

@@ -4,12 +4,9 @@ import contextlib
 import io
 import os
 import pickle
-import sys
-import types
 
 import numpy as np
 import pytest
-import scipy.sparse
 import smplx
 import torch
 from cfm_pose.normalize import Normalization
@@ -29,39 +26,6 @@ def _smplx_model(path):
         return smplx.SMPL(model_path=str(path), vertex_ids=VERTEX_IDS)
 
 
-def _write_chumpy_style(path, arrays, expression_key=None):
-    """Pickle ``arrays`` the way the original SMPL files are: chumpy objects and a sparse matrix.
-
-    A fake ``chumpy`` package exists only while pickling, so reading needs no chumpy.
-    """
-    package, module = types.ModuleType("chumpy"), types.ModuleType("chumpy.ch")
-
-    class Ch:
-        def __init__(self, value):
-            self.x = value
-            self._dirty_vars = set()
-
-    class Add:
-        def __init__(self, a, b):
-            self.a, self.b = a, b
-
-    Ch.__module__ = Add.__module__ = "chumpy.ch"
-    Ch.__qualname__, Add.__qualname__ = "Ch", "add"
-    module.Ch, module.add, package.ch = Ch, Add, module
-    raw = dict(arrays)
-    for key in ("v_template", "shapedirs", "posedirs", "weights"):
-        raw[key] = Ch(arrays[key])
-    raw["J_regressor"] = scipy.sparse.csc_matrix(arrays["J_regressor"])
-    raw["bs_style"] = "lbs"
-    if expression_key is not None:
-        raw[expression_key] = Add(Ch(arrays[expression_key]), Ch(0.0))
-    sys.modules["chumpy"], sys.modules["chumpy.ch"] = package, module
-    try:
-        path.write_bytes(pickle.dumps(raw, protocol=2))
-    finally:
-        del sys.modules["chumpy"], sys.modules["chumpy.ch"]
-
-
 @pytest.fixture(scope="module")
 def arrays():
     return synthetic_smpl_arrays(n_betas=10, seed=0)
@@ -75,12 +39,13 @@ def test_synthetic_model_loads_in_smplx_with_exact_rest_joints(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))
 
 
-def test_chumpy_pickle_converts_to_a_file_smplx_loads(tmp_path, arrays):
+def test_chumpy_pickle_converts_to_a_file_smplx_loads(tmp_path, arrays, write_chumpy_style):
     original = tmp_path / "basicmodel_neutral.pkl"
-    _write_chumpy_style(original, arrays)
+    write_chumpy_style(original, arrays)
     with pytest.raises(ModuleNotFoundError, match="chumpy"):
         pickle.loads(original.read_bytes())
-    converted = convert_smpl_pkl(original, tmp_path / "SMPL_NEUTRAL.pkl")
+    converted = convert_smpl_pkl(original, tmp_path / "SMPL_NEUTRAL.pkl").path
+    assert converted == tmp_path / "SMPL_NEUTRAL.pkl"
     clean = pickle.loads(converted.read_bytes())
     assert set(clean) == set(arrays)
     for key, value in arrays.items():
@@ -93,13 +58,13 @@ def test_chumpy_pickle_converts_to_a_file_smplx_loads(tmp_path, arrays):
     from_clean_arrays = _smplx_model(direct)(**parameters).joints
     # same arrays, two model objects: equal up to float32 reduction order across threads
     np.testing.assert_allclose(from_converted.detach().numpy(), from_clean_arrays.detach().numpy(), atol=1e-6)
-    npz = convert_smpl_pkl(original, tmp_path / "model.npz")
-    np.testing.assert_array_equal(read_smpl_model(npz)["J_regressor"], arrays["J_regressor"])
+    npz = convert_smpl_pkl(original, tmp_path / "model.npz").path
+    np.testing.assert_array_equal(read_smpl_model(npz).arrays["J_regressor"], arrays["J_regressor"])
 
 
-def test_a_chumpy_expression_is_reported_by_key(tmp_path, arrays):
+def test_a_chumpy_expression_is_reported_by_key(tmp_path, arrays, write_chumpy_style):
     original = tmp_path / "expr.pkl"
-    _write_chumpy_style(original, arrays, expression_key="shapedirs")
+    write_chumpy_style(original, arrays, expression_key="shapedirs")
     with pytest.raises(ValueError, match=r"expr.pkl: 'shapedirs' is a chumpy expression"):
         convert_smpl_pkl(original, tmp_path / "out.pkl")
 
@@ -119,7 +84,12 @@ def test_bad_model_files_raise_errors_naming_them(tmp_path, arrays):
         "nokey.pkl": ({k: v for k, v in arrays.items() if k != "weights"}, "missing keys"),
         "joints.pkl": ({**arrays, "J_regressor": arrays["J_regressor"][:23]}, "'J_regressor'"),
         "smplx.pkl": ({**arrays, "J_regressor": np.zeros((55, len(arrays["v_template"])))},
-                      "55 joints: an SMPL-X model"),
+                      r"not an SMPL-X model \(55 joints in 'J_regressor'\), missing keys"),
+        "smplh.pkl": ({**arrays, "J_regressor": np.zeros((52, len(arrays["v_template"])))},
+                      "52 joints: an SMPL-H model"),
+        "tree.pkl": ({**arrays, "kintree_table": np.stack([
+            [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 20],
+            np.arange(24)])}, r"not SMPL's hierarchy: joint 23 \(right_hand\) has parent 20"),
         "faces.pkl": ({**arrays, "f": arrays["f"] + 10**6}, "'f' has vertex indices"),
         "cycle.pkl": ({**arrays, "kintree_table": np.stack([
             [0, 2, 1] + list(range(0, 21)), np.arange(24)])}, "cycle"),

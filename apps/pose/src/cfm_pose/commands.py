@@ -41,7 +41,7 @@ from cfm_pose.outputs import (
 from cfm_pose.scoring import score_predictions
 from cfm_pose.shape_input import load_input_shape
 from cfm_pose.smpl_model import convert_smpl_pkl
-from cfm_pose.sources import ShapeBatch, ShapeSource, make_source
+from cfm_pose.sources import ShapeBatch, ShapeSource, make_source, with_detected_model_type
 
 APP = "pose"
 PREVIEW_SHAPES = 4
@@ -117,6 +117,7 @@ def _sample_hook(source: ShapeSource, encoding: PoseEncoding, seed: int):
 def train(cfg: PoseTrainConfig) -> dict[str, Any]:
     """Train and return the trainer's summary; data files are checked before anything else."""
     source = make_source(cfg, read_all=True)
+    cfg = with_detected_model_type(cfg, source)
     encoding = encoding_for(cfg)
     run_config = config_to_dict(cfg)
     trainer = Trainer(build_model(run_config),
@@ -228,14 +229,14 @@ def evaluate(cfg: PoseEvalConfig) -> dict[str, Any]:
 
 
 def convert_smpl(cfg: ConvertSmplConfig) -> Path:
-    """Write a clean copy of an SMPL model file (no chumpy needed to read it)."""
+    """Write a clean copy of an SMPL or SMPL-X model file (no chumpy needed to read it)."""
     require_path(cfg.src, "SMPL model file", "SRC")
     try:
         out = convert_smpl_pkl(cfg.src, cfg.dst)
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(str(err)) from None
-    print(f"wrote {out}")
-    return out
+    print(f"wrote {out.path} ({out.family.label} model, {out.family.num_joints} joints)")
+    return out.path
 
 
 # ------------------------------------------------------------------------------ outputs --

@@ -6,7 +6,7 @@ The data kind decides what the model generates (see :mod:`cfm_pose.encoding`):
   skeletons differ in joint count: **per-point** (PDT-style) targets, joints by mean shift.
 * ``--data procedural --procedural.template biped`` (or another template): one joint layout:
   **fixed-topology** vector of the template's joints.
-* ``--data smpl``: SMPL's 24 joints: **fixed-topology** vector.
+* ``--data smpl``: SMPL's 24 joints or SMPL-X's 55 (by the model file): **fixed-topology** vector.
 * ``--data rignet``: rigs of any layout: **per-point** targets.
 """
 
@@ -21,6 +21,7 @@ from cfm_core.method import MethodConfig
 from cfm_core.training import TrainConfig
 
 DataKind = Literal["procedural", "smpl", "rignet"]
+ModelType = Literal["auto", "smpl", "smplx"]
 Template = Literal["mixed", "biped", "quadruped", "tailed_biped", "four_armed_biped"]
 RigNetSplit = Literal["train", "val", "test", "all"]
 Sampler = Literal["cumulative", "euler", "heun"]
@@ -50,14 +51,17 @@ class ProceduralConfig:
 
 @dataclass
 class SmplConfig:
-    """SMPL bodies posed by smplx: random shapes and poses, or poses from a motion file."""
+    """SMPL or SMPL-X bodies posed by smplx: random shapes and poses, or poses from a motion
+    file."""
 
     model: str | None = None
-    """SMPL .pkl/.npz (original chumpy pickles too) or a folder with SMPL_<GENDER>.pkl."""
+    """SMPL or SMPL-X .pkl/.npz (chumpy pickles too), or a folder with SMPL_<GENDER>.pkl or SMPLX_<GENDER>.npz."""
+    model_type: ModelType = "auto"
+    """auto: detect (24 joints SMPL, 55 SMPL-X; the run saves it); smpl/smplx: require that family."""
     motion: str | None = None
     """AMASS-style .npz with 'poses' (and 'betas') to draw poses from; default: random poses."""
     gender: Literal["neutral", "female", "male"] = "neutral"
-    """Picks SMPL_<GENDER>.pkl when --smpl.model is a folder."""
+    """Picks the <GENDER> file when --smpl.model is a folder."""
     num_betas: int = 10
     """Shape parameters used."""
     beta_std: float = 1.0
@@ -126,7 +130,8 @@ class PoseTrainConfig:
     skeleton joints from a shape's surface points."""
 
     data: DataKind = "procedural"
-    """procedural (built in), smpl (needs --smpl.model) or rignet (needs --rignet.root)."""
+    """procedural (built in), smpl (SMPL or SMPL-X bodies; needs --smpl.model) or rignet (needs
+    --rignet.root)."""
     n_points: int = 1024
     """Surface points per shape: the condition (and, per point, the generated points)."""
     data_scale: float = 4.0
@@ -147,7 +152,8 @@ class PoseTrainConfig:
             raise ConfigError(f"--n-points must be at least 16, got {self.n_points}")
         _positive(data_scale=self.data_scale)
         if self.data == "smpl" and not self.smpl.model:
-            raise ConfigError("--data smpl needs --smpl.model PATH (an SMPL .pkl/.npz or folder)")
+            raise ConfigError("--data smpl needs --smpl.model PATH (an SMPL or SMPL-X .pkl/.npz, "
+                              "or a folder)")
         if self.data == "rignet" and not self.rignet.root:
             raise ConfigError("--data rignet needs --rignet.root PATH (a RigNet folder)")
 
@@ -259,10 +265,10 @@ class PoseEvalConfig:
 
 @dataclass
 class ConvertSmplConfig:
-    """Convert an SMPL model .pkl (the original chumpy pickle too) to a clean .pkl or .npz that
-    smplx and `cfm pose train --data smpl` load without chumpy."""
+    """Convert an SMPL or SMPL-X model .pkl (a chumpy pickle too) or .npz to a clean .pkl or .npz
+    that smplx and `cfm pose train --data smpl` load without chumpy."""
 
     src: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="SRC")]
-    """The SMPL model file to read."""
+    """The SMPL or SMPL-X model file to read."""
     dst: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="DST")]
     """The file to write (.pkl or .npz)."""

@@ -2,7 +2,7 @@
 
 The data kind picks the representation (:mod:`cfm_pose.config`):
 
-* **fixed** (one procedural template, SMPL): ``x = ((joints - c) * s).reshape(B, 3 J)``, the joints
+* **fixed** (one procedural template, SMPL, SMPL-X): ``x = ((joints - c) * s).reshape(B, 3 J)``, the joints
   in the layout's fixed order; decoding reshapes and maps back, so every joint keeps its name and
   parent.
 * **per_point** (mixed templates, RigNet): ``x = (target(p_i) - c) * s``, one row per input surface
@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cfm_pose.body_families import SMPL, SMPLX
 from cfm_pose.clustering import extract_joints
 from cfm_pose.config import ExtractionConfig, PoseTrainConfig
 from cfm_pose.representations import fixed_topology_batch, pdt_batch, vector_to_joints
-from cfm_pose.smpl_model import SMPL_JOINT_NAMES, SMPL_PARENTS
 from cfm_pose.sources import ShapeBatch
 from cfm_pose.templates import get_template
 
@@ -98,7 +98,9 @@ class PoseEncoding:
 def encoding_for(cfg: PoseTrainConfig) -> PoseEncoding:
     """The representation a train config implies (module doc)."""
     if cfg.data == "smpl":
-        layout = JointLayout(SMPL_JOINT_NAMES, SMPL_PARENTS)
+        # training saves the detected family; "auto" in a saved run predates SMPL-X support
+        family = SMPLX if cfg.smpl.model_type == "smplx" else SMPL
+        layout = JointLayout(family.names, family.parents)
     elif cfg.data == "procedural" and cfg.procedural.template != "mixed":
         template = get_template(cfg.procedural.template)
         layout = JointLayout(template.names, template.parents)

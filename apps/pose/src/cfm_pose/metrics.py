@@ -1,4 +1,4 @@
-"""Joint-prediction metrics: variable skeletons (RigNet / PDT) and fixed skeletons (SMPL).
+"""Joint-prediction metrics: variable skeletons (RigNet / PDT) and fixed skeletons (SMPL, SMPL-X).
 
 Variable skeletons, predicted joints ``P (p, 3)`` against ground truth ``G (g, 3)``, in the units of
 the normalised shapes (RigNet and PDT report CD-J2J x 100 as a percentage):

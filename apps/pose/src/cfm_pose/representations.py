@@ -1,6 +1,6 @@
 """What the flow model generates, for the two kinds of skeleton.
 
-**Fixed topology** (one template, or SMPL's 24 joints): the data vector is the joints in the
+**Fixed topology** (one template, SMPL's 24 joints or SMPL-X's 55): the data vector is the joints in the
 skeleton's fixed order, flattened: ``x = joints.reshape(B, J * 3)``; the condition is the shape's
 surface points ``(B, N, 3)``.
 

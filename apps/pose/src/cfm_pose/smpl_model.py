@@ -1,44 +1,56 @@
-"""SMPL model files: reading them without chumpy, checking them, and converting them.
+"""SMPL-family model files (SMPL, SMPL-X): reading them without chumpy, checking, converting.
 
 The original SMPL ``.pkl`` files (Python 2 pickles) store ``v_template``, ``shapedirs``, ``weights``
-and others as ``chumpy`` objects and ``J_regressor`` as a ``scipy.sparse`` matrix. chumpy does not
-import on Python 3.11, so :class:`ChumpyFreeUnpickler` maps every ``chumpy.*`` class to a stub that
-just records the pickled state, and every sparse-matrix class to a stub that records its arrays.
-A chumpy leaf (``chumpy.ch.Ch``) keeps its value in the state's ``x`` entry, which becomes a plain
-numpy array; sparse matrices become dense. A chumpy *expression* (no ``x``) cannot be evaluated
-without chumpy and raises an error naming the key.
+and others as ``chumpy`` objects and ``J_regressor`` as a ``scipy.sparse`` matrix; SMPL-X ``.pkl``
+files may do the same. chumpy does not import on Python 3.11, so :class:`ChumpyFreeUnpickler` maps
+every ``chumpy.*`` class to a stub that just records the pickled state, and every sparse-matrix
+class to a stub that records its arrays. A chumpy leaf (``chumpy.ch.Ch``) keeps its value in the
+state's ``x`` entry, which becomes a plain numpy array; sparse matrices become dense. A chumpy
+*expression* (no ``x``) cannot be evaluated without chumpy and raises an error naming the key.
+``.npz`` files are read without pickle (only the arrays a model needs, so the object arrays of
+smplx's SMPL-X ``.npz`` files, such as ``joint2num``, are skipped).
 
-:func:`convert_smpl_pkl` writes the checked arrays to a clean pickle (or ``.npz``) that
-``smplx.SMPL(model_path=...)`` loads. :func:`read_smpl_model` reads original, converted and
-``.npz`` files alike.
+The family is detected from the joint count of ``J_regressor`` (24: SMPL, 55: SMPL-X; SMPL-H's
+52 is refused by name), and every array is checked against it (:mod:`cfm_pose.body_families`),
+the hierarchy (``kintree_table``) included: it must be a tree and the family's. :func:`convert_
+smpl_pkl` writes the checked arrays to a clean pickle (or ``.npz``) that ``smplx.SMPL`` /
+``smplx.SMPLX`` load; :func:`read_smpl_model` reads original, converted and ``.npz`` files alike.
 """
 
 from __future__ import annotations
 
 import io
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from cfm_core.io import write_atomically
 
+from cfm_pose.body_families import FAMILIES, OTHER_FAMILIES, SMPLX, BodyFamily
 from cfm_pose.files import load_npz
 from cfm_pose.skeleton import check_parents
 
-SMPL_JOINT_NAMES = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
-    "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_hand", "right_hand",
-)
-SMPL_PARENTS = np.array([-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18,
-                         19, 20, 21])
-SMPL_NUM_JOINTS = len(SMPL_JOINT_NAMES)
-SMPL_POSE_BASIS = 9 * (SMPL_NUM_JOINTS - 1)
-OTHER_FAMILIES = {52: "SMPL-H", 55: "SMPL-X"}
-"""Joint counts of the SMPL-family models that are not SMPL (reported by name)."""
-SMPL_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
+MODEL_KEYS = tuple(dict.fromkeys(key for family in FAMILIES.values()
+                                 for key in family.keys + family.optional_keys))
+"""Every array any family reads: what is taken from an ``.npz`` model file."""
+INDEX_KEYS = ("f", "kintree_table", "lmk_faces_idx", "dynamic_lmk_faces_idx")
+"""Integer arrays; every other model array is real-valued."""
+SMPLX_MIN_SHAPE_COMPONENTS = 20
+"""smplx reads an SMPL-X ``shapedirs`` of fewer than 400 columns as 10 shape then 10
+expression directions, so it needs at least 20."""
+HAND_POSE_DIM = 45
+
+
+@dataclass(frozen=True, eq=False)
+class BodyModelFile:
+    """A checked model file: its path, its family and its arrays (the family's keys, plus the
+    optional ones it has), as numpy arrays (float64, or int64 for :data:`INDEX_KEYS`)."""
+
+    path: Path
+    family: BodyFamily
+    arrays: dict[str, np.ndarray]
 
 
 class _ChumpyStub:
@@ -143,41 +155,98 @@ def _expect_shape(arrays: dict[str, np.ndarray], key: str, shape: tuple[int | No
         raise ValueError(f"{path}: '{key}' has shape {actual}, expected {wanted}")
 
 
-def check_smpl_arrays(raw: dict[str, Any], path: Path) -> dict[str, np.ndarray]:
-    """The SMPL arrays of ``raw`` as clean numpy arrays, checked for keys, shapes and values."""
-    missing = [key for key in SMPL_KEYS if key not in raw]
-    if missing:
-        raise ValueError(f"{path}: not an SMPL model, missing keys {missing}")
-    arrays = {key: _to_array(raw[key], f"{path}: '{key}'") for key in SMPL_KEYS}
-    joints = arrays["J_regressor"].shape[0] if arrays["J_regressor"].ndim == 2 else None
+def detect_family(raw: dict[str, Any], path: Path) -> BodyFamily:
+    """The family of a model file's raw arrays, from the joint count of its ``J_regressor``."""
+    if "J_regressor" not in raw:
+        raise ValueError(f"{path}: not an SMPL-family model, missing key 'J_regressor'")
+    regressor = _to_array(raw["J_regressor"], f"{path}: 'J_regressor'")
+    joints = regressor.shape[0] if regressor.ndim == 2 else None
+    for family in FAMILIES.values():
+        if joints == family.num_joints:
+            return family
     if joints in OTHER_FAMILIES:
         raise ValueError(f"{path}: 'J_regressor' has {joints} joints: an {OTHER_FAMILIES[joints]} "
-                         f"model; this app reads SMPL model files ({SMPL_NUM_JOINTS} joints)")
-    count = arrays["v_template"].shape[0]
-    _expect_shape(arrays, "v_template", (None, 3), path)
-    _expect_shape(arrays, "shapedirs", (count, 3, None), path)
-    _expect_shape(arrays, "posedirs", (count, 3, SMPL_POSE_BASIS), path)
-    _expect_shape(arrays, "J_regressor", (SMPL_NUM_JOINTS, count), path)
-    _expect_shape(arrays, "weights", (count, SMPL_NUM_JOINTS), path)
-    _expect_shape(arrays, "kintree_table", (2, SMPL_NUM_JOINTS), path)
-    _expect_shape(arrays, "f", (None, 3), path)
-    for key in ("v_template", "shapedirs", "posedirs", "J_regressor", "weights"):
-        arrays[key] = arrays[key].astype(np.float64)
-        if not np.isfinite(arrays[key]).all():
-            raise ValueError(f"{path}: '{key}' contains NaN or inf")
-    faces = arrays["f"].astype(np.int64)
-    if faces.min() < 0 or faces.max() >= count:
-        raise ValueError(f"{path}: 'f' has vertex indices outside [0, {count})")
-    table = arrays["kintree_table"].astype(np.int64)
-    if not np.array_equal(table[1], np.arange(SMPL_NUM_JOINTS)):
-        raise ValueError(f"{path}: 'kintree_table' row 1 must list the joints 0..23 in order")
+                         "model; this app reads SMPL (24 joints) and SMPL-X (55 joints) files")
+    raise ValueError(f"{path}: 'J_regressor' has shape {regressor.shape}, expected 24 rows (SMPL) "
+                     "or 55 rows (SMPL-X), one per joint")
+
+
+def _check_hierarchy(table: np.ndarray, family: BodyFamily, path: Path) -> None:
+    count = family.num_joints
+    if not np.array_equal(table[1], np.arange(count)):
+        raise ValueError(f"{path}: 'kintree_table' row 1 must list the joints 0..{count - 1} "
+                         "in order")
     parents = table[0].copy()
     parents[0] = -1
     try:
         check_parents(parents)
     except ValueError as error:
         raise ValueError(f"{path}: 'kintree_table': {error}") from error
-    arrays["f"], arrays["kintree_table"] = faces, table
+    wrong = np.flatnonzero(parents != family.parents)
+    if len(wrong):
+        joint = int(wrong[0])
+        raise ValueError(f"{path}: 'kintree_table' is not {family.label}'s hierarchy: joint "
+                         f"{joint} ({family.names[joint]}) has parent {parents[joint]}, expected "
+                         f"{family.parents[joint]}")
+
+
+def _check_smplx_parts(arrays: dict[str, np.ndarray], path: Path) -> None:
+    """Shapes of the arrays only SMPL-X has (hands, landmarks, expression directions)."""
+    if arrays["shapedirs"].shape[2] < SMPLX_MIN_SHAPE_COMPONENTS:
+        raise ValueError(f"{path}: 'shapedirs' has {arrays['shapedirs'].shape[2]} components; "
+                         f"SMPL-X needs at least {SMPLX_MIN_SHAPE_COMPONENTS} (10 shape and 10 "
+                         "expression directions)")
+    for side in "lr":
+        _expect_shape(arrays, f"hands_components{side}", (None, HAND_POSE_DIM), path)
+        _expect_shape(arrays, f"hands_mean{side}", (HAND_POSE_DIM,), path)
+    landmarks = arrays["lmk_faces_idx"].shape[0] if arrays["lmk_faces_idx"].ndim == 1 else None
+    _expect_shape(arrays, "lmk_faces_idx", (None,), path)
+    _expect_shape(arrays, "lmk_bary_coords", (landmarks, 3), path)
+    if "dynamic_lmk_faces_idx" in arrays or "dynamic_lmk_bary_coords" in arrays:
+        missing = [key for key in SMPLX.optional_keys if key not in arrays]
+        if missing:
+            raise ValueError(f"{path}: the face-contour landmarks lack {missing}")
+        _expect_shape(arrays, "dynamic_lmk_faces_idx", (None, None), path)
+        _expect_shape(arrays, "dynamic_lmk_bary_coords",
+                      (*arrays["dynamic_lmk_faces_idx"].shape, 3), path)
+
+
+def check_smpl_arrays(raw: dict[str, Any], path: Path,
+                      family: BodyFamily | None = None) -> dict[str, np.ndarray]:
+    """The arrays of ``raw`` as clean numpy arrays, checked for keys, shapes, values and the
+    hierarchy of ``family`` (default: the detected one, :func:`detect_family`)."""
+    family = family or detect_family(raw, path)
+    missing = [key for key in family.keys if key not in raw]
+    if missing:
+        raise ValueError(f"{path}: not an {family.label} model ({family.num_joints} joints in "
+                         f"'J_regressor'), missing keys {missing}")
+    present = family.keys + tuple(key for key in family.optional_keys if key in raw)
+    arrays = {key: _to_array(raw[key], f"{path}: '{key}'") for key in present}
+    count, joints = arrays["v_template"].shape[0], family.num_joints
+    _expect_shape(arrays, "v_template", (None, 3), path)
+    _expect_shape(arrays, "shapedirs", (count, 3, None), path)
+    _expect_shape(arrays, "posedirs", (count, 3, family.pose_basis), path)
+    _expect_shape(arrays, "J_regressor", (joints, count), path)
+    _expect_shape(arrays, "weights", (count, joints), path)
+    _expect_shape(arrays, "kintree_table", (2, joints), path)
+    _expect_shape(arrays, "f", (None, 3), path)
+    if family is SMPLX:
+        _check_smplx_parts(arrays, path)
+    for key, value in arrays.items():
+        try:
+            arrays[key] = value.astype(np.int64 if key in INDEX_KEYS else np.float64)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: '{key}' is not numeric ({error})") from error
+        if key not in INDEX_KEYS and not np.isfinite(arrays[key]).all():
+            raise ValueError(f"{path}: '{key}' contains NaN or inf")
+    bounds = {"f": count, "lmk_faces_idx": len(arrays["f"]),
+              "dynamic_lmk_faces_idx": len(arrays["f"])}
+    for key, bound in bounds.items():
+        if key in arrays and arrays[key].size and (arrays[key].min() < 0
+                                                   or arrays[key].max() >= bound):
+            what = "vertex" if key == "f" else "face"
+            raise ValueError(f"{path}: '{key}' has {what} indices outside [0, {bound})")
+    _check_hierarchy(arrays["kintree_table"], family, path)
     return arrays
 
 
@@ -185,7 +254,7 @@ def _load_raw(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"SMPL model file not found: {path}")
     if path.suffix == ".npz":
-        return load_npz(path, "SMPL model")
+        return load_npz(path, "SMPL model", keys=MODEL_KEYS)
     try:
         with path.open("rb") as file:
             raw = ChumpyFreeUnpickler(file, encoding="latin1").load()
@@ -198,24 +267,47 @@ def _load_raw(path: Path) -> dict[str, Any]:
     return raw
 
 
-def resolve_smpl_path(model_path: str | Path, gender: str = "neutral") -> Path:
-    """A model file as given, or ``SMPL_<GENDER>.pkl`` inside a folder (as smplx does)."""
+def resolve_smpl_path(model_path: str | Path, gender: str = "neutral",
+                      model_type: str = "auto") -> Path:
+    """A model file as given, or the file of ``gender`` inside a folder, as smplx names them:
+    ``SMPL_<GENDER>.pkl`` (or ``.npz``), ``SMPLX_<GENDER>.npz`` (or ``.pkl``). With
+    ``model_type="auto"`` the folder must hold one family's file for that gender."""
     path = Path(model_path)
-    if path.is_dir():
-        path = path / f"SMPL_{gender.upper()}.pkl"
-    if not path.is_file():
-        raise FileNotFoundError(f"SMPL model file not found: {path}")
-    return path
+    if not path.is_dir():
+        if not path.is_file():
+            raise FileNotFoundError(f"SMPL model file not found: {path}")
+        return path
+    families = FAMILIES.values() if model_type == "auto" else (FAMILIES[model_type],)
+    names = [f"{family.file_prefix}_{gender.upper()}{ext}" for family in families
+             for ext in family.extensions]
+    found = {}
+    for family in families:
+        files = [path / f"{family.file_prefix}_{gender.upper()}{ext}" for ext in family.extensions]
+        existing = [file for file in files if file.is_file()]
+        if existing:
+            found[family.label] = existing[0]
+    if not found:
+        raise FileNotFoundError(f"SMPL model file not found: none of {', '.join(names)} in {path}")
+    if len(found) > 1:
+        files = " and ".join(f.name for f in found.values())
+        raise ValueError(f"{path} holds {files}: choose one with --smpl.model-type")
+    return next(iter(found.values()))
 
 
-def read_smpl_model(path: str | Path) -> dict[str, np.ndarray]:
-    """The checked arrays (:data:`SMPL_KEYS`) of an original, converted or ``.npz`` SMPL file."""
+def read_smpl_model(path: str | Path, model_type: str = "auto") -> BodyModelFile:
+    """The checked arrays of an original, converted or ``.npz`` SMPL or SMPL-X file; with
+    ``model_type`` ``"smpl"`` or ``"smplx"`` a file of the other family is refused."""
     path = Path(path)
-    return check_smpl_arrays(_load_raw(path), path)
+    raw = _load_raw(path)
+    family = detect_family(raw, path)
+    if model_type != "auto" and family.key != model_type:
+        raise ValueError(f"{path}: an {family.label} model ({family.num_joints} joints), "
+                         f"expected {FAMILIES[model_type].label}")
+    return BodyModelFile(path, family, check_smpl_arrays(raw, path, family))
 
 
 def write_smpl_model(arrays: dict[str, np.ndarray], dst: str | Path) -> Path:
-    """Write SMPL arrays atomically: a plain pickle of numpy arrays, or ``.npz`` by suffix."""
+    """Write model arrays atomically: a plain pickle of numpy arrays, or ``.npz`` by suffix."""
     dst = Path(dst)
     if dst.suffix == ".npz":
         return write_atomically(dst, lambda file: np.savez(file, **arrays))
@@ -224,20 +316,21 @@ def write_smpl_model(arrays: dict[str, np.ndarray], dst: str | Path) -> Path:
     return write_atomically(dst, lambda file: file.write(buffer.getvalue()))
 
 
-def convert_smpl_pkl(src: str | Path, dst: str | Path) -> Path:
-    """Read an SMPL ``.pkl`` without chumpy, check it, and write a clean ``.pkl`` or ``.npz``.
+def convert_smpl_pkl(src: str | Path, dst: str | Path) -> BodyModelFile:
+    """Read an SMPL or SMPL-X file (``.pkl`` without chumpy, or ``.npz``), check it, and write a
+    clean ``.pkl`` or ``.npz``.
 
-    The output holds exactly :data:`SMPL_KEYS` as numpy arrays (dense ``J_regressor``), which is
-    what ``smplx.SMPL`` reads. Returns ``dst``; a ``dst`` that cannot be written raises
-    ``ValueError`` naming it.
+    The output holds exactly the family's arrays (:class:`BodyModelFile`; dense
+    ``J_regressor``), which is what ``smplx.SMPL`` / ``smplx.SMPLX`` read. Returns the written
+    file; a ``dst`` that cannot be written raises ``ValueError`` naming it.
     """
     src, dst = Path(src), Path(dst)
     if dst.suffix not in (".pkl", ".npz"):
         raise ValueError(f"output {dst} must end in .pkl or .npz")
     if dst.resolve() == src.resolve():
         raise ValueError(f"output {dst} would overwrite the input")
-    arrays = read_smpl_model(src)
+    model = read_smpl_model(src)
     try:
-        return write_smpl_model(arrays, dst)
+        return BodyModelFile(write_smpl_model(model.arrays, dst), model.family, model.arrays)
     except OSError as error:
         raise ValueError(f"cannot write the output {dst}: {error}") from error

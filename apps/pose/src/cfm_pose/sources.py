@@ -1,4 +1,4 @@
-"""Where the shapes come from: procedural characters, SMPL bodies or a RigNet folder.
+"""Where the shapes come from: procedural characters, SMPL / SMPL-X bodies or a RigNet folder.
 
 Every source hands out :class:`ShapeBatch` es in the RigNet-normalised frame (unit box, standing on
 y = 0): a training stream ``shapes(step, count, seed)`` (deterministic in its arguments) and a
@@ -6,12 +6,12 @@ held-out set ``held_out(count, seed)``. Held-out procedural characters and SMPL 
 a seed the training run never used (the caller checks), RigNet characters from the evaluation
 split. :func:`make_source` turns a train config into a source and reports missing or broken model
 files and folders as :class:`~cfm_core.cli.ConfigError` naming the option and the file, before any
-training starts.
+training starts; :func:`with_detected_model_type` records which SMPL family a model file holds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Protocol
@@ -26,7 +26,6 @@ from cfm_pose.normalize import Normalization
 from cfm_pose.procedural import character_batch
 from cfm_pose.rignet import RigNetFolder, load_rignet_folder
 from cfm_pose.skeleton import Skeleton
-from cfm_pose.smpl_model import SMPL_JOINT_NAMES, SMPL_PARENTS
 from cfm_pose.smpl_sampler import SmplBodySampler
 from cfm_pose.surface import sample_mesh_surface
 from cfm_pose.tolerance import local_shape_radius
@@ -74,14 +73,15 @@ class ProceduralSource:
 
 
 class SmplSource:
-    """Posed SMPL bodies (fixed topology: no joint tolerances)."""
+    """Posed SMPL or SMPL-X bodies (fixed topology: no joint tolerances)."""
 
     def __init__(self, sampler: SmplBodySampler) -> None:
         self.sampler = sampler
 
     def shapes(self, step: int, count: int, seed: int) -> ShapeBatch:
         bodies = self.sampler.bodies(step, count, seed)
-        skeletons = tuple(Skeleton(j, SMPL_PARENTS, SMPL_JOINT_NAMES) for j in bodies.joints)
+        family = self.sampler.family
+        skeletons = tuple(Skeleton(j, family.parents, family.names) for j in bodies.joints)
         return ShapeBatch(bodies.points, skeletons, None, tuple(f"body {i}" for i in range(count)))
 
     def held_out(self, count: int, seed: int) -> ShapeBatch:
@@ -157,7 +157,7 @@ def _smpl_source(cfg: SmplConfig, n_points: int, path: str | None) -> SmplSource
     model = path or cfg.model
     try:
         sampler = SmplBodySampler(model, cfg.gender, cfg.num_betas, n_points, cfg.beta_std,
-                                  cfg.pose_std, motion_path=cfg.motion)
+                                  cfg.pose_std, motion_path=cfg.motion, model_type=cfg.model_type)
     except (FileNotFoundError, ValueError) as err:
         if cfg.motion and str(cfg.motion) in str(err):
             option = "--smpl.motion"
@@ -194,3 +194,11 @@ def make_source(cfg: PoseTrainConfig, data_path: str | None = None,
     if read_all:
         source.load_all()
     return source
+
+
+def with_detected_model_type(cfg: PoseTrainConfig, source: ShapeSource) -> PoseTrainConfig:
+    """``cfg`` with ``--smpl.model-type`` set to the family the SMPL source's file holds (so a
+    saved run knows its joint layout without the file); other configs unchanged."""
+    if not isinstance(source, SmplSource):
+        return cfg
+    return replace(cfg, smpl=replace(cfg.smpl, model_type=source.sampler.family.key))
