@@ -178,7 +178,7 @@ def train(cfg: ImageTrainConfig) -> dict[str, Any]:
 def sample(cfg: ImageSampleConfig) -> dict[str, Any]:
     """Sample a trained model; write a grid and/or individual PNGs; return what was written."""
     model, ckpt = load_trained(cfg.checkpoint, build_model, APP, cfg.ema_decay,
-                               use_ema=not cfg.no_ema)
+                               use_ema=cfg.ema)
     data = config_from_dict(ImageTrainConfig, ckpt.meta["config"]).data
     labels = generation_labels(data.num_classes, cfg.n, cfg.labels, cfg.unconditional)
     if cfg.guidance != 1.0 and (labels is None or cfg.unconditional):

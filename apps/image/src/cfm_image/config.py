@@ -197,7 +197,8 @@ class ImageSampleConfig:
     """Images per sampling batch."""
     ema_decay: float | None = None
     """Which EMA average to use (default: the first); --no-ema uses the raw weights."""
-    no_ema: bool = False
+    ema: bool = True
+    """Sample with an EMA average of the weights (--ema-decay picks which); --no-ema: the raw weights."""
 
     def __post_init__(self) -> None:
         for option in ("steps", "n", "batch_size"):

@@ -137,7 +137,7 @@ def _load(path: str, option: str = "--checkpoint", **options: Any):
 def sample(cfg: PoseSampleConfig) -> Path:
     """Predict the joints of ``cfg.input``; write JSON, NPY and PNG; return the JSON path."""
     require_path(cfg.input, "shape file", "--input")
-    model, ckpt, run = _load(cfg.checkpoint, decay=cfg.ema_decay, use_ema=not cfg.no_ema)
+    model, ckpt, run = _load(cfg.checkpoint, decay=cfg.ema_decay, use_ema=cfg.ema)
     encoding = encoding_for(run)
     shape = load_input_shape(cfg.input, run.n_points, cfg.seed)
     cond = torch.as_tensor(shape.normalized_points, dtype=torch.float32)[None].to(_device())

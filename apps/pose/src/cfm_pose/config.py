@@ -209,8 +209,8 @@ class PoseSampleConfig:
     extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
     ema_decay: float | None = None
     """Which EMA average to use (default: the first)."""
-    no_ema: bool = False
-    """Use the raw weights."""
+    ema: bool = True
+    """Sample with an EMA average of the weights (--ema-decay picks which); --no-ema: the raw weights."""
 
     def __post_init__(self) -> None:
         if self.steps < 1:

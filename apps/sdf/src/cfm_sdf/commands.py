@@ -225,7 +225,7 @@ def sample(cfg: SdfSampleConfig) -> Path:
     if out.suffix.lower() not in MESH_SUFFIXES:
         raise ConfigError(f"--out: {out} must end in one of {', '.join(MESH_SUFFIXES)}")
     model, ckpt = load_trained(cfg.checkpoint, build_model, APP, cfg.ema_decay,
-                               use_ema=not cfg.no_ema)
+                               use_ema=cfg.ema)
     run = _run_config(ckpt)
     conditional = cfg.points is not None
     if run.unconditional and conditional:

@@ -189,8 +189,8 @@ class SdfSampleConfig:
     """Output mesh (.obj or .ply); the PNG is written beside it with the same stem."""
     ema_decay: float | None = None
     """Which EMA average to use (default: the first)."""
-    no_ema: bool = False
-    """Use the raw weights instead of an EMA average."""
+    ema: bool = True
+    """Sample with an EMA average of the weights (--ema-decay picks which); --no-ema: the raw weights."""
 
     def __post_init__(self) -> None:
         _positive(n_points=self.n_points)

@@ -93,7 +93,7 @@ def train(cfg: ToyTrainConfig) -> dict[str, Any]:
 def sample(cfg: ToySampleConfig) -> Path:
     """Sample a trained model; write NPY and PNG; return the NPY path."""
     model, ckpt = load_trained(
-        cfg.checkpoint, build_model, APP, cfg.ema_decay, use_ema=not cfg.no_ema
+        cfg.checkpoint, build_model, APP, cfg.ema_decay, use_ema=cfg.ema
     )
     noise = torch.randn(cfg.n, 2, generator=torch.Generator().manual_seed(cfg.seed))
     if cfg.sampler == "cumulative":

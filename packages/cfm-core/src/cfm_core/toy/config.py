@@ -90,7 +90,8 @@ class ToySampleConfig:
     """Output NPY file (a PNG with the same stem is written beside it)."""
     ema_decay: float | None = None
     """Which EMA average to use (default: the first); --no-ema uses the raw weights."""
-    no_ema: bool = False
+    ema: bool = True
+    """Sample with an EMA average of the weights (--ema-decay picks which); --no-ema: the raw weights."""
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.n < 1:
