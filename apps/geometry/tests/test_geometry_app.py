@@ -8,9 +8,11 @@ import typing
 import numpy as np
 import pytest
 import torch
+from cfm_core import CumulativeFlowMap
 from cfm_core.cli import ConfigError, config_to_dict, main, parse_config
 from cfm_core.cli.common import load_trained
 from cfm_core.training import load_checkpoint
+from cfm_geometry.backbones import PointMLP
 from cfm_geometry.commands import build_model
 from cfm_geometry.config import (
     TRAIN_PRESETS,
@@ -19,7 +21,7 @@ from cfm_geometry.config import (
     GeometryTrainConfig,
 )
 from cfm_geometry.data import PointBank, load_surface, sample_surface_points
-from cfm_geometry.generation import flatten_points, point_noise
+from cfm_geometry.generation import flatten_points, generate_points, point_noise
 from cfm_geometry.normalisation import Normalisation
 from cfm_geometry.scoring import Units, score_points
 from cfm_geometry.shapes import BUILTIN_SHAPES, builtin_shape
@@ -159,6 +161,27 @@ def test_noise_does_not_depend_on_the_batch_and_sets_flatten():
     sets = point_noise(100, 64, seed=0)
     assert sets.shape == (2, 64, 3) and flatten_points(sets, 100).shape == (100, 3)
     torch.testing.assert_close(point_noise(64, 64, seed=0, first_point=64)[0], sets[1])
+
+
+@pytest.mark.parametrize("sampler,steps", [("cumulative", 2), ("heun", 3)])
+def test_generate_points_streams_batches_of_the_same_noise(sampler, steps):
+    torch.manual_seed(0)
+    net = PointMLP(hidden=32, depth=2)
+    with torch.no_grad():  # the zero-initialised gains and output layer made random
+        for parameter in net.parameters():
+            if (parameter == 0).all():
+                parameter.normal_(0, 0.3)
+    model = CumulativeFlowMap(net, "edm")
+    whole, nfe, seconds = generate_points(model, 1000, steps, sampler, batch_size=1000, seed=5)
+    batched, _, _ = generate_points(model, 1000, steps, sampler, batch_size=300, seed=5)
+    noise = point_noise(1000, None, seed=5)
+    with net.shared_times():  # per-row vs shared embedding: test_shared_times_gives_the_per_row_outputs
+        direct = (model.sample(noise, steps=steps) if sampler == "cumulative"
+                  else model.sample_instantaneous(noise, steps=steps, method=sampler))
+    assert whole.shape == (1000, 3) and nfe == (steps if sampler == "cumulative" else 2 * steps - 1)
+    assert seconds > 0 and not net._shared_times
+    torch.testing.assert_close(batched, whole, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(whole, direct, rtol=1e-5, atol=1e-5)
 
 
 def test_presets_and_shape_names():

@@ -76,6 +76,24 @@ def test_jvp_matches_finite_differences(case):
     assert (tangent - central).abs().max() < 1e-2 * tangent.abs().max()
 
 
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("conditional", [False, True])
+def test_shared_times_gives_the_per_row_outputs(case, conditional):
+    make, shape = CASES[case]
+    torch.manual_seed(0)
+    net = randomised(make(num_shapes=3 if conditional else 0))
+    x = torch.randn(shape)
+    t, r = torch.full((shape[0],), 0.7), torch.full((shape[0],), -1.2)
+    cond = torch.arange(shape[0]) % 4 if conditional else None
+    per_row = net(x, t, r, cond)
+    with net.shared_times():
+        shared = net(x, t, r, cond)
+        with pytest.raises(ValueError, match="different times"):
+            net(x, times(shape[0])[0], r, cond)
+    torch.testing.assert_close(shared, per_row, rtol=1e-5, atol=1e-5)
+    assert not net._shared_times  # the context restores the per-row path
+
+
 def test_point_mlp_treats_points_independently():
     net = randomised(PointMLP(hidden=64, depth=2))
     x = torch.randn(3, 5, 3)
@@ -134,7 +152,8 @@ def test_config_round_trip_and_presets():
         t, r = times(2)
         torch.testing.assert_close(rebuilt.eval()(x, t, r), net(x, t, r))
     gd = build_backbone("point_mlp")
-    assert gd.point_embedding.out_features == 51  # xyz + sin/cos at 8 frequencies per axis
+    assert gd.point_embedding.out_features == 15  # xyz + sin/cos at 2 frequencies per axis
+    assert build_backbone("point_mlp", fourier_levels=8).point_embedding.out_features == 51  # GD
     assert len(gd.blocks) == 6 and gd.input.out_features == 512
     assert set(BACKBONE_PRESETS) >= {"point_mlp", "point_mlp_tiny", "point_transformer"}
 

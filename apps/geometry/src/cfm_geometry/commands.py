@@ -9,7 +9,6 @@ samples of the input (see :mod:`cfm_geometry.scoring`).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,13 @@ import numpy as np
 import torch
 from cfm_core.cli import ConfigError, config_from_dict, config_to_dict, parse_config
 from cfm_core.cli.common import load_trained, require_path
-from cfm_core.evaluation import SweepEntry, nfe_sweep, sweep_table
+from cfm_core.evaluation import SweepEntry, sweep_table
 from cfm_core.io import save_json
 from cfm_core.method import build_cfm
 from cfm_core.metrics import chamfer_distance
 from cfm_core.model import CumulativeFlowMap
 from cfm_core.plotting import save_curves, save_point_cloud_views
 from cfm_core.training import Checkpoint, Trainer
-from tqdm.auto import tqdm
 
 from cfm_geometry.backbones import backbone_from_config
 from cfm_geometry.config import (
@@ -192,13 +190,11 @@ def sample(cfg: GeometrySampleConfig) -> Path:
     if out.suffix.lower() not in POINT_OUTPUT_FORMATS:
         raise ConfigError(f"--out: {out} must end in one of {', '.join(POINT_OUTPUT_FORMATS)}")
     model, ckpt = load_trained(cfg.checkpoint, build_model, APP, cfg.ema_decay,
-                               use_ema=not cfg.no_ema)
+                               use_ema=cfg.ema)
     model.to(_inference_device())
     run, normalisation = _run_of(ckpt, "--checkpoint")
-    started = time.perf_counter()
-    points, nfe = generate_points(model, cfg.points, cfg.steps, cfg.sampler, cfg.batch_size,
-                                  cfg.seed, set_size(run))
-    seconds = time.perf_counter() - started
+    points, nfe, seconds = generate_points(model, cfg.points, cfg.steps, cfg.sampler,
+                                           cfg.batch_size, cfg.seed, set_size(run))
     xyz, dropped = finite_rows(normalisation.invert(points.double()))
     if dropped:
         print(f"warning: {dropped} of {cfg.points} generated points are not finite; left out")
@@ -217,19 +213,13 @@ def sample(cfg: GeometrySampleConfig) -> Path:
 
 def _sweep(model: CumulativeFlowMap, label: str, steps_list: Sequence[int], sampler: str,
            run: GeometryTrainConfig, cfg: GeometryEvalConfig) -> list[SweepEntry]:
-    """``nfe_sweep`` one step count at a time (one progress-bar tick each), samples flattened."""
-    per_set = set_size(run)
-    noise = point_noise(cfg.points, per_set, cfg.seed).to(_device(model))
-    rows = max(1, cfg.batch_size // (per_set or 1))
+    """One timed :func:`generate_points` run (batched, with a progress bar) per step count, all
+    from the same noise."""
     entries = []
-    for steps in tqdm(steps_list, desc=f"eval {label} ({sampler})", unit="run"):
-        if label == "cfm":
-            (entry,) = nfe_sweep(noise, model, (steps,), batch_size=rows)
-        else:
-            (entry,) = nfe_sweep(noise, None, (), model, (steps,), sampler, batch_size=rows)
-        entry.label = label
-        entry.samples = flatten_points(entry.samples.cpu(), cfg.points)
-        entries.append(entry)
+    for steps in steps_list:
+        points, nfe, seconds = generate_points(model, cfg.points, steps, sampler, cfg.batch_size,
+                                               cfg.seed, set_size(run))
+        entries.append(SweepEntry(label, sampler, int(steps), nfe, seconds, points))
     return entries
 
 

@@ -11,7 +11,9 @@ block)``, so the noise of a row, and hence the generated cloud, does not depend 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 
 import numpy as np
 import torch
@@ -22,6 +24,9 @@ from tqdm.auto import tqdm
 SAMPLERS = ("cumulative", "euler", "heun")
 #: Points per noise block (see the module docstring).
 NOISE_BLOCK_POINTS = 1 << 14
+#: Default points per network batch: large on a GPU; small on the CPU, where a small network's
+#: activations then stay in the cache (measured: about 3x faster than 2^18 points per batch).
+DEFAULT_BATCH_POINTS = {"cuda": 1 << 18, "cpu": 1 << 12}
 
 
 def point_noise(points: int, set_size: int | None, seed: int, first_point: int = 0) -> Tensor:
@@ -62,25 +67,47 @@ def run_sampler(model: CumulativeFlowMap, noise: Tensor, steps: int, sampler: st
     return model.sample_instantaneous(noise, steps=steps, method=sampler, return_nfe=True)
 
 
+def _shared_times(model: CumulativeFlowMap) -> contextlib.AbstractContextManager:
+    """The network's ``shared_times`` context (one time embedding per batch) if it has one."""
+    shared = getattr(model.net, "shared_times", None)
+    return shared() if callable(shared) else contextlib.nullcontext()
+
+
+def default_batch_points(device: torch.device) -> int:
+    """Points per network batch when none is given (see :data:`DEFAULT_BATCH_POINTS`)."""
+    return DEFAULT_BATCH_POINTS.get(device.type, DEFAULT_BATCH_POINTS["cuda"])
+
+
 def generate_points(model: CumulativeFlowMap, points: int, steps: int, sampler: str,
-                    batch_size: int, seed: int, set_size: int | None = None
-                    ) -> tuple[Tensor, int]:
+                    batch_size: int | None, seed: int, set_size: int | None = None
+                    ) -> tuple[Tensor, int, float]:
     """``points`` generated points ``(points, 3)`` in the network's (normalised) units, on the
-    CPU, sampled in batches of about ``batch_size`` points on the model's device with a progress
-    bar; returns them and the NFE per point."""
+    CPU, sampled in batches of about ``batch_size`` points (None: :func:`default_batch_points`)
+    on the model's device with a progress bar (so memory stays bounded whatever ``points``);
+    returns them, the NFE per point and the wall time of the sampling in seconds (noise, network
+    and copies to the CPU; synchronised on CUDA)."""
     device = next(model.parameters()).device
+    batch_size = batch_size or default_batch_points(device)
     per_row = set_size or 1
     per_batch = max(1, batch_size // per_row) * per_row
     chunks, nfe = [], 0
-    with tqdm(total=points, desc=f"{sampler} x{steps}", unit="pt", unit_scale=True,
-              dynamic_ncols=True) as bar:
+    _synchronise(device)
+    started = time.perf_counter()
+    with _shared_times(model), tqdm(total=points, desc=f"{sampler} x{steps}", unit="pt",
+                                     unit_scale=True, dynamic_ncols=True) as bar:
         for start in range(0, points, per_batch):
             count = min(per_batch, points - start)
             noise = point_noise(count, set_size, seed, first_point=start).to(device)
             x, nfe = run_sampler(model, noise, steps, sampler)
             chunks.append(flatten_points(x, count).cpu())
             bar.update(count)
-    return torch.cat(chunks), nfe
+    _synchronise(device)
+    return torch.cat(chunks), nfe, time.perf_counter() - started
+
+
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def finite_rows(points: Tensor | np.ndarray) -> tuple[np.ndarray, int]:
