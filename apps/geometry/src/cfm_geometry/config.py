@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from cfm_core.cli import ConfigError
+from cfm_core.cli import ConfigError, require_positive
 from cfm_core.method import MethodConfig
 from cfm_core.training import TrainConfig
 
@@ -19,12 +19,6 @@ EDM_SIGMA_DATA = 1.0
 #: Share of each training batch with r = t for CFM (the paper: 0.5). 0.75 (MeanFlow's choice)
 #: measured better here at 3 and 6 jumps (see the README's "Networks and presets").
 CFM_INSTANTANEOUS_RATIO = 0.75
-
-
-def _positive(**values: int | float) -> None:
-    for option, value in values.items():
-        if not value > 0:
-            raise ConfigError(f"{option} must be positive, got {value}")
 
 
 @dataclass
@@ -48,8 +42,8 @@ class GeometryNetConfig:
     """Time features: auto = Fourier for edm (ln sigma / 4), sinusoidal otherwise."""
 
     def __post_init__(self) -> None:
-        _positive(**{"net.width": self.width, "net.depth": self.depth, "net.heads": self.heads,
-                     "net.set_size": self.set_size})
+        require_positive({"--net.width": self.width, "--net.depth": self.depth,
+                          "--net.heads": self.heads, "--net.set-size": self.set_size})
         if self.fourier_levels < 0:
             raise ConfigError(f"net.fourier_levels must be >= 0, got {self.fourier_levels}")
         if self.backbone == "point_transformer" and self.width % self.heads:
@@ -101,7 +95,7 @@ class GeometryTrainConfig:
         output_dir="runs/geometry"))
 
     def __post_init__(self) -> None:
-        _positive(points=self.points)
+        require_positive({"--points": self.points})
         if self.preview_points < 0:
             raise ConfigError(f"preview_points must be >= 0, got {self.preview_points}")
         if self.net.backbone == "point_transformer" and self.train.batch_size % self.net.set_size:
@@ -172,9 +166,8 @@ class GeometrySampleConfig:
     """Sample with an EMA average of the weights (--ema-decay picks which); --no-ema: the raw weights."""
 
     def __post_init__(self) -> None:
-        _positive(**{"--points": self.points, "--steps": self.steps})
-        if self.batch_size is not None:
-            _positive(**{"--batch-size": self.batch_size})
+        require_positive({"--points": self.points, "--steps": self.steps,
+                          "--batch-size": self.batch_size})
 
 
 @dataclass
@@ -214,11 +207,9 @@ class GeometryEvalConfig:
     """Output folder (default: <run dir>/eval)."""
 
     def __post_init__(self) -> None:
-        _positive(**{"--points": self.points, "--f-threshold": self.f_threshold})
-        if self.batch_size is not None:
-            _positive(**{"--batch-size": self.batch_size})
-        if self.reference_points is not None:
-            _positive(**{"--reference-points": self.reference_points})
+        require_positive({"--points": self.points, "--f-threshold": self.f_threshold,
+                          "--batch-size": self.batch_size,
+                          "--reference-points": self.reference_points})
         if not self.cfm_steps or min(self.cfm_steps) < 1 or (
                 self.baseline_steps and min(self.baseline_steps) < 1):
             raise ConfigError("--cfm-steps and --baseline-steps must be positive integers")

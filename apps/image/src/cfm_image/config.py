@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from cfm_core.cli import ConfigError
+from cfm_core.cli import ConfigError, require_positive
 from cfm_core.method import MethodConfig
 from cfm_core.training import TrainConfig
 
@@ -16,11 +16,6 @@ DEFAULT_FORMULATION: Formulation = "u"
 """The default formulation; see the README's "Choosing a formulation" for the measurements."""
 COND_DROPOUT = 0.1
 """Default share of training rows trained with the null class (classifier-free guidance)."""
-
-
-def _positive(value: int | None, option: str) -> None:
-    if value is not None and (isinstance(value, bool) or value < 1):
-        raise ConfigError(f"{option} must be a positive integer, got {value!r}")
 
 
 @dataclass
@@ -58,8 +53,8 @@ class ImageDataConfig:
             raise ConfigError("give --data.folder or --data.shards, not both")
         if self.is_builtin and self.channels == 3:
             raise ConfigError(f"data.channels: the built-in {self.builtin} images are grey (1)")
-        _positive(self.resolution, "data.resolution")
-        _positive(self.num_classes, "data.num_classes")
+        require_positive({"--data.resolution": self.resolution,
+                          "--data.num-classes": self.num_classes}, integer=True)
         if self.shuffle_buffer < 0:
             raise ConfigError(f"data.shuffle_buffer must be >= 0, got {self.shuffle_buffer}")
 
@@ -201,9 +196,8 @@ class ImageSampleConfig:
     """Sample with an EMA average of the weights (--ema-decay picks which); --no-ema: the raw weights."""
 
     def __post_init__(self) -> None:
-        for option in ("steps", "n", "batch_size"):
-            _positive(getattr(self, option), f"--{option.replace('_', '-')}")
-        _positive(self.nrow, "--nrow")
+        require_positive({"--steps": self.steps, "--n": self.n, "--batch-size": self.batch_size,
+                          "--nrow": self.nrow}, integer=True)
         if self.grid is None and self.individual_dir is None:
             raise ConfigError("nothing to write: give --grid and/or --individual-dir")
         if self.labels is not None and self.unconditional:
@@ -254,7 +248,7 @@ class ImageEvalConfig:
     def __post_init__(self) -> None:
         if self.n < 10:
             raise ConfigError(f"--n must be at least 10, got {self.n}")
-        _positive(self.batch_size, "--batch-size")
+        require_positive({"--batch-size": self.batch_size}, integer=True)
         if not self.cfm_steps or min(self.cfm_steps) < 1 or (
                 self.baseline_steps and min(self.baseline_steps) < 1):
             raise ConfigError("--cfm-steps and --baseline-steps must be positive integers")
@@ -295,6 +289,6 @@ class ImageDemoConfig:
     before training."""
 
     def __post_init__(self) -> None:
-        _positive(self.steps, "--steps")
+        require_positive({"--steps": self.steps}, integer=True)
         if self.n < 10:
             raise ConfigError(f"--n must be at least 10, got {self.n}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Annotated, Literal
 
 import tyro
+from cfm_core.cli import require_positive
 from cfm_core.cli.app import ConfigError
 from cfm_core.method import MethodConfig
 from cfm_core.training import TrainConfig
@@ -25,19 +26,6 @@ ModelType = Literal["auto", "smpl", "smplx"]
 Template = Literal["mixed", "biped", "quadruped", "tailed_biped", "four_armed_biped"]
 RigNetSplit = Literal["train", "val", "test", "all"]
 Sampler = Literal["cumulative", "euler", "heun"]
-
-
-def _positive(**values: float) -> None:
-    """``ConfigError`` naming the option (``--name``, dots and dashes as on the command line) of
-    the first value that is not positive."""
-    for name, value in values.items():
-        if value <= 0:
-            raise ConfigError(f"--{_flag(name)} must be positive, got {value}")
-
-
-def _flag(name: str) -> str:
-    """``smpl__num_betas`` -> ``smpl.num-betas`` (keyword names cannot hold dots)."""
-    return name.replace("__", ".").replace("_", "-")
 
 
 @dataclass
@@ -114,9 +102,10 @@ class PoseNetConfig:
     """Sin/cos octaves of the point coordinates."""
 
     def __post_init__(self) -> None:
-        _positive(net__hidden=self.hidden, net__depth=self.depth, net__time_dim=self.time_dim,
-                  net__code_dim=self.code_dim, net__encoder_hidden=self.encoder_hidden,
-                  net__encoder_depth=self.encoder_depth)
+        require_positive({"--net.hidden": self.hidden, "--net.depth": self.depth,
+                          "--net.time-dim": self.time_dim, "--net.code-dim": self.code_dim,
+                          "--net.encoder-hidden": self.encoder_hidden,
+                          "--net.encoder-depth": self.encoder_depth})
         if self.time_dim % 2:
             raise ConfigError(f"--net.time-dim must be even, got {self.time_dim}")
         if self.fourier_levels < 0:
@@ -150,7 +139,7 @@ class PoseTrainConfig:
     def __post_init__(self) -> None:
         if self.n_points < 16:
             raise ConfigError(f"--n-points must be at least 16, got {self.n_points}")
-        _positive(data_scale=self.data_scale)
+        require_positive({"--data-scale": self.data_scale})
         if self.data == "smpl" and not self.smpl.model:
             raise ConfigError("--data smpl needs --smpl.model PATH (an SMPL or SMPL-X .pkl/.npz, "
                               "or a folder)")
@@ -186,7 +175,8 @@ class ExtractionConfig:
     """Fewest generated points a joint must gather."""
 
     def __post_init__(self) -> None:
-        _positive(extraction__bandwidth=self.bandwidth, extraction__min_count=self.min_count)
+        require_positive({"--extraction.bandwidth": self.bandwidth,
+                          "--extraction.min-count": self.min_count})
 
 
 @dataclass
@@ -254,8 +244,8 @@ class PoseEvalConfig:
     """Output folder (default: <run dir>/eval)."""
 
     def __post_init__(self) -> None:
-        _positive(n_shapes=self.n_shapes, batch_size=self.batch_size,
-                  figure_shapes=self.figure_shapes)
+        require_positive({"--n-shapes": self.n_shapes, "--batch-size": self.batch_size,
+                          "--figure-shapes": self.figure_shapes})
         if not self.cfm_steps:
             raise ConfigError("--cfm-steps needs at least one jump count")
         for name, counts in (("cfm-steps", self.cfm_steps), ("baseline-steps", self.baseline_steps)):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Annotated, Literal
 
 import tyro
-from cfm_core.cli import ConfigError
+from cfm_core.cli import ConfigError, require_positive
 from cfm_core.method import MethodConfig
 from cfm_core.training import TrainConfig
 
@@ -15,12 +15,6 @@ from cfm_sdf.representation import RepresentationConfig
 
 Family = Literal["table", "chair", "stool", "shelf", "mixed"]
 Sampler = Literal["auto", "cumulative", "euler", "heun"]
-
-
-def _positive(**values: float) -> None:
-    for name, value in values.items():
-        if not value > 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value!r}")
 
 
 def _finite(**values: float) -> None:
@@ -193,9 +187,7 @@ class SdfSampleConfig:
     """Sample with an EMA average of the weights (--ema-decay picks which); --no-ema: the raw weights."""
 
     def __post_init__(self) -> None:
-        _positive(n_points=self.n_points)
-        if self.steps is not None:
-            _positive(steps=self.steps)
+        require_positive({"--n-points": self.n_points, "--steps": self.steps})
         if self.resolution < 8:
             raise ConfigError(f"--resolution must be at least 8, got {self.resolution}")
         _finite(guidance=self.guidance)
@@ -249,8 +241,8 @@ class SdfEvalConfig:
     """Output folder (default: <run dir>/eval)."""
 
     def __post_init__(self) -> None:
-        _positive(n_shapes=self.n_shapes, n_surface_samples=self.n_surface_samples,
-                  fscore_threshold=self.fscore_threshold, batch_size=self.batch_size)
+        require_positive({"--n-shapes": self.n_shapes, "--n-surface-samples": self.n_surface_samples,
+                          "--fscore-threshold": self.fscore_threshold, "--batch-size": self.batch_size})
         if self.n_query < 2:
             raise ConfigError(f"--n-query must be at least 2, got {self.n_query}")
         if self.resolution < 8:
@@ -286,5 +278,5 @@ class SdfPrepareConfig:
     """Recompute records that already exist (default: keep them, so a run resumes)."""
 
     def __post_init__(self) -> None:
-        _positive(n_surface=self.n_surface, n_volume=self.n_volume, n_near=self.n_near,
-                  near_std=self.near_std)
+        require_positive({"--n-surface": self.n_surface, "--n-volume": self.n_volume,
+                          "--n-near": self.n_near, "--near-std": self.near_std})

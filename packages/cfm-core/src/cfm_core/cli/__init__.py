@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from cfm_core.cli.app import ENTRY_POINT_GROUP, App, Command, ConfigError, lazy
-from cfm_core.cli.config import config_from_dict, config_to_dict, parse_config
+from cfm_core.cli.config import config_from_dict, config_to_dict, parse_config, require_positive
 
 __all__ = [
     "App",
@@ -19,6 +19,7 @@ __all__ = [
     "discover_apps",
     "main",
     "parse_config",
+    "require_positive",
 ]
 
 

@@ -14,6 +14,21 @@ from cfm_core.cli.app import ConfigError
 T = TypeVar("T")
 
 
+def require_positive(options: Mapping[str, float | None], *, integer: bool = False) -> None:
+    """Raise :class:`ConfigError` naming the first option whose value is not positive.
+
+    ``options`` maps each option as the user types it (``"--net.width"``) to its value; ``None``
+    (an unset optional option) is skipped. With ``integer`` the value must also be an integer
+    (``True``/``False`` are refused)."""
+    for option, value in options.items():
+        if value is None:
+            continue
+        if integer and (isinstance(value, bool) or not float(value).is_integer() or value < 1):
+            raise ConfigError(f"{option} must be a positive integer, got {value!r}")
+        if not value > 0:
+            raise ConfigError(f"{option} must be positive, got {value!r}")
+
+
 def parse_config(
     config_type: type[T],
     argv: Sequence[str],
