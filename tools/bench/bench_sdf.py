@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from cfm_sdf.commands import evaluate, sdf_batches, train
 from cfm_sdf.config import SdfDataConfig, SdfEvalConfig, SdfNetConfig, SdfTrainConfig
 from cfm_sdf.model import build_model
 from harness import RESULTS, Report, Table
+from timing import interleaved_step_times, optimizer_step
 
 CFM_STEPS = (1, 2, 4, 10)
 BASELINE_STEPS = (1, 2, 4, 10, 64)
@@ -46,21 +46,14 @@ def _config(args: argparse.Namespace, ratio: float, out: Path) -> SdfTrainConfig
     )
 
 
-def _step_time(cfg: SdfTrainConfig, repeats: int) -> float:
-    """Seconds per training step (loss, backward, AdamW step) after two warm-up steps."""
-    model = build_model(config_to_dict(cfg))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    data = sdf_batches(cfg, cfg.data.family)
-    batches = [data(i) for i in range(repeats + 2)]
-    start = 0.0
-    for i, (x, cond) in enumerate(batches):
-        if i == 2:
-            start = time.perf_counter()
-        loss = model(x, cond)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return (time.perf_counter() - start) / repeats
+def _step_times(configs: dict[str, SdfTrainConfig], repeats: int) -> dict[str, float]:
+    """Seconds per training step (loss, backward, AdamW) of each config, timed interleaved."""
+    steps = {}
+    for name, cfg in configs.items():
+        model = build_model(config_to_dict(cfg))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        steps[name] = optimizer_step(model, optimizer, sdf_batches(cfg, cfg.data.family))
+    return interleaved_step_times(steps, max(1, repeats // 5))
 
 
 def run(argv: list[str]) -> Report:
@@ -98,8 +91,9 @@ def run(argv: list[str]) -> Report:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(Path(tmp) / "eval" / f"{name}.png", target)
             figures.append(str(target))
-        times = {label: _step_time(_config(args, ratio, Path(tmp) / "t"), args.timing_steps)
-                 for label, ratio in (("baseline", 1.0), ("cfm", 0.5))}
+        times = _step_times({label: _config(args, ratio, Path(tmp) / "t")
+                             for label, ratio in (("baseline", 1.0), ("cfm", 0.5))},
+                            args.timing_steps)
 
     rows = [[r["label"], r["sampler"], r["steps"], r["nfe"],
              "-" if r["chamfer"] is None else r["chamfer"], r["fscore"], r["iou"],
