@@ -47,6 +47,10 @@ class ToyTrainConfig:
             lr=1e-3,
             warmup_steps=100,
             ema_decays=(0.999,),
+            # EMA warm-up: without it a 0.999 average still holds 22% of the initial weights after
+            # 1500 steps and 5% after 3000 (measured on the checkerboard, 3000 steps: u-CFM one step
+            # 0.0091 -> 0.0042, EDM-CFM 0.11 -> 0.0058 energy distance)
+            ema_warmup_power=0.75,
             checkpoint_every=1000,
             log_every=100,
             output_dir="runs/toy",
