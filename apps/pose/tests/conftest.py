@@ -49,3 +49,22 @@ def write_chumpy_style():
     """A writer of chumpy-style model pickles: ``(path, arrays, expression_key=None,
     chumpy_keys=...)``."""
     return _write_chumpy_style
+
+
+def _expect_model_rejections(folder, cases):
+    """Pickle each ``{file name: (raw dict, message pattern)}`` case into ``folder`` and check that
+    ``read_smpl_model`` rejects it with a ``ValueError`` matching the pattern and naming the file."""
+    from cfm_pose.smpl_model import read_smpl_model
+
+    for name, (raw, message) in cases.items():
+        path = folder / name
+        path.write_bytes(pickle.dumps(raw))
+        with pytest.raises(ValueError, match=message) as error:
+            read_smpl_model(path)
+        assert name in str(error.value)
+
+
+@pytest.fixture
+def expect_model_rejections():
+    """``(folder, cases)``: every case's model file is rejected with a message naming it."""
+    return _expect_model_rejections
