@@ -142,6 +142,7 @@ def run(argv: list[str]) -> Report:
                 f"step ratio jvp {times['jvp'] / times['baseline']:.2f}",
                 flush=True,
             )
+    net = ToyTrainConfig().net
     figure = save_curves(
         curves,
         RESULTS / "toy_quality_vs_nfe.png",
@@ -158,7 +159,7 @@ def run(argv: list[str]) -> Report:
             "data": args.data,
             "train_steps": args.steps,
             "batch": 512,
-            "net": "ToyMLP 256x4",
+            "net": f"ToyMLP {net.hidden}x{net.depth}, point features {net.fourier_levels} octaves",
             "eval_samples": args.n,
             "baseline_solver": "euler (DDIM step for ddim)",
         },

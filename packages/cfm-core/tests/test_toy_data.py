@@ -117,7 +117,8 @@ def test_toy_mlp_starts_at_zero_and_keeps_shapes():
     [("sinusoidal", 0.05, 0.95, 2.0**-14, 1e-4), ("fourier", -1.5, 1.1, 2.0**-12, 3e-3)],
 )
 def test_toy_mlp_jvp_matches_finite_difference(kind, lo, hi, step, rtol):
-    net = perturbed(ToyMLP(hidden=32, depth=2, time_embedding=kind, time_dim=16)).double()
+    net = ToyMLP(hidden=32, depth=2, time_embedding=kind, time_dim=16, fourier_levels=2)
+    net = perturbed(net).double()
     x = torch.randn(6, 2, generator=seeded(1), dtype=torch.float64)
     t, r = time_grid_points(6, lo, hi, 2), time_grid_points(6, lo, hi, 3)
     v = torch.randn(6, 2, generator=seeded(4), dtype=torch.float64)
@@ -161,7 +162,7 @@ def test_toy_mlp_warm_starts_from_a_single_time_checkpoint(kind):
 def test_cumulative_flow_map_trains_every_toy_mlp_parameter(formulation):
     torch.manual_seed(0)
     kind = default_time_embedding(formulation)
-    net = ToyMLP(hidden=32, depth=2, time_dim=16, time_embedding=kind)
+    net = ToyMLP(hidden=32, depth=2, time_dim=16, time_embedding=kind, fourier_levels=2)
     model = CumulativeFlowMap(net, formulation)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.05)
     x = sample_toy("gaussian_mixture", 64, seeded(7))

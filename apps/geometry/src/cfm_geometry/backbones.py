@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import math
 from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from cfm_core.nn import (
+    FourierPointFeatures,
     FourierTimeEmbedding,
     SinusoidalTimeEmbedding,
     TimeMLPEmbedding,
@@ -50,21 +50,6 @@ BACKBONE_PRESETS: dict[str, dict[str, Any]] = {
 }
 TimeEmbedding = Literal["fourier", "sinusoidal"]
 TIME_FEATURES = {"fourier": FourierTimeEmbedding, "sinusoidal": SinusoidalTimeEmbedding}
-
-
-class PointFourierEmbedding(nn.Module):
-    """``[x, sin(2^k pi x), cos(2^k pi x)]`` for ``k = 0..levels-1`` on every channel of ``x``."""
-
-    def __init__(self, channels: int, levels: int) -> None:
-        super().__init__()
-        if channels < 1 or levels < 0:
-            raise ValueError(f"need channels >= 1 and levels >= 0, got {channels}, {levels}")
-        self.register_buffer("frequencies", math.pi * 2.0 ** torch.arange(levels), persistent=False)
-        self.out_features = channels * (1 + 2 * levels)
-
-    def forward(self, x: Tensor) -> Tensor:
-        angles = (x[..., None] * self.frequencies.to(x.dtype)).flatten(-2)
-        return torch.cat([x, torch.sin(angles), torch.cos(angles)], dim=-1)
 
 
 class ShapeCondition(nn.Module):
@@ -137,7 +122,7 @@ class _ConditionedBackbone(nn.Module):
                              f"{sorted(TIME_FEATURES)}")
         self._config = dict(config)
         self.channels = int(channels)
-        self.point_embedding = PointFourierEmbedding(channels, fourier_levels)
+        self.point_embedding = FourierPointFeatures(channels, fourier_levels)
         self.input = nn.Linear(self.point_embedding.out_features, width)
         features = TIME_FEATURES[time_embedding](width)
         self.time_embedding = TwoTimeEmbedding(

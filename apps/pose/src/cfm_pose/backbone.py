@@ -20,12 +20,12 @@ projection of the shape code, scales and shifts the normalised activations of ev
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from cfm_core.nn import (
+    FourierPointFeatures,
     FourierTimeEmbedding,
     SinusoidalTimeEmbedding,
     TimeMLPEmbedding,
@@ -37,15 +37,6 @@ MODES = ("vector", "per_point")
 TIME_FEATURES = ("sinusoidal", "fourier")
 
 
-def fourier_features(values: Tensor, levels: int) -> Tensor:
-    """``[v, sin(2^k pi v), cos(2^k pi v)]`` for ``k < levels`` along the last axis."""
-    if levels == 0:
-        return values
-    freqs = math.pi * 2.0 ** torch.arange(levels, device=values.device, dtype=values.dtype)
-    angles = (values[..., None] * freqs).flatten(-2)
-    return torch.cat([values, torch.sin(angles), torch.cos(angles)], dim=-1)
-
-
 class PointSetEncoder(nn.Module):
     """PointNet-style encoder: a shared per-point MLP, then max and mean pooling, then a linear map.
 
@@ -55,8 +46,8 @@ class PointSetEncoder(nn.Module):
     def __init__(self, code_dim: int = 256, hidden: int = 128, depth: int = 3,
                  fourier_levels: int = 6) -> None:
         super().__init__()
-        self.fourier_levels = fourier_levels
-        layers: list[nn.Module] = [nn.Linear(3 * (1 + 2 * fourier_levels), hidden), nn.SiLU()]
+        self.point_features = FourierPointFeatures(3, fourier_levels)
+        layers: list[nn.Module] = [nn.Linear(self.point_features.out_features, hidden), nn.SiLU()]
         for _ in range(depth - 1):
             layers += [nn.Linear(hidden, hidden), nn.SiLU()]
         self.point_mlp = nn.Sequential(*layers)
@@ -65,7 +56,7 @@ class PointSetEncoder(nn.Module):
     def forward(self, points: Tensor) -> Tensor:
         if points.ndim != 3 or points.shape[-1] != 3:
             raise ValueError(f"points must have shape (B, M, 3), got {tuple(points.shape)}")
-        features = self.point_mlp(fourier_features(points, self.fourier_levels))
+        features = self.point_mlp(self.point_features(points))
         pooled = torch.cat([features.amax(dim=1), features.mean(dim=1)], dim=-1)
         return self.head(pooled)
 
@@ -126,8 +117,8 @@ class PoseMLP(nn.Module):
         self.time_embedding = TwoTimeEmbedding(TimeMLPEmbedding(cfg.time_dim, features=features))
         self.encoder = PointSetEncoder(cfg.code_dim, cfg.encoder_hidden, cfg.encoder_depth,
                                        cfg.fourier_levels)
-        point_features = 3 * (1 + 2 * cfg.fourier_levels)
-        in_dim = cfg.data_dim if cfg.mode == "vector" else 3 + point_features
+        self.point_features = FourierPointFeatures(3, cfg.fourier_levels)
+        in_dim = cfg.data_dim if cfg.mode == "vector" else 3 + self.point_features.out_features
         self.input = nn.Linear(in_dim + cfg.code_dim, cfg.hidden)
         self.code_to_cond = nn.Linear(cfg.code_dim, cfg.time_dim)
         self.blocks = nn.ModuleList(ModulatedResidualBlock(cfg.hidden, cfg.time_dim)
@@ -161,8 +152,7 @@ class PoseMLP(nn.Module):
         if self.cfg.mode == "vector":
             h = self.input(torch.cat([x, code], dim=-1))
         else:
-            levels = self.cfg.fourier_levels
-            per_point = torch.cat([x, fourier_features(cond.to(x.dtype), levels),
+            per_point = torch.cat([x, self.point_features(cond.to(x.dtype)),
                                    code[:, None].expand(-1, x.shape[1], -1)], dim=-1)
             h = self.input(per_point)
             c = c[:, None]

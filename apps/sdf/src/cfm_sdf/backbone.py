@@ -30,12 +30,12 @@ values; the same head evaluates the field at arbitrary points with :meth:`SDFDec
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from cfm_core.nn import (
+    FourierPointFeatures,
     FourierTimeEmbedding,
     SinusoidalTimeEmbedding,
     TimeMLPEmbedding,
@@ -99,12 +99,11 @@ class PointEmbed(nn.Module):
 
     def __init__(self, dim: int, frequencies: int) -> None:
         super().__init__()
-        self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(frequencies), persistent=False)
-        self.proj = nn.Linear(3 + 6 * frequencies, dim)
+        self.features = FourierPointFeatures(3, frequencies)
+        self.proj = nn.Linear(self.features.out_features, dim)
 
     def forward(self, points: Tensor) -> Tensor:
-        args = (points[..., None] * self.freqs).flatten(-2)
-        return self.proj(torch.cat([points, args.sin(), args.cos()], dim=-1))
+        return self.proj(self.features(points))
 
 
 class Attention(nn.Module):

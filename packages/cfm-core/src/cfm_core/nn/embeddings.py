@@ -61,3 +61,35 @@ class TimeMLPEmbedding(nn.Module):
 
     def forward(self, t: Tensor) -> Tensor:
         return self.mlp(self.features(t))
+
+
+class FourierPointFeatures(nn.Module):
+    """Coordinates and their dyadic sin/cos features, ``[x, sin(2^k pi x), cos(2^k pi x)]`` for
+    ``k < levels``, on every channel of the last axis (ordered channel-major: all levels of channel
+    0, then channel 1, ...). ``levels = 0`` returns ``x`` unchanged.
+
+    The point embedding of Geometry Distributions and of Functional Diffusion's decoders: it lets an
+    MLP on raw coordinates represent the sharp maps that few-step generation needs (a one-step map
+    from Gaussian noise to a checkerboard is far less smooth than the velocity field at any time).
+
+    Args:
+        channels: size of the last axis of ``x``.
+        levels: number of octaves.
+    """
+
+    def __init__(self, channels: int, levels: int) -> None:
+        super().__init__()
+        if channels < 1 or levels < 0:
+            raise ValueError(f"need channels >= 1 and levels >= 0, got {channels}, {levels}")
+        self.channels, self.levels = int(channels), int(levels)
+        octaves = 2.0 ** torch.arange(levels, dtype=torch.float64)
+        self.register_buffer("frequencies", math.pi * octaves, persistent=False)
+        self.out_features = channels * (1 + 2 * levels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.channels:
+            raise ValueError(f"expected {self.channels} channels on the last axis, got {tuple(x.shape)}")
+        if self.levels == 0:
+            return x
+        angles = (x[..., None] * self.frequencies.to(x.dtype)).flatten(-2)
+        return torch.cat([x, torch.sin(angles), torch.cos(angles)], dim=-1)

@@ -4,7 +4,10 @@ The two times are embedded as ``TwoTimeEmbedding(TimeMLPEmbedding(...))`` (``emb
 ``emb_t``), so at ``r = t`` the network computes what a single-time network with the same weights
 computes, and a multi-step checkpoint warm-starts it exactly
 (:func:`cfm_core.nn.load_single_time_state_dict`). The embedding modulates every residual block
-(FiLM: a per-block scale and shift of the normalised features). The output layer starts at zero,
+(FiLM: a per-block scale and shift of the normalised features). The points enter through
+:class:`~cfm_core.nn.FourierPointFeatures` (3 octaves by default): on the checkerboard, raw
+coordinates left every one-step map a smooth blob (see ``ToyNetConfig.fourier_levels``). The output
+layer starts at zero,
 so a fresh network predicts zero everywhere. Plain torch ops only: it runs under
 ``torch.func.jvp``.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from cfm_core.nn import (
+    FourierPointFeatures,
     FourierTimeEmbedding,
     SinusoidalTimeEmbedding,
     TimeMLPEmbedding,
@@ -68,6 +72,7 @@ class ToyMLP(nn.Module):
         time_dim: number of time features fed to the embedding MLP (even).
         cond_dim: size of an optional vector condition ``(B, cond_dim)``, projected and added to
             the time embedding; 0 (default) means unconditional.
+        fourier_levels: octaves of the point features ``sin/cos(2^k pi x)`` (0: raw coordinates).
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class ToyMLP(nn.Module):
         time_embedding: str = "fourier",
         time_dim: int = 128,
         cond_dim: int = 0,
+        fourier_levels: int = 0,
     ) -> None:
         super().__init__()
         if dim < 1 or hidden < 1 or depth < 1 or cond_dim < 0:
@@ -92,7 +98,8 @@ class ToyMLP(nn.Module):
         )
         self.cond_embed = nn.Linear(cond_dim, hidden) if cond_dim else None
         self.embed_act = nn.SiLU()
-        self.input = nn.Linear(dim, hidden)
+        self.point_features = FourierPointFeatures(dim, fourier_levels)
+        self.input = nn.Linear(self.point_features.out_features, hidden)
         self.blocks = nn.ModuleList(FiLMResidualBlock(hidden) for _ in range(depth))
         self.output_norm = nn.LayerNorm(hidden)
         self.output = nn.Linear(hidden, dim)
@@ -113,7 +120,7 @@ class ToyMLP(nn.Module):
                 )
             emb = emb + self.cond_embed(cond.to(x.dtype))
         emb = self.embed_act(emb)
-        h = self.input(x)
+        h = self.input(self.point_features(x))
         for block in self.blocks:
             h = block(h, emb)
         return self.output(self.output_norm(h))

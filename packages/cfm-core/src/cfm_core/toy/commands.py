@@ -40,7 +40,13 @@ def build_model(run_config: dict[str, Any]) -> CumulativeFlowMap:
     embedding = cfg.net.time_embedding
     if embedding == "auto":
         embedding = default_time_embedding(cfg.method.formulation)
-    net = ToyMLP(dim=2, hidden=cfg.net.hidden, depth=cfg.net.depth, time_embedding=embedding)
+    net = ToyMLP(
+        dim=2,
+        hidden=cfg.net.hidden,
+        depth=cfg.net.depth,
+        time_embedding=embedding,
+        fourier_levels=cfg.net.fourier_levels,
+    )
     return build_cfm(net, cfg.method)
 
 

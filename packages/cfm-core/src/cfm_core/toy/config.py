@@ -24,12 +24,18 @@ class ToyNetConfig:
     """Number of residual blocks."""
     time_embedding: Literal["auto", "sinusoidal", "fourier"] = "auto"
     """Time features: auto = low-frequency Fourier features (the measured best; see the backbone)."""
+    fourier_levels: int = 3
+    """Octaves of the point features sin/cos(2^k pi x) (0: raw coordinates). Checkerboard, u, 3000
+    steps: raw coordinates gave one-step samples with no squares at all (energy distance 0.0035),
+    3 octaves visible squares (0.0028; 4 jumps 0.00015, better than the baseline at 64 steps)."""
 
     def __post_init__(self) -> None:
         if self.hidden < 1 or self.depth < 1:
             raise ConfigError(
                 f"net.hidden and net.depth must be positive, got {self.hidden}, {self.depth}"
             )
+        if self.fourier_levels < 0:
+            raise ConfigError(f"net.fourier_levels must be >= 0, got {self.fourier_levels}")
 
 
 @dataclass
