@@ -11,8 +11,8 @@ Hausdorff distance. Sampling is then timed separately for one million points at 
 the app's own generation path (``generate_points``: the app's default batches, 2^12 points on
 the CPU, one time embedding per batch), for every row up to ``--timing-max-nfe``. The training
 step (loss, backward, AdamW) is timed in one process, the models interleaved, on the same batches.
-The CPU configuration is deliberately small (a 96 x 3 MLP, 1500 steps of 2048 points) so that
-the whole run stays near ten minutes; its absolute quality is far from GD's (512 x 6, 512k steps
+The CPU configuration is deliberately small (a 96 x 3 MLP, 6000 steps of 2048 points) so that
+the whole run stays near half an hour; its absolute quality is far from GD's (512 x 6, 512k steps
 of 1M points).
 """
 
@@ -95,7 +95,7 @@ def run(argv: list[str]) -> Report:
     net = GeometryNetConfig()
     parser = argparse.ArgumentParser(prog="run.py geometry", description=__doc__)
     parser.add_argument("--shape", default="torus_knot", help="built-in shape (thin tube)")
-    parser.add_argument("--steps", type=int, default=1500, help="training steps of every model")
+    parser.add_argument("--steps", type=int, default=6000, help="training steps of every model")
     parser.add_argument("--batch", type=int, default=2048, help="points per training step")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--width", type=int, default=96)
