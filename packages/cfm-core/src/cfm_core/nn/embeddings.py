@@ -82,8 +82,6 @@ class FourierPointFeatures(nn.Module):
         if channels < 1 or levels < 0:
             raise ValueError(f"need channels >= 1 and levels >= 0, got {channels}, {levels}")
         self.channels, self.levels = int(channels), int(levels)
-        octaves = 2.0 ** torch.arange(levels, dtype=torch.float64)
-        self.register_buffer("frequencies", math.pi * octaves, persistent=False)
         self.out_features = channels * (1 + 2 * levels)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -91,5 +89,6 @@ class FourierPointFeatures(nn.Module):
             raise ValueError(f"expected {self.channels} channels on the last axis, got {tuple(x.shape)}")
         if self.levels == 0:
             return x
-        angles = (x[..., None] * self.frequencies.to(x.dtype)).flatten(-2)
+        octaves = 2.0 ** torch.arange(self.levels, device=x.device, dtype=x.dtype)
+        angles = (x[..., None] * (math.pi * octaves)).flatten(-2)
         return torch.cat([x, torch.sin(angles), torch.cos(angles)], dim=-1)

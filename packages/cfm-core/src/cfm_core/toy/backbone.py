@@ -4,12 +4,11 @@ The two times are embedded as ``TwoTimeEmbedding(TimeMLPEmbedding(...))`` (``emb
 ``emb_t``), so at ``r = t`` the network computes what a single-time network with the same weights
 computes, and a multi-step checkpoint warm-starts it exactly
 (:func:`cfm_core.nn.load_single_time_state_dict`). The embedding modulates every residual block
-(FiLM: a per-block scale and shift of the normalised features). The points enter through
-:class:`~cfm_core.nn.FourierPointFeatures` (3 octaves by default): on the checkerboard, raw
-coordinates left every one-step map a smooth blob (see ``ToyNetConfig.fourier_levels``). The output
-layer starts at zero,
-so a fresh network predicts zero everywhere. Plain torch ops only: it runs under
-``torch.func.jvp``.
+(FiLM: a per-block scale and shift of the normalised features). The points can enter through
+:class:`~cfm_core.nn.FourierPointFeatures` (the toy config uses 3 octaves: on the checkerboard, raw
+coordinates left every one-step map a smooth blob; see ``ToyNetConfig.fourier_levels``). The
+output layer starts at zero, so a fresh network predicts zero everywhere. Plain torch ops only: it
+runs under ``torch.func.jvp``.
 """
 
 from __future__ import annotations
