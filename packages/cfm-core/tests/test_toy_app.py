@@ -120,6 +120,9 @@ def test_bad_inputs_fail_before_work_with_the_option_named(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["toy", "train", "--train.lr", "-1"])
     assert "lr" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["toy", "train", "--net.fourier-levels", "-1"])
+    assert "net.fourier_levels must be >= 0" in capsys.readouterr().err
 
 
 def test_eval_refuses_a_checkpoint_of_another_app(tmp_path, capsys):
