@@ -26,13 +26,13 @@ def _tangent(fn, x, x_t, lean: bool):
 @pytest.fixture
 def count_lean_calls(monkeypatch):
     calls = []
-    original = forward_rules._ConstantParameterOp.apply
+    original = forward_rules._lean_call
 
     def counted(op, *args):
         calls.append(op)
         return original(op, *args)
 
-    monkeypatch.setattr(forward_rules._ConstantParameterOp, "apply", counted)
+    monkeypatch.setattr(forward_rules, "_lean_call", counted)
     return calls
 
 
@@ -93,3 +93,30 @@ def test_wrong_rule_would_be_caught():
     generic = _tangent(lambda a: F.layer_norm(a, (4,)), x, x_t, lean=False)
     rstd = torch.rsqrt(x.var(-1, unbiased=False, keepdim=True) + 1e-5)
     assert not torch.allclose(rstd * x_t, generic, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_pass_with_gradients_backpropagates_through_the_lean_rule(name, count_lean_calls):
+    """The joint value-and-tangent pass of the training loss needs the primal's ordinary gradient."""
+    shape, fn = CASES[name]
+    x, x_t = _rand(*shape), _rand(*shape)
+    x_lean = x.clone().requires_grad_(True)
+    with fwAD.dual_level(), lean_forward_rules():
+        out = fn(fwAD.make_dual(x_lean, x_t))
+        primal, tangent = fwAD.unpack_dual(out)
+    assert count_lean_calls and tangent is not None and not tangent.requires_grad
+    cotangent = _rand(*primal.shape)
+    (primal * cotangent).sum().backward()
+    x_plain = x.clone().requires_grad_(True)
+    (fn(x_plain) * cotangent).sum().backward()
+    torch.testing.assert_close(x_lean.grad, x_plain.grad, rtol=1e-10, atol=1e-10)
+
+
+def test_weight_gradients_pass_through_the_lean_rule():
+    x, x_t = _rand(3, 4), _rand(3, 4)
+    weights = [W_LIN.clone().requires_grad_(True) for _ in range(2)]
+    with fwAD.dual_level(), lean_forward_rules():
+        primal = fwAD.unpack_dual(F.linear(fwAD.make_dual(x, x_t), weights[0], B_LIN)).primal
+    primal.pow(2).sum().backward()
+    F.linear(x, weights[1], B_LIN).pow(2).sum().backward()
+    torch.testing.assert_close(weights[0].grad, weights[1].grad, rtol=1e-10, atol=1e-10)

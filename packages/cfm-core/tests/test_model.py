@@ -52,6 +52,30 @@ def test_loss_equals_hand_computed_target(formulation):
     )
 
 
+def test_one_pass_jvp_gives_the_gradients_of_separate_passes(formulation):
+    """The jvp backend takes the prediction from its dual pass; the gradients must equal those of
+    an ordinary forward beside a separately computed derivative (the autograd backend)."""
+    torch.manual_seed(3)
+    joint = CumulativeFlowMap(SmoothNet(), formulation, derivative="jvp")
+    separate = CumulativeFlowMap(SmoothNet(), formulation, derivative="autograd")
+    separate.load_state_dict(joint.state_dict())
+    n = 12
+    u_t, u_r = torch.rand(n) * 0.8, 0.1 + torch.rand(n) * 0.85
+    inst = torch.arange(n) % 3 == 0
+    u_t, u_r = torch.minimum(u_t, u_r), torch.where(inst, torch.minimum(u_t, u_r), torch.maximum(u_t, u_r))
+    data, noise = torch.randn(n, 3), torch.randn(n, 3)
+    losses = []
+    for model in (joint, separate):
+        _fixed_times(model, u_t, u_r, inst)
+        loss = model.loss(data, noise=noise)
+        loss.backward()
+        losses.append(loss)
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-7)
+    for (name, a), b in zip(joint.named_parameters(), separate.parameters(), strict=True):
+        assert a.grad.abs().sum() > 0, name
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_r_equal_t_is_the_instantaneous_model(formulation):
     """With every row at r = t the loss is the ordinary (flow matching / EDM / DDPM-x0) loss."""
     torch.manual_seed(1)

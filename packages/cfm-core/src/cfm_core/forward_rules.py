@@ -92,27 +92,14 @@ _RULES: dict[Callable[..., Tensor], _Rule] = {
 }
 
 
-class _ConstantParameterOp(torch.autograd.Function):
-    """``op(*arguments)`` whose forward-mode derivative is ``rule.tangent(op, dx, *arguments)``."""
-
-    @staticmethod
-    def forward(op: Callable[..., Tensor], rule: _Rule, *arguments: Any) -> Tensor:
-        return op(*arguments)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        op, rule, *arguments = inputs
-        ctx.op, ctx.rule = op, rule
-        ctx.tensor_slots = [i for i, a in enumerate(arguments) if isinstance(a, Tensor)]
-        ctx.constants = [None if isinstance(a, Tensor) else a for a in arguments]
-        ctx.save_for_forward(*(arguments[i] for i in ctx.tensor_slots))
-
-    @staticmethod
-    def jvp(ctx, _op_t, _rule_t, x_t: Tensor, *_other_tangents) -> Tensor:
-        arguments = list(ctx.constants)
-        for slot, tensor in zip(ctx.tensor_slots, ctx.saved_tensors, strict=True):
-            arguments[slot] = tensor
-        return ctx.rule.tangent(ctx.op, x_t, *arguments)
+def _lean_call(op: Callable[..., Tensor], rule: _Rule, arguments: list[Any]) -> Tensor:
+    """``op(*arguments)`` on the input's primal (recorded by autograd as usual, so a pass with
+    gradients enabled can backpropagate through it), with ``rule.tangent`` attached as its tangent."""
+    primal, tangent = fwAD.unpack_dual(arguments[0])
+    out = op(primal, *arguments[1:])
+    with torch.no_grad():  # the tangent only feeds the stop-gradient target
+        out_tangent = rule.tangent(op, tangent, primal, *arguments[1:])
+    return fwAD.make_dual(out, out_tangent)
 
 
 class _LeanForwardRules(TorchFunctionMode):
@@ -125,7 +112,7 @@ class _LeanForwardRules(TorchFunctionMode):
         arguments = [given.get(name, rule.defaults.get(name)) for name in rule.names]
         if not _has_tangent(arguments[0]) or any(_has_tangent(given.get(p)) for p in rule.parameters):
             return func(*args, **kwargs)
-        return _ConstantParameterOp.apply(func, rule, *arguments)
+        return _lean_call(func, rule, arguments)
 
 
 @contextlib.contextmanager

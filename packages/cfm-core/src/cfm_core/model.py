@@ -25,6 +25,7 @@ from cfm_core.derivatives import (
     autograd_derivative,
     finite_difference_derivative,
     jvp_derivative,
+    jvp_with_value,
     shared_rng,
 )
 from cfm_core.formulations import Formulation, get_formulation
@@ -303,6 +304,8 @@ class CumulativeFlowMap(nn.Module):
                 dm = finite_difference_derivative(
                     field_at, x, t, r, m_inst, pred.detach(), f, self.fd_step
                 )
+        elif self.derivative == "jvp" and not torch.is_autocast_enabled(x.device.type):
+            pred, dm = jvp_with_value(field_at, x, t, velocity)  # one pass: value and tangent
         else:
             backend = jvp_derivative if self.derivative == "jvp" else autograd_derivative
             with shared_rng(x.device):
