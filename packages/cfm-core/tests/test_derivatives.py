@@ -61,7 +61,7 @@ def test_finite_difference_matches_jvp(formulation):
     assert ((coarse - jvp).abs().max() / scale) > ((fd - jvp).abs().max() / scale)
 
 
-@pytest.mark.parametrize("backend", ["jvp", "finite_difference", "autograd"])
+@pytest.mark.parametrize("backend", ["jvp", "jvp_one_pass", "finite_difference", "autograd"])
 def test_every_backend_trains_every_formulation(formulation, backend):
     model = CumulativeFlowMap(SmoothNet(), formulation, derivative=backend)
     loss = model.loss(torch.randn(16, 3))

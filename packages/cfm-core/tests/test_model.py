@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from cfm_core import CumulativeFlowMap
-from cfm_core.derivatives import autograd_derivative
+from cfm_core.derivatives import autograd_derivative, jvp_with_value
 
 from .conftest import SmoothNet
 
@@ -52,11 +52,15 @@ def test_loss_equals_hand_computed_target(formulation):
     )
 
 
-def test_one_pass_jvp_gives_the_gradients_of_separate_passes(formulation):
-    """The jvp backend takes the prediction from its dual pass; the gradients must equal those of
-    an ordinary forward beside a separately computed derivative (the autograd backend)."""
+def test_one_pass_jvp_gives_the_gradients_of_separate_passes(formulation, monkeypatch):
+    """jvp_one_pass takes the prediction from its dual pass; the gradients must equal those of an
+    ordinary forward beside a separately computed derivative (the autograd backend)."""
+    import cfm_core.model
+
+    calls = []
+    monkeypatch.setattr(cfm_core.model, "jvp_with_value", lambda *a: calls.append(1) or jvp_with_value(*a))
     torch.manual_seed(3)
-    joint = CumulativeFlowMap(SmoothNet(), formulation, derivative="jvp")
+    joint = CumulativeFlowMap(SmoothNet(), formulation, derivative="jvp_one_pass")
     separate = CumulativeFlowMap(SmoothNet(), formulation, derivative="autograd")
     separate.load_state_dict(joint.state_dict())
     n = 12
@@ -70,10 +74,22 @@ def test_one_pass_jvp_gives_the_gradients_of_separate_passes(formulation):
         loss = model.loss(data, noise=noise)
         loss.backward()
         losses.append(loss)
+    assert calls == [1]  # the one-pass path ran (once: the autograd model does not use it)
     torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-7)
     for (name, a), b in zip(joint.named_parameters(), separate.parameters(), strict=True):
         assert a.grad.abs().sum() > 0, name
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_one_pass_jvp_falls_back_to_separate_passes_under_autocast(monkeypatch):
+    """Under autocast the tangent must stay in float32 while the prediction runs in bf16."""
+    import cfm_core.model
+
+    monkeypatch.setattr(cfm_core.model, "jvp_with_value", lambda *a: pytest.fail("one pass ran"))
+    model = CumulativeFlowMap(SmoothNet(), "u", derivative="jvp_one_pass")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model.loss(torch.randn(8, 3))
+    assert torch.isfinite(loss)
 
 
 def test_r_equal_t_is_the_instantaneous_model(formulation):

@@ -27,8 +27,10 @@ class MethodConfig:
     """Law of the (t, r) pairs in unit time: uniform then ordered (paper) or logit-normal (MeanFlow)."""
     logit_normal: tuple[float, float] = (-0.4, 1.0)
     """Mean and std of the logit-normal law."""
-    derivative: Literal["jvp", "finite_difference", "autograd"] = "jvp"
-    """Total time derivative of the network: forward-mode JVP, one extra forward pass, or double backward."""
+    derivative: Literal["jvp", "jvp_one_pass", "finite_difference", "autograd"] = "jvp"
+    """Total time derivative of the network: forward-mode JVP; the JVP pass also giving the prediction
+    (jvp_one_pass: ~15% faster step on small models, 3-5x the saved activations); one extra forward
+    pass; or double backward."""
     fd_step: float = 0.01
     """Finite-difference step in unit time."""
     field_weighting: Literal["normalized", "none"] = "normalized"
