@@ -60,16 +60,20 @@ def shared_rng(device: torch.device):
     return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
+def _dual_pass(field: Field, x: Tensor, t: Tensor, velocity: Tensor) -> tuple[Tensor, Tensor]:
+    """``field`` on dual tensors with tangent ``(velocity, 1)`` and the lean layer rules: the value
+    and the detached tangent (zeros where the field does not depend on ``(x, t)``)."""
+    with fwAD.dual_level(), lean_forward_rules():
+        out = field(fwAD.make_dual(x, velocity), fwAD.make_dual(t, torch.ones_like(t)))
+        value, tangent = fwAD.unpack_dual(out)
+    return value, torch.zeros_like(value) if tangent is None else tangent.detach()
+
+
 def jvp_derivative(field: Field, x: Tensor, t: Tensor, velocity: Tensor) -> Tensor:
     """``Dm`` by forward-mode AD in float32 (dual tensors with the lean layer rules; the same
     tangent as ``torch.func.jvp`` up to rounding, measured 25-30% faster on the toy MLP on CPU)."""
-    x32, t32, v32 = x.float(), t.float(), velocity.float()
-    with derivative_context(x.device), fwAD.dual_level(), lean_forward_rules():
-        out = field(fwAD.make_dual(x32, v32), fwAD.make_dual(t32, torch.ones_like(t32)))
-        tangent = fwAD.unpack_dual(out).tangent
-    if tangent is None:  # the field does not depend on (x, t)
-        return torch.zeros_like(out)
-    return tangent.detach()
+    with derivative_context(x.device):
+        return _dual_pass(field, x.float(), t.float(), velocity.float())[1]
 
 
 def jvp_with_value(field: Field, x: Tensor, t: Tensor, velocity: Tensor) -> tuple[Tensor, Tensor]:
@@ -78,12 +82,8 @@ def jvp_with_value(field: Field, x: Tensor, t: Tensor, velocity: Tensor) -> tupl
     Runs in the input's dtype, without autocast; costs memory (see the module docstring)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    with sdpa_kernel(SDPBackend.MATH), fwAD.dual_level(), lean_forward_rules():
-        out = field(fwAD.make_dual(x, velocity.to(x.dtype)), fwAD.make_dual(t, torch.ones_like(t)))
-        value, tangent = fwAD.unpack_dual(out)
-    if tangent is None:  # the field does not depend on (x, t)
-        return value, torch.zeros_like(value)
-    return value, tangent.detach()
+    with sdpa_kernel(SDPBackend.MATH):
+        return _dual_pass(field, x, t, velocity.to(x.dtype))
 
 
 def autograd_derivative(field: Field, x: Tensor, t: Tensor, velocity: Tensor) -> Tensor:
