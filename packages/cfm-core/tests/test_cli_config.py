@@ -1,9 +1,12 @@
-"""``require_positive``: the option check every app's config uses."""
+"""``require_positive`` (the option check every app's config uses) and the help text of ``parse_config``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 from cfm_core.cli import ConfigError, require_positive
+from cfm_core.cli.config import parse_config, reflow_help
 
 
 def test_positive_values_and_unset_options_pass():
@@ -21,3 +24,25 @@ def test_the_first_bad_option_is_named_with_its_value(value):
 def test_integer_options_refuse_non_integers_and_booleans(value):
     with pytest.raises(ConfigError, match="--n must be a positive integer"):
         require_positive({"--n": value}, integer=True)
+
+
+def test_reflow_joins_source_lines_and_keeps_paragraphs_and_list_items():
+    text = "First line ends\n    3 octaves here and\n    0.5 there.\n\n    - item one\n      goes on\n    - item two"
+    assert reflow_help(text) == "First line ends 3 octaves here and 0.5 there.\n\n- item one goes on\n- item two"
+
+
+@dataclass
+class _Documented:
+    width: int = 3
+    """A help text written over
+    3 source lines, the last
+    0.5 of it on its own line."""
+
+
+def test_help_shows_a_multi_line_field_docstring_as_one_paragraph(capsys):
+    with pytest.raises(SystemExit):
+        parse_config(_Documented, ["--help"], prog="demo")
+    out = capsys.readouterr().out
+    assert "A help text written over 3 source lines, the last 0.5 of it" in " ".join(out.replace("│", " ").split())
+    first = next(line for line in out.splitlines() if "A help text" in line)
+    assert "3 source lines" in first, "the docstring's own line breaks survived into --help"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import re
+import textwrap
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import tyro
@@ -54,11 +57,52 @@ def parse_config(
                 raise ConfigError(f"unknown preset {name!r}; choose one of {names}")
             default = presets[name]
     try:
-        if default is None:
-            return tyro.cli(config_type, args=argv, prog=prog, description=description)
-        return tyro.cli(config_type, args=argv, prog=prog, description=description, default=default)
+        with _reflowed_help():
+            if default is None:
+                return tyro.cli(config_type, args=argv, prog=prog, description=description)
+            return tyro.cli(config_type, args=argv, prog=prog, description=description, default=default)
     except (ValueError, TypeError) as err:
         raise ConfigError(str(err)) from None
+
+
+_LIST_ITEM = re.compile(r"[-*•]\s|\d+[.)]\s")
+
+
+def reflow_help(text: str) -> str:
+    """Join the source line breaks of a docstring into paragraphs (blank lines and list items stay)."""
+    paragraphs: list[str] = []
+    for block in re.split(r"\n\s*\n", textwrap.dedent(text).strip()):
+        lines: list[str] = []
+        for line in textwrap.dedent(block).splitlines():
+            line = line.strip()
+            if lines and not _LIST_ITEM.match(line):
+                lines[-1] = f"{lines[-1]} {line}"
+            else:
+                lines.append(line)
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
+
+
+@contextlib.contextmanager
+def _reflowed_help() -> Iterator[None]:
+    """Let ``--help`` reflow the options' docstrings that span several source lines.
+
+    tyro (1.0.17, the newest) keeps a line break before every line that does not start with a
+    letter, and looks before removing the source indentation, so the continuation lines of every
+    indented field docstring kept their breaks and ``--help`` printed the source's line breaks
+    inside its box. While parsing, tyro's helper is replaced by :func:`reflow_help`; without that
+    helper this does nothing.
+    """
+    strings = getattr(tyro, "_strings", None)
+    original = getattr(strings, "remove_single_line_breaks", None)
+    if original is None:
+        yield
+        return
+    strings.remove_single_line_breaks = reflow_help
+    try:
+        yield
+    finally:
+        strings.remove_single_line_breaks = original
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
