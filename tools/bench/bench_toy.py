@@ -22,7 +22,7 @@ from cfm_core.metrics import energy_distance
 from cfm_core.plotting import save_curves
 from cfm_core.toy.commands import build_model, toy_batches
 from cfm_core.toy.config import ToyTrainConfig
-from cfm_core.training import Trainer
+from cfm_core.training import Trainer, seed_initial_weights
 from harness import RESULTS, Report, Table
 from timing import interleaved_step_times, optimizer_step
 
@@ -56,6 +56,7 @@ def _config(
 
 def _train(cfg: ToyTrainConfig):
     run_config = config_to_dict(cfg)
+    seed_initial_weights(cfg.train.seed)
     model = build_model(run_config)
     trainer = Trainer(
         model,

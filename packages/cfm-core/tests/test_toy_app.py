@@ -133,3 +133,15 @@ def test_eval_refuses_a_checkpoint_of_another_app(tmp_path, capsys):
     meta.write_text(json.dumps(data))
     assert main(["toy", "eval", "--checkpoint", str(run / "step-0000006")]) == 2
     assert "trained by app 'image'" in capsys.readouterr().err
+
+
+def _losses(run):
+    return [row["loss"] for row in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "loss" in row]
+
+
+def test_a_fresh_run_reproduces_whatever_ran_before_it_in_the_process(tmp_path):
+    first = _losses(_train(tmp_path, "first"))
+    np.random.rand(3)
+    __import__("torch").randn(7)  # draws that must not reach the initial weights
+    assert _losses(_train(tmp_path, "second")) == first
+    assert _losses(_train(tmp_path, "other-seed", "--train.seed", "1")) != first

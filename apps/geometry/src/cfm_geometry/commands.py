@@ -23,7 +23,7 @@ from cfm_core.method import build_cfm
 from cfm_core.metrics import chamfer_distance
 from cfm_core.model import CumulativeFlowMap
 from cfm_core.plotting import save_curves, save_point_cloud_views
-from cfm_core.training import Checkpoint, Trainer
+from cfm_core.training import Checkpoint, Trainer, seed_initial_weights
 
 from cfm_geometry.backbones import backbone_from_config
 from cfm_geometry.config import (
@@ -149,6 +149,7 @@ def train(cfg: GeometryTrainConfig) -> dict[str, Any]:
     surface = load_surface_option(cfg.surface_spec, option)
     bank = PointBank.from_surface(surface, cfg.points, cfg.data_seed)
     run_config = config_to_dict(cfg)
+    seed_initial_weights(cfg.train.seed)
     model = build_model(run_config)
     up_axis = resolve_up_axis(cfg.up_axis, cfg.surface_spec)
     trainer = Trainer(

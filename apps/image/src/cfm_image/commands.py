@@ -13,7 +13,7 @@ from cfm_core.cli.common import load_trained
 from cfm_core.evaluation import nfe_sweep, sweep_table
 from cfm_core.method import build_cfm
 from cfm_core.model import CumulativeFlowMap
-from cfm_core.training import Trainer, load_checkpoint
+from cfm_core.training import Trainer, load_checkpoint, seed_initial_weights
 from torch import Tensor
 
 from cfm_image.classifier import builtin_classifier
@@ -158,7 +158,7 @@ def make_trainer(cfg: ImageTrainConfig) -> Trainer:
     cfg = replace(cfg, data=data)
     _check_warm_start(cfg)
     run_config = config_to_dict(cfg)
-    torch.manual_seed(cfg.train.seed)  # the initial weights follow the training seed
+    seed_initial_weights(cfg.train.seed)
     model = build_model(run_config)
     batches = training_batches(source, data, cfg.train.batch_size, cfg.train.seed)
     print(f"training on {data.name}: {data.channels}x{data.resolution}x{data.resolution}, "

@@ -16,7 +16,7 @@ from cfm_core.evaluation import SweepEntry, nfe_sweep, sweep_table
 from cfm_core.method import build_cfm
 from cfm_core.model import CumulativeFlowMap
 from cfm_core.plotting import save_curves
-from cfm_core.training import Trainer
+from cfm_core.training import Trainer, seed_initial_weights
 from tqdm import tqdm
 
 from cfm_pose.backbone import PoseMLP
@@ -120,6 +120,7 @@ def train(cfg: PoseTrainConfig) -> dict[str, Any]:
     cfg = with_detected_model_type(cfg, source)
     encoding = encoding_for(cfg)
     run_config = config_to_dict(cfg)
+    seed_initial_weights(cfg.train.seed)
     trainer = Trainer(build_model(run_config),
                       pose_batches(source, encoding, cfg.train.batch_size, cfg.train.seed),
                       cfg.train, run_config=run_config, app=APP,

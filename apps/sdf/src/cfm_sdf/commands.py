@@ -16,7 +16,7 @@ from cfm_core.cli import ConfigError, config_from_dict, config_to_dict, parse_co
 from cfm_core.cli.common import load_trained, require_path
 from cfm_core.model import CumulativeFlowMap
 from cfm_core.plotting import save_curves
-from cfm_core.training import Trainer
+from cfm_core.training import Trainer, seed_initial_weights
 from tqdm.auto import tqdm
 
 from cfm_sdf.config import (
@@ -179,7 +179,7 @@ def _sample_hook(cfg: SdfTrainConfig, source: str | RecordSource):
 def train(cfg: SdfTrainConfig) -> dict[str, Any]:
     """Train and return the trainer's summary."""
     run_config = config_to_dict(cfg)
-    torch.manual_seed(cfg.train.seed)  # the initial weights follow the training seed
+    seed_initial_weights(cfg.train.seed)
     model = build_model(run_config)
     source = training_source(cfg.data)
     data = sdf_batches(cfg, source)

@@ -28,7 +28,7 @@ from cfm_core.toy.config import (
     ToyTrainConfig,
 )
 from cfm_core.toy.data import sample_toy
-from cfm_core.training import Trainer
+from cfm_core.training import Trainer, seed_initial_weights
 
 APP = "toy"
 
@@ -84,6 +84,7 @@ def _device(model: torch.nn.Module) -> torch.device:
 def train(cfg: ToyTrainConfig) -> dict[str, Any]:
     """Train and return the trainer's summary."""
     run_config = config_to_dict(cfg)
+    seed_initial_weights(cfg.train.seed)
     model = build_model(run_config)
     trainer = Trainer(
         model,

@@ -2,8 +2,10 @@
 
 Usage::
 
-    from cfm_core.training import TrainConfig, Trainer, build_ema_model
+    from cfm_core.training import TrainConfig, Trainer, build_ema_model, seed_initial_weights
 
+    seed_initial_weights(seed)                             # before building: reproducible weights
+    model = build_model(...)
     trainer = Trainer(model, data, TrainConfig(steps=2000), run_config=config_to_dict(cfg),
                       app="toy", on_sample=hook)          # data(step) -> x or (x, cond)
     summary = trainer.fit()                                # resume: TrainConfig(resume=True)
@@ -46,7 +48,7 @@ from cfm_core.training.checkpoint import (
 from cfm_core.training.config import TrainConfig
 from cfm_core.training.ema import EMA, apply_average
 from cfm_core.training.metric_log import MetricLog, read_log
-from cfm_core.training.seeding import loss_stream, seed_everything, step_seed
+from cfm_core.training.seeding import loss_stream, seed_everything, seed_initial_weights, step_seed
 from cfm_core.training.trainer import Trainer, make_accelerator, split_batch, warmup_factor
 
 __all__ = [
@@ -65,6 +67,7 @@ __all__ = [
     "read_log",
     "save_checkpoint",
     "seed_everything",
+    "seed_initial_weights",
     "split_batch",
     "step_seed",
     "warmup_factor",

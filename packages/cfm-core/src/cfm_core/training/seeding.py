@@ -1,5 +1,9 @@
 """Per-step random streams: every step reseeds the RNGs, so runs reproduce and resume exactly.
 
+A fresh run's initial weights come from :func:`seed_initial_weights`, called before the model is
+built: without it they depend on torch's per-process random seed and on whatever drew random numbers
+earlier in the process, and two runs with the same config differ.
+
 Step ``s`` first seeds stream 0 (shared by every process) and draws its batch, then seeds stream
 ``1 + rank`` (one per process) for the noise and times of the loss. No RNG state needs saving:
 the seeds are a function of ``(seed, step, stream)`` alone.
@@ -30,3 +34,11 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def seed_initial_weights(seed: int) -> None:
+    """Seed every RNG before building a fresh model, so its initial weights follow ``seed`` alone.
+
+    Every app's ``train`` calls it with the training seed right before ``build_model``.
+    """
+    seed_everything(seed)
