@@ -17,11 +17,10 @@ from pathlib import Path
 import torch
 from cfm_core.cli.config import config_to_dict
 from cfm_core.evaluation import nfe_sweep
-from cfm_core.method import MethodConfig
 from cfm_core.metrics import energy_distance
 from cfm_core.plotting import save_curves
 from cfm_core.toy.commands import build_model, toy_batches
-from cfm_core.toy.config import ToyTrainConfig
+from cfm_core.toy.config import ToyTrainConfig, toy_method
 from cfm_core.training import Trainer, seed_initial_weights
 from harness import RESULTS, Report, Table
 from timing import interleaved_step_times, optimizer_step
@@ -38,7 +37,7 @@ def _config(
     base = ToyTrainConfig(data=data)
     return replace(
         base,
-        method=MethodConfig(
+        method=toy_method(
             formulation=formulation,
             formulation_options=options,
             instantaneous_ratio=ratio,

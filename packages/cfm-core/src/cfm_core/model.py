@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cfm_core.coupling import COUPLINGS, minibatch_ot_pairing
 from cfm_core.derivatives import (
     DERIVATIVE_BACKENDS,
     autograd_derivative,
@@ -126,6 +127,10 @@ class CumulativeFlowMap(nn.Module):
         cond_dropout: share of training rows whose condition is replaced by ``null_cond``.
         noise_sampler: ``noise_sampler(x_data, cond) -> noise`` for training when ``noise`` is not
             passed (default: ``torch.randn_like``); e.g. spatially correlated noise for functions.
+        coupling: ``"independent"`` (default: noise rows as drawn) or ``"minibatch_ot"`` (the
+            batch's noise rows re-paired with its data rows by an exact optimal assignment, in
+            blocks of ``ot_block`` rows; unconditional models only). See :mod:`cfm_core.coupling`.
+        ot_block: rows per exact assignment of ``"minibatch_ot"`` (cost ``O(ot_block^3)``).
         formulation_options: keyword arguments for the formulation when given by name.
     """
 
@@ -146,6 +151,8 @@ class CumulativeFlowMap(nn.Module):
         cond_dropout: float = 0.0,
         formulation_options: dict[str, Any] | None = None,
         noise_sampler: Callable[[Tensor, Condition], Tensor] | None = None,
+        coupling: str = "independent",
+        ot_block: int = 1024,
     ) -> None:
         super().__init__()
         if not callable(net):
@@ -156,6 +163,10 @@ class CumulativeFlowMap(nn.Module):
             )
         if not 0.0 < fd_step < 1.0:
             raise ValueError(f"fd_step must lie in (0, 1) (unit time), got {fd_step}")
+        if coupling not in COUPLINGS:
+            raise ValueError(f"unknown coupling {coupling!r}; choose one of {COUPLINGS}")
+        if ot_block < 2:
+            raise ValueError(f"ot_block must be at least 2 rows, got {ot_block}")
         if field_weighting not in FIELD_WEIGHTINGS:
             raise ValueError(
                 f"unknown field_weighting {field_weighting!r}; choose one of {FIELD_WEIGHTINGS}"
@@ -187,6 +198,7 @@ class CumulativeFlowMap(nn.Module):
         self.null_cond = null_cond
         self.cond_dropout = float(cond_dropout)
         self.noise_sampler = noise_sampler
+        self.coupling, self.ot_block = coupling, int(ot_block)
 
     # ------------------------------------------------------------------ field --
     def field(self, x: Tensor, t: Tensor, r: Tensor, cond: Condition = None) -> Tensor:
@@ -232,6 +244,14 @@ class CumulativeFlowMap(nn.Module):
             raise ValueError(
                 f"noise shape {tuple(noise.shape)} does not match x_data shape {tuple(x_data.shape)}"
             )
+        if self.coupling == "minibatch_ot":
+            if cond is not None:
+                raise ValueError(
+                    "coupling 'minibatch_ot' pairs noise across the batch, which a conditional "
+                    "model cannot use (a condition's noise would stop being standard normal); "
+                    "use coupling 'independent'"
+                )
+            noise = minibatch_ot_pairing(x_data, noise, self.ot_block)
         f = self.formulation
         batch, device = x_data.shape[0], x_data.device
         u_t, u_r, instantaneous = self.time_sampler(batch, device)

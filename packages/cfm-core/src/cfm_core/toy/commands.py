@@ -15,7 +15,7 @@ from cfm_core.cli.common import load_trained
 from cfm_core.cli.config import config_from_dict, config_to_dict, parse_config
 from cfm_core.evaluation import SweepEntry, nfe_sweep, sweep_table
 from cfm_core.io import save_json, write_atomically
-from cfm_core.method import MethodConfig, build_cfm
+from cfm_core.method import build_cfm
 from cfm_core.metrics import energy_distance, sliced_wasserstein
 from cfm_core.model import CumulativeFlowMap
 from cfm_core.plotting import save_curves, save_scatter_panels
@@ -26,6 +26,7 @@ from cfm_core.toy.config import (
     ToyEvalConfig,
     ToySampleConfig,
     ToyTrainConfig,
+    toy_method,
 )
 from cfm_core.toy.data import sample_toy
 from cfm_core.training import Trainer, seed_initial_weights
@@ -169,7 +170,7 @@ def demo(cfg: ToyDemoConfig) -> dict[str, Any]:
         base = ToyTrainConfig(data=cfg.data)
         run = replace(
             base,
-            method=MethodConfig(
+            method=toy_method(
                 formulation=cfg.formulation, formulation_options=options, instantaneous_ratio=ratio
             ),
             train=replace(

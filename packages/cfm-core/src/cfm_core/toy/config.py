@@ -39,6 +39,13 @@ class ToyNetConfig:
             raise ConfigError(f"net.fourier_levels must be >= 0, got {self.fourier_levels}")
 
 
+def toy_method(**options) -> MethodConfig:
+    """The toy app's method defaults: the core's, with minibatch-OT coupling (checkerboard, u, 3000
+    steps: one-step energy distance 0.0025-0.0136 over three initialisations with independent noise,
+    -0.0003 with minibatch OT, at the metric's noise floor)."""
+    return MethodConfig(**{"coupling": "minibatch_ot", **options})
+
+
 @dataclass
 class ToyTrainConfig:
     """Train a CFM (or, with --method.instantaneous-ratio 1, the multi-step baseline) on a 2-D toy."""
@@ -46,7 +53,7 @@ class ToyTrainConfig:
     data: Distribution = "checkerboard"
     """The 2-D distribution to learn."""
     net: ToyNetConfig = field(default_factory=ToyNetConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
+    method: MethodConfig = field(default_factory=toy_method)
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             steps=3000,
@@ -69,7 +76,7 @@ def _preset(steps: int, output_dir: str, **method) -> ToyTrainConfig:
     base = ToyTrainConfig()
     return replace(
         base,
-        method=MethodConfig(**method),
+        method=toy_method(**method),
         train=replace(base.train, steps=steps, output_dir=output_dir),
     )
 
