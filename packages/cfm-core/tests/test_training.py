@@ -220,3 +220,18 @@ def test_config_defaults_coercion_and_command_line(tmp_path):
     assert parsed == TrainConfig(steps=10, ema_decays=(0.9, 0.99), resume=True,
                                  init_from="runs/a", mixed_precision="bf16")
     assert config_from_dict(TrainConfig, config_to_dict(parsed)) == parsed
+
+
+def test_minibatch_ot_with_conditional_batches_fails_before_training(tmp_path):
+    model = make_model()
+    model.coupling = "minibatch_ot"
+
+    def conditional(step):
+        return gaussian_data(step), torch.zeros(gaussian_data(step).shape[0], 1)
+
+    with pytest.raises(ConfigError, match="method.coupling: minibatch_ot .* carry a condition"):
+        Trainer(model, conditional, train_config(tmp_path / "c"), run_config={}, app="test")
+    assert not (tmp_path / "c").exists()
+    trainer = Trainer(model, gaussian_data, train_config(tmp_path / "u", steps=2),
+                      run_config={}, app="test")
+    assert trainer.fit()["step"] == 2

@@ -127,6 +127,10 @@ class Trainer:
                 json.dumps(value)
             except (TypeError, ValueError) as err:
                 raise TypeError(f"{name} must be JSON-serialisable: {err}") from None
+        if model.coupling == "minibatch_ot" and split_batch(data(0), 0)[1] is not None:
+            raise ConfigError("method.coupling: minibatch_ot pairs noise across the batch, and this "
+                              "app's batches carry a condition (a condition's noise would stop being "
+                              "standard normal); use independent")
         self.data, self.config, self.app = data, config, app
         self.run_config, self.normalisation, self.extra = run_config, normalisation, extra or {}
         self.on_sample = on_sample
