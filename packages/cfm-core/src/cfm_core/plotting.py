@@ -225,6 +225,7 @@ def save_curves(
     title: str | None = None,
     *,
     logy: bool = False,
+    symlog_y: float | None = None,
     dpi: int = 100,
 ) -> Path:
     """Line plots with markers, one per label, e.g. sample quality against the number of network
@@ -235,10 +236,14 @@ def save_curves(
         path: the PNG to write.
         xlabel, ylabel: axis labels.
         logx, logy: logarithmic axes (then the values must be positive).
+        symlog_y: a symmetric logarithmic y axis, linear within ``+-symlog_y``: for values that
+            may be zero or negative, such as an unbiased distance estimate at its noise floor.
         title: the figure title.
     """
     if not curves:
         raise ValueError("curves is empty: give at least one 'label -> (xs, ys)' entry")
+    if symlog_y is not None and (logy or not symlog_y > 0):
+        raise ValueError(f"symlog_y must be positive and excludes logy, got {symlog_y} with logy={logy}")
     fig = Figure(figsize=(5.5, 4))
     ax = fig.add_subplot(1, 1, 1)
     for label, pair in curves.items():
@@ -255,6 +260,8 @@ def save_curves(
         ax.plot(xs, ys, marker="o", label=label)
     ax.set(xlabel=xlabel, ylabel=ylabel, xscale="log" if logx else "linear",
            yscale="log" if logy else "linear")
+    if symlog_y is not None:
+        ax.set_yscale("symlog", linthresh=symlog_y)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     if title:
