@@ -61,6 +61,17 @@ def test_curves(tmp_path):
     check_png(path, 300, 200)
 
 
+def test_curves_on_a_symmetric_log_axis_take_values_at_and_below_zero(tmp_path):
+    curves = {"cfm": ([1, 2, 4], [0.3, -2e-4, 0.0]), "baseline": ([8, 64], [0.2, -1e-4])}
+    path = save_curves(curves, tmp_path / "floor.png", "NFE", "energy distance", logx=True,
+                       symlog_y=1e-3)
+    check_png(path, 300, 200)
+    with pytest.raises(ValueError, match="symlog_y must be positive and excludes logy"):
+        save_curves(curves, tmp_path / "x.png", "x", "y", logy=True, symlog_y=1e-3)
+    with pytest.raises(ValueError, match="symlog_y must be positive"):
+        save_curves(curves, tmp_path / "x.png", "x", "y", symlog_y=0.0)
+
+
 def test_existing_file_is_replaced(tmp_path):
     target = tmp_path / "out.png"
     target.write_bytes(b"old")
