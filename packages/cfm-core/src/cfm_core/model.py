@@ -303,7 +303,9 @@ class CumulativeFlowMap(nn.Module):
     ) -> Tensor:
         """The CFM training loss on a batch of data ``x_data`` (shape ``(B, ...)``): a scalar.
 
-        Equivalent to calling the module (which is what DDP needs to synchronise gradients).
+        ``noise`` (standard normal, shaped like ``x_data``; drawn when not given) is paired with the
+        data rows as the coupling says: as given, or re-paired by minibatch OT. Equivalent to
+        calling the module (which is what DDP needs to synchronise gradients).
         """
         return self(x_data, cond, noise=noise)
 
