@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from cfm_core.cli.config import config_to_dict
+from cfm_core.coupling import COUPLINGS
 from cfm_core.evaluation import nfe_sweep
 from cfm_core.metrics import energy_distance
 from cfm_core.plotting import save_curves
@@ -27,6 +28,7 @@ from harness import RESULTS, Report, Table
 from timing import interleaved_step_times, optimizer_step
 
 FORMULATIONS = ("u", "x1", "edm", "ddim")
+DEFAULT_COUPLING = toy_method().coupling
 CFM_STEPS = (1, 2, 4)
 #: Fresh data samples scored against the held-out set: the metric's noise floor.
 FLOOR_DRAWS = 10
@@ -34,7 +36,13 @@ BASELINE_STEPS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 def _config(
-    formulation: str, ratio: float, data: str, steps: int, out: Path, derivative: str = "jvp"
+    formulation: str,
+    ratio: float,
+    data: str,
+    steps: int,
+    out: Path,
+    derivative: str = "jvp",
+    coupling: str = DEFAULT_COUPLING,
 ):
     options = {"sigma_data": 1.0} if formulation == "edm" else {}
     base = ToyTrainConfig(data=data)
@@ -45,6 +53,7 @@ def _config(
             formulation_options=options,
             instantaneous_ratio=ratio,
             derivative=derivative,
+            coupling=coupling,
         ),
         train=replace(
             base.train,
@@ -88,6 +97,9 @@ def run(argv: list[str]) -> Report:
     parser.add_argument("--n", type=int, default=5000, help="samples per evaluation")
     parser.add_argument("--timing-steps", type=int, default=50)
     parser.add_argument("--formulations", nargs="+", default=list(FORMULATIONS))
+    parser.add_argument("--coupling", choices=COUPLINGS, default=DEFAULT_COUPLING,
+                        help="noise-data pairing of both models (another than the toy default "
+                             "records the section toy-<coupling>)")
     parser.add_argument("--quick", action="store_true", help="300 steps, 1000 samples: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
@@ -104,8 +116,10 @@ def run(argv: list[str]) -> Report:
     floor_mean, floor_sd = float(np.mean(floor)), float(np.std(floor, ddof=1))
     with tempfile.TemporaryDirectory() as tmp:
         for f in args.formulations:
-            cfm, _ = _train(_config(f, 0.5, args.data, args.steps, Path(tmp) / f"{f}-cfm"))
-            base, _ = _train(_config(f, 1.0, args.data, args.steps, Path(tmp) / f"{f}-base"))
+            cfm, _ = _train(_config(f, 0.5, args.data, args.steps, Path(tmp) / f"{f}-cfm",
+                                    coupling=args.coupling))
+            base, _ = _train(_config(f, 1.0, args.data, args.steps, Path(tmp) / f"{f}-base",
+                                     coupling=args.coupling))
             entries = nfe_sweep(noise, cfm, CFM_STEPS, base, BASELINE_STEPS, "euler")
             scores = {(e.label, e.nfe): energy_distance(e.samples, held_out) for e in entries}
             ms = {(e.label, e.nfe): 1000 * e.seconds_per_sample for e in entries}
@@ -121,7 +135,7 @@ def run(argv: list[str]) -> Report:
                 )
             times = _step_times(
                 {
-                    name: _config(f, ratio, args.data, 1, Path(tmp) / "t", derivative)
+                    name: _config(f, ratio, args.data, 1, Path(tmp) / "t", derivative, args.coupling)
                     for name, ratio, derivative in (
                         ("baseline", 1.0, "jvp"),
                         ("jvp", 0.5, "jvp"),
@@ -162,14 +176,15 @@ def run(argv: list[str]) -> Report:
         title=f"{args.data}: CFM vs multi-step baseline (linear within the noise floor's sd)",
     )
     return Report(
-        name="toy",
+        name="toy" if args.coupling == DEFAULT_COUPLING else f"toy-{args.coupling}",
         title=f"Toy: CFM vs multi-step baseline on {args.data} (CPU)",
         settings={
             "data": args.data,
             "train_steps": args.steps,
             "batch": 512,
             "net": f"ToyMLP {net.hidden}x{net.depth}, point features {net.fourier_levels} octaves",
-            "coupling": f"{toy_method().coupling} (both models; its assignment is inside every timed step)",
+            "coupling": f"{args.coupling} (both models; an assignment is part of every timed step)"
+            if args.coupling == "minibatch_ot" else args.coupling,
             "eval_samples": args.n,
             "baseline_solver": "euler (DDIM step for ddim)",
         },
