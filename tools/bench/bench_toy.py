@@ -166,9 +166,10 @@ def run(argv: list[str]) -> Report:
                 flush=True,
             )
     net = ToyTrainConfig().net
+    name = "toy" if args.coupling == DEFAULT_COUPLING else f"toy-{args.coupling}"
     figure = save_curves(
         curves,
-        RESULTS / "toy_quality_vs_nfe.png",
+        RESULTS / f"{name}_quality_vs_nfe.png",
         xlabel="NFE",
         ylabel="energy distance (lower is better)",
         logx=True,
@@ -176,7 +177,7 @@ def run(argv: list[str]) -> Report:
         title=f"{args.data}: CFM vs multi-step baseline (linear within the noise floor's sd)",
     )
     return Report(
-        name="toy" if args.coupling == DEFAULT_COUPLING else f"toy-{args.coupling}",
+        name=name,
         title=f"Toy: CFM vs multi-step baseline on {args.data} (CPU)",
         settings={
             "data": args.data,
