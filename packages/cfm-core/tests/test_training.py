@@ -15,9 +15,9 @@ from cfm_core.training import (
     build_ema_model,
     latest_checkpoint,
     load_checkpoint,
+    lr_factor,
     read_log,
     split_batch,
-    warmup_factor,
 )
 
 from .test_training_fixtures import gaussian_data, make_model, train_config
@@ -73,6 +73,31 @@ def test_resume_is_exact(tmp_path):
     for index, values in opt_a.items():
         for key, value in values.items():
             assert torch.equal(value, opt_b[index][key]), (index, key)
+
+
+def test_cosine_schedule_decays_and_resumes_exactly(tmp_path):
+    """A cosine run's logged LRs follow lr_factor, and resuming from its step-10 checkpoint after the
+    step-20 one is lost retraces steps 11..20 with the same LRs and weights."""
+    options = dict(steps=20, warmup_steps=4, lr_schedule="cosine", final_lr_ratio=0.1, keep_last=0)
+    straight = Trainer(make_model(), gaussian_data, train_config(tmp_path / "a", **options),
+                       run_config={"run": "a"}, app="test")
+    straight.fit()
+    factor = lr_factor(4, "cosine", 20, 0.1)
+    log_a = read_log(tmp_path / "a")
+    assert [r["lr"] for r in log_a] == pytest.approx([1e-2 * factor(s) for s in range(20)])
+    assert log_a[-1]["lr"] < 0.11e-2
+
+    Trainer(make_model(), gaussian_data, train_config(tmp_path / "b", checkpoint_every=10, **options),
+            run_config={"run": "b"}, app="test").fit()
+    shutil.rmtree(tmp_path / "b" / "step-0000020")
+    resumed = Trainer(make_model(seed=123), gaussian_data,
+                      train_config(tmp_path / "b", resume=True, **options),
+                      run_config={"run": "b"}, app="test")
+    assert resumed.step == 10
+    resumed.fit()
+    assert _strip_timing(read_log(tmp_path / "b")) == _strip_timing(log_a)
+    for key, value in _state(straight).items():
+        assert torch.equal(value, _state(resumed)[key]), key
 
 
 def test_fresh_run_refuses_existing_checkpoints_and_resume_needs_one(tmp_path):
@@ -187,10 +212,17 @@ def test_bf16_mixed_precision_smoke(tmp_path):
             app="test").fit()
 
 
-def test_warmup_factor_and_batch_splitting():
-    factor = warmup_factor(4)
+def test_lr_factor_and_batch_splitting():
+    factor = lr_factor(4)
     assert [factor(s) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
-    assert warmup_factor(0)(0) == 1.0
+    assert lr_factor(0)(0) == 1.0
+    cosine = lr_factor(2, "cosine", steps=6, final_lr_ratio=0.2)
+    # warm-up, then 0.2 + 0.8 * (1 + cos(pi * k / 4)) / 2 for k = 0..4, held at the end
+    expected = [0.5, 1.0, 1.0, 0.2 + 0.4 * (1 + 0.5 ** 0.5), 0.6, 0.2 + 0.4 * (1 - 0.5 ** 0.5), 0.2, 0.2]
+    assert [cosine(s) for s in range(8)] == pytest.approx(expected)
+    assert lr_factor(0, "cosine", steps=3)(3) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="schedule"):
+        lr_factor(0, "linear")
     x = torch.zeros(3, 2)
     assert split_batch(x, 0)[1] is None and split_batch((x, x), 0)[1] is x
     with pytest.raises(TypeError, match=r"data\(5\)"):
@@ -203,7 +235,8 @@ def test_warmup_factor_and_batch_splitting():
      ("warmup_steps", -1), ("grad_clip", -1.0), ("ema_decays", (1.0,)), ("ema_decays", (0.9, 0.9)),
      ("ema_decays", 0.9), ("ema_warmup_power", -1.0), ("mixed_precision", "fp8"), ("seed", -1),
      ("log_every", 0), ("sample_every", -2), ("checkpoint_every", -1), ("keep_last", -1),
-     ("output_dir", ""), ("resume", "yes"), ("init_from", ""), ("cpu", 1)],
+     ("output_dir", ""), ("resume", "yes"), ("init_from", ""), ("cpu", 1), ("lr_schedule", "step"),
+     ("final_lr_ratio", 1.5), ("final_lr_ratio", -0.1)],
 )
 def test_bad_config_values_name_the_option(option, value):
     with pytest.raises(ConfigError, match=rf"^{option}:"):

@@ -12,8 +12,8 @@ from cfm_core.training import (
     build_ema_model,
     latest_checkpoint,
     load_checkpoint,
+    lr_factor,
     save_checkpoint,
-    warmup_factor,
 )
 from cfm_core.training import checkpoint as checkpoint_module
 from torch.optim.lr_scheduler import LambdaLR
@@ -25,7 +25,7 @@ def _trained_state(steps: int = 3):
     """A model, EMA, optimizer and scheduler after a few real steps (non-trivial state)."""
     model = make_model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    scheduler = LambdaLR(optimizer, warmup_factor(2))
+    scheduler = LambdaLR(optimizer, lr_factor(2))
     ema = EMA(model, (0.9, 0.99))
     for step in range(steps):
         torch.manual_seed(step)
@@ -71,7 +71,7 @@ def test_round_trip_restores_every_state_exactly(tmp_path):
             assert torch.equal(restored_ema.averages[decay][name], value)
 
     restored_optimizer = torch.optim.AdamW(restored.parameters(), lr=1e-2)
-    restored_scheduler = LambdaLR(restored_optimizer, warmup_factor(2))
+    restored_scheduler = LambdaLR(restored_optimizer, lr_factor(2))
     restored_optimizer.load_state_dict(checkpoint.optimizer)
     restored_scheduler.load_state_dict(checkpoint.scheduler)
     saved, loaded = optimizer.state_dict(), restored_optimizer.state_dict()

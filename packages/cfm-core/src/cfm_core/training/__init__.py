@@ -49,7 +49,7 @@ from cfm_core.training.config import TrainConfig
 from cfm_core.training.ema import EMA, apply_average
 from cfm_core.training.metric_log import MetricLog, read_log
 from cfm_core.training.seeding import loss_stream, seed_everything, seed_initial_weights, step_seed
-from cfm_core.training.trainer import Trainer, make_accelerator, split_batch, warmup_factor
+from cfm_core.training.trainer import Trainer, lr_factor, make_accelerator, split_batch
 
 __all__ = [
     "EMA",
@@ -62,6 +62,7 @@ __all__ = [
     "check_formulation",
     "latest_checkpoint",
     "load_checkpoint",
+    "lr_factor",
     "loss_stream",
     "make_accelerator",
     "read_log",
@@ -70,5 +71,4 @@ __all__ = [
     "seed_initial_weights",
     "split_batch",
     "step_seed",
-    "warmup_factor",
 ]

@@ -9,6 +9,7 @@ from typing import Literal
 from cfm_core.cli import ConfigError
 
 MIXED_PRECISION = ("no", "bf16")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def _require(ok: object, option: str, message: str, value: object) -> None:
@@ -43,7 +44,13 @@ class TrainConfig:
     weight_decay: float = 0.0
     """AdamW weight decay."""
     warmup_steps: int = 0
-    """Linear learning-rate warm-up over this many steps, then constant (0: no warm-up)."""
+    """Linear learning-rate warm-up over this many steps (0: no warm-up), then lr_schedule."""
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    """After the warm-up: keep lr ("constant") or decay it along a half cosine to final_lr_ratio * lr
+    at step `steps` ("cosine", as Geometry Distributions trains; it averages out noisy targets).
+    Resuming with a different `steps` follows the new cosine from the resumed step on."""
+    final_lr_ratio: float = 0.0
+    """With lr_schedule "cosine": the learning rate reached at the last step, as a fraction of lr."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value (0 disables clipping)."""
     ema_decays: tuple[float, ...] = (0.999,)
@@ -101,6 +108,10 @@ class TrainConfig:
         self.ema_decays = tuple(float(d) for d in self.ema_decays)
         _require(len(set(self.ema_decays)) == len(self.ema_decays), "ema_decays",
                  "decays must be distinct", self.ema_decays)
+        _require(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}",
+                 self.lr_schedule)
+        _require(_is_number(self.final_lr_ratio) and 0.0 <= self.final_lr_ratio <= 1.0, "final_lr_ratio",
+                 "must be a number in [0, 1]", self.final_lr_ratio)
         _require(self.mixed_precision in MIXED_PRECISION, "mixed_precision",
                  f"must be one of {MIXED_PRECISION}", self.mixed_precision)
         _require(isinstance(self.output_dir, str) and self.output_dir.strip() != "", "output_dir",

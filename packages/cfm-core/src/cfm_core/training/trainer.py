@@ -42,7 +42,7 @@ from cfm_core.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from cfm_core.training.config import TrainConfig
+from cfm_core.training.config import LR_SCHEDULES, TrainConfig
 from cfm_core.training.ema import EMA
 from cfm_core.training.metric_log import MetricLog
 from cfm_core.training.seeding import DATA_STREAM, loss_stream, seed_everything, step_seed
@@ -69,11 +69,24 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
     return Accelerator(**kwargs)
 
 
-def warmup_factor(warmup_steps: int) -> Callable[[int], float]:
-    """The LR multiplier of 0-based step ``s``: ``min(1, (s + 1) / warmup_steps)``, or 1."""
-    if warmup_steps == 0:
-        return lambda step: 1.0
-    return lambda step: min(1.0, (step + 1) / warmup_steps)
+def lr_factor(warmup_steps: int, schedule: str = "constant", steps: int = 0,
+              final_lr_ratio: float = 0.0) -> Callable[[int], float]:
+    """The LR multiplier of 0-based step ``s``: a linear warm-up ``(s + 1) / warmup_steps`` over the
+    first ``warmup_steps`` steps, then 1 (``"constant"``) or a half cosine from 1 at the end of the
+    warm-up down to ``final_lr_ratio`` at step ``steps`` (``"cosine"``)."""
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
+    decay_steps = max(1, steps - warmup_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / decay_steps)
+        return final_lr_ratio + (1.0 - final_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
 
 
 def split_batch(batch: Any, step: int) -> tuple[Tensor, Condition]:
@@ -144,7 +157,8 @@ class Trainer:
             self._warm_start(model)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                       weight_decay=config.weight_decay)
-        self.scheduler = LambdaLR(optimizer, warmup_factor(config.warmup_steps))
+        self.scheduler = LambdaLR(optimizer, lr_factor(config.warmup_steps, config.lr_schedule,
+                                                         config.steps, config.final_lr_ratio))
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.ema = EMA(self.unwrapped_model, config.ema_decays, config.ema_warmup_power)
         self.step = 0
