@@ -6,6 +6,7 @@ import pytest
 import torch
 from cfm_core import CumulativeFlowMap
 from cfm_core.derivatives import autograd_derivative, jvp_with_value
+from cfm_core.oracle import GaussianOracle
 
 from .conftest import SmoothNet
 
@@ -50,6 +51,67 @@ def test_loss_equals_hand_computed_target(formulation):
     torch.testing.assert_close(
         adaptive.loss(data, noise=noise), expected_adaptive.mean(), rtol=1e-4, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("derivative", ["jvp", "jvp_one_pass", "finite_difference"])
+def test_model_target_field_builds_the_target_from_the_networks_r_equal_t_output(formulation, derivative):
+    """target_field="model": the cumulative rows' target takes m_{t->t}(x) of the network (no
+    gradient) where the paper's takes m_t(x | x1); the r = t rows keep the conditional target."""
+    torch.manual_seed(0)
+    model = CumulativeFlowMap(SmoothNet(), formulation, derivative=derivative, adaptive_p=0.0,
+                              target_field="model")
+    n = 8
+    u_t, u_r = torch.linspace(0.1, 0.6, n), torch.linspace(0.3, 0.9, n)
+    inst = torch.tensor([True, False] * (n // 2))
+    u_r = torch.where(inst, u_t, u_r)
+    _fixed_times(model, u_t, u_r, inst)
+    data, noise = torch.randn(n, 3), torch.randn(n, 3)
+    loss = model.loss(data, noise=noise)
+
+    f = formulation
+    t = f.time_from_unit(u_t)
+    r = torch.where(inst, t, f.time_from_unit(u_r))
+    x = f.interpolate(data, noise, t)
+    m_model = model.field(x, t, t).detach()
+    v = f.velocity(m_model, x, t)
+    dm = autograd_derivative(lambda a, b: model.field(a, b, r), x, t, v)
+    target = torch.where(inst[:, None], f.conditional_target(data, noise, t),
+                         f.field_target(m_model, x, t, r, dm))
+    weight = f.loss_weight(t) * torch.where(inst, torch.ones_like(t), f.field_weight(t, r))
+    expected = ((model.field(x, t, r) - target) ** 2).mean(1) * weight
+    tolerance = 2e-2 if derivative == "finite_difference" else 1e-4
+    torch.testing.assert_close(loss, expected.mean(), rtol=tolerance, atol=1e-6)
+    if derivative == "finite_difference":
+        return
+    # the extra pass carries no gradient: the gradient is that of the squared error alone
+    loss.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    expected.mean().backward()
+    for got, want in zip(grads, (p.grad for p in model.parameters()), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_model_target_field_of_the_exact_field_has_no_data_noise(formulation):
+    """Gaussian-to-Gaussian: with the exact cumulative field, the "model" target equals the field
+    at every x (zero cumulative loss, whatever data the batch holds), while the paper's conditional
+    target scatters around it with the data."""
+    oracle = GaussianOracle(formulation, torch.tensor([0.5, -1.0]), torch.tensor([[1.0, 0.3], [0.3, 0.5]]))
+    n = 64
+    g = torch.Generator().manual_seed(3)
+    u = 0.05 + 0.85 * torch.rand(2, n, generator=g)
+    u_t, u_r = u.min(0).values, u.max(0).values
+    inst = torch.zeros(n, dtype=torch.bool)
+    data, noise = 3.0 * torch.randn(n, 2, generator=g), torch.randn(n, 2, generator=g)
+    losses = {}
+    for source in ("model", "conditional"):
+        model = CumulativeFlowMap(SmoothNet(dim=2), formulation, adaptive_p=0.0, target_field=source)
+        model.field = lambda x, t, r, cond=None: oracle.cumulative_field(
+            x.double(), t.double(), r.double()).float()
+        _fixed_times(model, u_t, u_r, inst)
+        losses[source] = model.loss(data, noise=noise).item()
+    assert losses["conditional"] > 1e-2
+    assert losses["model"] < 1e-6 * losses["conditional"]
 
 
 def test_one_pass_jvp_gives_the_gradients_of_separate_passes(formulation, monkeypatch):

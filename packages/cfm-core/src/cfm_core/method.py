@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from cfm_core.cli.app import ConfigError
 from cfm_core.coupling import COUPLINGS
 from cfm_core.formulations import FORMULATIONS, get_formulation
-from cfm_core.model import Condition, CumulativeFlowMap
+from cfm_core.model import TARGET_FIELDS, Condition, CumulativeFlowMap
 
 
 @dataclass
@@ -48,6 +48,10 @@ class MethodConfig:
     optimal assignment: straighter paths, far better one-step samples; unconditional models only)."""
     ot_block: int = 1024
     """Rows per exact assignment of minibatch_ot (cost grows as the cube)."""
+    target_field: Literal["conditional", "model"] = "conditional"
+    """Instantaneous field inside the cumulative rows' target: conditional (the paper's m_t(x|x1):
+    unbiased, as noisy as the data) or model (the network's own r = t output under stop-gradient,
+    one extra forward pass: no data noise; the r = t rows still learn from the data)."""
 
     def __post_init__(self) -> None:
         if self.formulation not in FORMULATIONS:
@@ -72,6 +76,10 @@ class MethodConfig:
             raise ConfigError(f"method.coupling: unknown {self.coupling!r}; choose one of {COUPLINGS}")
         if self.ot_block < 2:
             raise ConfigError(f"method.ot_block must be at least 2, got {self.ot_block}")
+        if self.target_field not in TARGET_FIELDS:
+            raise ConfigError(
+                f"method.target_field: unknown {self.target_field!r}; choose one of {TARGET_FIELDS}"
+            )
 
     @property
     def is_baseline(self) -> bool:
@@ -104,4 +112,5 @@ def build_cfm(
         noise_sampler=noise_sampler,
         coupling=method.coupling,
         ot_block=method.ot_block,
+        target_field=method.target_field,
     )

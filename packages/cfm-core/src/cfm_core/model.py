@@ -35,6 +35,7 @@ from cfm_core.time_sampling import TimePairSampler
 
 Condition = Tensor | dict[str, Tensor] | Sequence[Tensor] | None
 FIELD_WEIGHTINGS = ("normalized", "none")
+TARGET_FIELDS = ("conditional", "model")
 
 
 def select_condition(cond: Condition, index: Tensor) -> Condition:
@@ -131,6 +132,12 @@ class CumulativeFlowMap(nn.Module):
             batch's noise rows re-paired with its data rows by an exact optimal assignment, in
             blocks of ``ot_block`` rows; unconditional models only). See :mod:`cfm_core.coupling`.
         ot_block: rows per exact assignment of ``"minibatch_ot"`` (cost ``O(ot_block^3)``).
+        target_field: the instantaneous field ``m_{t->t}`` inside the cumulative rows' target (its
+            value and the velocity the total derivative follows): ``"conditional"`` (default, the
+            paper's Eq. 7: ``m_t(x | x1)``, unbiased but carrying the data's spread at every
+            ``x``) or ``"model"`` (the network's own ``m_{t->t}(x)`` under stop-gradient, one
+            more forward pass without gradient: the same fixed point once the ``r = t`` rows,
+            which keep the conditional target, have learnt it, and a target without data noise).
         formulation_options: keyword arguments for the formulation when given by name.
     """
 
@@ -153,6 +160,7 @@ class CumulativeFlowMap(nn.Module):
         noise_sampler: Callable[[Tensor, Condition], Tensor] | None = None,
         coupling: str = "independent",
         ot_block: int = 1024,
+        target_field: str = "conditional",
     ) -> None:
         super().__init__()
         if not callable(net):
@@ -167,6 +175,8 @@ class CumulativeFlowMap(nn.Module):
             raise ValueError(f"unknown coupling {coupling!r}; choose one of {COUPLINGS}")
         if ot_block < 2:
             raise ValueError(f"ot_block must be at least 2 rows, got {ot_block}")
+        if target_field not in TARGET_FIELDS:
+            raise ValueError(f"unknown target_field {target_field!r}; choose one of {TARGET_FIELDS}")
         if field_weighting not in FIELD_WEIGHTINGS:
             raise ValueError(
                 f"unknown field_weighting {field_weighting!r}; choose one of {FIELD_WEIGHTINGS}"
@@ -199,6 +209,7 @@ class CumulativeFlowMap(nn.Module):
         self.cond_dropout = float(cond_dropout)
         self.noise_sampler = noise_sampler
         self.coupling, self.ot_block = coupling, int(ot_block)
+        self.target_field = target_field
 
     # ------------------------------------------------------------------ field --
     def field(self, x: Tensor, t: Tensor, r: Tensor, cond: Condition = None) -> Tensor:
@@ -314,6 +325,9 @@ class CumulativeFlowMap(nn.Module):
     ):
         """The gradient-carrying prediction ``m_{t->r}(x)`` and its stop-gradient field target."""
         f = self.formulation
+        if self.target_field == "model":
+            with torch.no_grad():
+                m_inst = self.field(x, t, t, cond)
         velocity = f.velocity(m_inst, x, t)
 
         def field_at(x_: Tensor, t_: Tensor) -> Tensor:
