@@ -2,8 +2,10 @@
 Distributions), CFM-EDM, CFM-x1 and CFM-u against the EDM multi-step baseline.
 
 All four models share the per-point network (PointMLP), the surface samples, the batches, the
-budget and the seed; the baseline is EDM trained with r = t only (instantaneous_ratio 1.0) and
-sampled with EDM's Heun solver (NFE = 2 steps - 1), CFM with cumulative jumps. ``cfm geometry
+budget, the learning-rate schedule (the app's: half cosine) and the seed; the baseline is EDM
+trained with r = t only (instantaneous_ratio 1.0) and sampled with EDM's Heun solver (NFE = 2 steps
+- 1), CFM with cumulative jumps (its cumulative target built from its own r = t field, the app's
+default). ``cfm geometry
 eval`` scores every run against dense surface samples of the input with the same noise: the
 two-sided Chamfer distance (GD's summed form) in GD's normalised-mesh units, in the unit-variance
 model units and in the shape's units, the F-score at 1% of the bounding-box diagonal and the
@@ -31,7 +33,9 @@ from cfm_core.training import TrainConfig
 from cfm_geometry.commands import APP, build_model, evaluate, point_batches, train
 from cfm_geometry.config import (
     CFM_INSTANTANEOUS_RATIO,
+    CFM_TARGET_FIELD,
     EDM_SIGMA_DATA,
+    LR_SCHEDULE,
     GeometryEvalConfig,
     GeometryNetConfig,
     GeometryTrainConfig,
@@ -56,8 +60,10 @@ def _config(args: argparse.Namespace, name: str, out: Path) -> GeometryTrainConf
     return GeometryTrainConfig(
         shape=args.shape, points=args.points, preview_points=0,
         net=GeometryNetConfig(width=args.width, depth=args.depth),
-        method=MethodConfig(formulation=formulation, instantaneous_ratio=ratio),
+        method=MethodConfig(formulation=formulation, instantaneous_ratio=ratio,
+                            target_field=CFM_TARGET_FIELD),
         train=TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_steps=100,
+                          lr_schedule=LR_SCHEDULE,
                           ema_decays=(0.999,), ema_warmup_power=0.75, checkpoint_every=args.steps,
                           log_every=max(1, args.steps // 20), output_dir=str(out), cpu=args.cpu),
     )
@@ -175,8 +181,9 @@ def run(argv: list[str]) -> Report:
             "shape": args.shape, "surface_samples": args.points,
             "net": f"PointMLP {args.width}x{args.depth}, Fourier point features "
                    f"{net.fourier_levels} levels", "train_steps": args.steps,
-            "batch_points": args.batch, "lr": args.lr,
-            "cfm_instantaneous_ratio": CFM_INSTANTANEOUS_RATIO, "eval_points": args.eval_points,
+            "batch_points": args.batch, "lr": args.lr, "lr_schedule": LR_SCHEDULE,
+            "cfm_instantaneous_ratio": CFM_INSTANTANEOUS_RATIO, "cfm_target_field": CFM_TARGET_FIELD,
+            "eval_points": args.eval_points,
             "reference_points": args.eval_points, "timing_points": args.timing_points,
             "f_threshold": "1% of bbox diagonal",
             "baseline_solver": "EDM Heun (NFE = 2 steps - 1)", "edm_sigma_data": EDM_SIGMA_DATA,
