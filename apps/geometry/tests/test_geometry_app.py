@@ -11,6 +11,7 @@ import torch
 from cfm_core import CumulativeFlowMap
 from cfm_core.cli import ConfigError, config_to_dict, main, parse_config
 from cfm_core.cli.common import load_trained
+from cfm_core.diagnostics import jump_gap
 from cfm_core.training import load_checkpoint
 from cfm_geometry.backbones import PointMLP
 from cfm_geometry.commands import build_model
@@ -81,6 +82,12 @@ def test_train_sample_eval_info_on_a_builtin_shape(tmp_path, capsys):
     assert runs == [("cfm", "cumulative", 1), ("cfm", "cumulative", 2), ("cfm", "cumulative", 3),
                     ("cfm", "cumulative", 6), ("baseline", "heun", 1), ("baseline", "heun", 3)]
     assert (eval_dir / "samples.png").is_file() and (eval_dir / "quality_vs_nfe.png").is_file()
+    # the jump gap: the core's jump_gap of the same model and noise, in box units
+    gaps = metrics["jump_gap"]
+    assert [g["start"] for g in gaps] == [0.0, 0.25, 0.5, 0.75]
+    (direct,) = jump_gap(model, point_noise(10_000, None, seed=1234), starts=(0.5,), steps=64)
+    box_per_model = metrics["units"]["box_per_original"] / metrics["units"]["model_per_original"]
+    assert gaps[2]["gap_box"] == pytest.approx(direct.gap * box_per_model, rel=1e-4)
 
     # Eval's scores of the 1-step row equal a brute-force computation on the same point sets.
     reference = sample_surface_points(Surface.from_mesh(builtin_shape("saddle"), "saddle"),

@@ -183,8 +183,12 @@ class GeometryEvalConfig:
     At every NFE: the two-sided Chamfer distance (the summed GD form and the 0.5-averaged form) in
     the shape's original units, in GD's normalised-mesh units (bounding box centred, largest
     |coordinate| 0.99) and in the unit-variance units the network learns in; the F-score at
-    --f-threshold; the Hausdorff distance. Writes metrics.json, samples.png (reference, CFM 1
-    step, baseline at NFE 1 and at its largest NFE) and quality_vs_nfe.png into --out.
+    --f-threshold; the Hausdorff distance. Then the jump gap: how far one CFM jump to the data end
+    lands from the same network's own ODE (its r = t field, 64 Heun steps) when both start on that
+    ODE's trajectory at unit times 0, 0.25, 0.5 and 0.75 (0 = the noise end), in box units: where
+    the gap opens tells which jumps are not learnt yet. Writes metrics.json, samples.png
+    (reference, CFM 1 step, baseline at NFE 1 and at its largest NFE) and quality_vs_nfe.png into
+    --out.
     """
 
     checkpoint: str
@@ -207,12 +211,17 @@ class GeometryEvalConfig:
     """F-score distance threshold, as a fraction of the shape's bounding-box diagonal."""
     batch_size: int | None = None
     """Points generated per network batch (default: 2^18 on a GPU, 2^12 on the CPU)."""
+    gap_points: int = 10_000
+    """Noise points of the jump-gap diagnostic (one jump to the data end vs the CFM model's own
+    64-step ODE, from several start times; per-point networks only; 0: skip)."""
     seed: int = 1234
     """Seed of the noise and of the reference samples (never the training samples)."""
     out: str | None = None
     """Output folder (default: <run dir>/eval)."""
 
     def __post_init__(self) -> None:
+        if self.gap_points < 0:
+            raise ConfigError(f"--gap-points must be >= 0, got {self.gap_points}")
         require_positive({"--points": self.points, "--f-threshold": self.f_threshold,
                           "--batch-size": self.batch_size,
                           "--reference-points": self.reference_points})
