@@ -195,6 +195,13 @@ def run(argv: list[str]) -> Report:
                   ["model", "sampler", "steps", "NFE", "Chamfer (box)", "Chamfer (model)",
                    "Chamfer (shape units)", "F-score@1%", "Hausdorff (box)", f"s / {timed} points"],
                   rows),
+            Table("Jump gap (box units): mean distance between one jump to the data end and the "
+                  "same network's own 64-step ODE (its r = t field), both from that ODE's state at "
+                  "the start time (unit time, 0 = noise); `cfm geometry eval`'s diagnostic",
+                  ["model", *(f"from {g['start']:.2f}" for g in results["CFM-EDM"]["jump_gap"]),
+                   "ODE endpoints' spread"],
+                  [[name, *(g["gap_box"] for g in result["jump_gap"]),
+                    result["jump_gap"][0]["spread_box"]] for name, result in results.items()]),
             Table("Training cost: ms per step (same batches, interleaved timing) and ratio to "
                   "the baseline; wall time of the whole training run",
                   ["model", "ms / step", "ratio to baseline", "training s"], cost_rows),
