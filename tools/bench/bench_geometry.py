@@ -51,6 +51,8 @@ BASELINE_STEPS = (1, 2, 4, 8, 16, 32)  # Heun: NFE 1, 3, 7, 15, 31, 63
 #: app's default share of r = t rows.
 MODELS = {"baseline": ("edm", 1.0), "CFM-EDM": ("edm", CFM_INSTANTANEOUS_RATIO),
           "CFM-x1": ("x1", CFM_INSTANTANEOUS_RATIO), "CFM-u": ("u", CFM_INSTANTANEOUS_RATIO)}
+#: Training steps of the default run (section ``geometry``).
+DEFAULT_STEPS = 6000
 #: Seed of the timed sampling runs' noise.
 TIMING_SEED = 99
 
@@ -101,7 +103,9 @@ def run(argv: list[str]) -> Report:
     net = GeometryNetConfig()
     parser = argparse.ArgumentParser(prog="run.py geometry", description=__doc__)
     parser.add_argument("--shape", default="torus_knot", help="built-in shape (thin tube)")
-    parser.add_argument("--steps", type=int, default=6000, help="training steps of every model")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                        help="training steps of every model (another value than the default "
+                             "records its own section, geometry-<steps>steps)")
     parser.add_argument("--batch", type=int, default=2048, help="points per training step")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--width", type=int, default=96)
@@ -126,7 +130,8 @@ def run(argv: list[str]) -> Report:
     timed = _count(args.timing_points)
 
     rows, cost_rows, curves = [], [], {}
-    eval_dir = RESULTS / "geometry_eval"
+    section = "geometry" if args.steps == DEFAULT_STEPS or args.quick else f"geometry-{args.steps}steps"
+    eval_dir = RESULTS / f"{section}_eval"
     with tempfile.TemporaryDirectory() as tmp:
         configs = {name: _config(args, name, Path(tmp) / name) for name in MODELS}
         seconds = {}
@@ -169,14 +174,15 @@ def run(argv: list[str]) -> Report:
     for name in MODELS:
         cost_rows.append([name, 1000 * times[name], times[name] / times["baseline"],
                           seconds[name]])
-    figure = save_curves(curves, RESULTS / "geometry_quality_vs_nfe.png",
+    figure = save_curves(curves, RESULTS / f"{section}_quality_vs_nfe.png",
                          xlabel="NFE (network evaluations per point)",
                          ylabel="Chamfer, summed, box units (lower is better)", logx=True,
                          logy=True, title=f"{args.shape}: CFM vs the EDM multi-step baseline")
 
     return Report(
-        name="geometry",
-        title=f"Geometry: CFM vs the EDM multi-step baseline on `{args.shape}` (CPU, small budget)",
+        name=section,
+        title=f"Geometry: CFM vs the EDM multi-step baseline on `{args.shape}` (CPU, {args.steps} steps "
+              f"of {args.batch} points)",
         settings={
             "shape": args.shape, "surface_samples": args.points,
             "net": f"PointMLP {args.width}x{args.depth}, Fourier point features "
