@@ -19,6 +19,7 @@ from cfm_core.training import (
     read_log,
     split_batch,
 )
+from cfm_core.training.trainer import config_changes
 
 from .test_training_fixtures import gaussian_data, make_model, train_config
 
@@ -98,6 +99,25 @@ def test_cosine_schedule_decays_and_resumes_exactly(tmp_path):
     assert _strip_timing(read_log(tmp_path / "b")) == _strip_timing(log_a)
     for key, value in _state(straight).items():
         assert torch.equal(value, _state(resumed)[key]), key
+
+
+def test_resume_names_the_options_that_changed(tmp_path, capsys):
+    stored = {"method": {"target_field": "conditional", "ratio": 0.75},
+              "train": {"steps": 4, "lr": 0.01, "ema_decays": [0.9, 0.5]}}
+    Trainer(make_model(), gaussian_data, train_config(tmp_path, steps=4), run_config=stored,
+            app="test").fit()
+    capsys.readouterr()
+    current = {"method": {"ratio": 0.75, "time_sampler": "uniform"},
+               "train": {"steps": 8, "lr": 0.01, "ema_decays": (0.9, 0.5), "resume": True}}
+    Trainer(make_model(), gaussian_data, train_config(tmp_path, steps=8, resume=True),
+            run_config=current, app="test")
+    out = capsys.readouterr().out
+    # steps and resume may change; the tuple equals the stored list; the rest is named
+    assert "changed since the checkpoint" in out and "train.steps" not in out
+    assert "ema_decays" not in out and "method.ratio" not in out
+    assert "method.target_field: 'conditional' -> (not stored)" in out
+    assert "method.time_sampler: (not stored) -> 'uniform'" in out
+    assert config_changes(stored, stored) == []
 
 
 def test_fresh_run_refuses_existing_checkpoints_and_resume_needs_one(tmp_path):

@@ -89,6 +89,35 @@ def lr_factor(warmup_steps: int, schedule: str = "constant", steps: int = 0,
     return factor
 
 
+#: Options that may differ on resume without changing what is trained.
+RESUME_OPTIONS = ("train.resume", "train.steps", "train.output_dir", "train.log_every",
+                  "train.sample_every", "train.checkpoint_every", "train.keep_last")
+
+
+def config_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``"key: old -> new"`` for every dotted option whose value differs between a checkpoint's
+    stored run config and the config a resumed run was given (an option the checkpoint does not
+    store shows as ``(not stored)``: the run was trained with that option's default of its time),
+    leaving out :data:`RESUME_OPTIONS`."""
+
+    def flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        items = {}
+        for key, value in config.items():
+            if isinstance(value, dict) and value:
+                items.update(flat(value, f"{prefix}{key}."))
+            else:
+                items[f"{prefix}{key}"] = value
+        return items
+
+    def shown(config: dict[str, Any], key: str) -> str:
+        return repr(config[key]) if key in config else "(not stored)"
+
+    old, new = flat(stored), flat(json.loads(json.dumps(current)))  # tuples compare as stored lists
+    return [f"{key}: {shown(old, key)} -> {shown(new, key)}"
+            for key in sorted(old.keys() | new.keys())
+            if key not in RESUME_OPTIONS and shown(old, key) != shown(new, key)]
+
+
 def split_batch(batch: Any, step: int) -> tuple[Tensor, Condition]:
     """``(x, cond)`` from what ``data(step)`` returned: a tensor ``x`` or a pair ``(x, cond)``."""
     if isinstance(batch, Tensor):
@@ -169,6 +198,8 @@ class Trainer:
                 self.ema.load_state_dict(resume_from.ema)
             self.step = resume_from.step
             self.accelerator.print(f"resuming from {resume_from.path} at step {self.step}")
+            for change in config_changes(resume_from.meta.get("config", {}), run_config):
+                self.accelerator.print(f"  changed since the checkpoint: {change}")
         self.log = None
         if self.is_main:
             self.log = MetricLog(self.output_dir, None if resume_from is None else self.step)
