@@ -182,7 +182,7 @@ def run(argv: list[str]) -> Report:
     return Report(
         name=section,
         title=f"Geometry: CFM vs the EDM multi-step baseline on `{args.shape}` (CPU, "
-              f"{'small budget' if section == 'geometry' else f'{args.steps} steps'})",
+              f"{'small budget' if section == 'geometry' else f'{args.steps} steps of {args.batch} points'})",
         settings={
             "shape": args.shape, "surface_samples": args.points,
             "net": f"PointMLP {args.width}x{args.depth}, Fourier point features "

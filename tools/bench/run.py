@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(f"bench_{name}")
     report = module.run(argv[1:])
     path = record(report)
-    print(f"recorded {path} and the '{name}' section of BENCHMARKS.md")
+    print(f"recorded {path} and the '{report.name}' section of BENCHMARKS.md")
     return 0
 
 
