@@ -14,7 +14,7 @@ the app's own generation path (``generate_points``: the app's default batches, 2
 the CPU, one time embedding per batch), for every row up to ``--timing-max-nfe``. The training
 step (loss, backward, AdamW) is timed in one process, the models interleaved, on the same batches.
 The CPU configuration is deliberately small (a 96 x 3 MLP, 6000 steps of 2048 points) so that
-the whole run stays near twenty minutes; its absolute quality is far from GD's (512 x 6, 512k steps
+the whole run stays under half an hour; its absolute quality is far from GD's (512 x 6, 512k steps
 of 1M points).
 """
 
