@@ -3,9 +3,9 @@ Distributions), CFM-EDM, CFM-x1 and CFM-u against the EDM multi-step baseline.
 
 All four models share the per-point network (PointMLP), the surface samples, the batches, the
 budget, the learning-rate schedule (the app's: half cosine) and the seed; the baseline is EDM
-trained with r = t only (instantaneous_ratio 1.0) and sampled with EDM's Heun solver (NFE = 2 steps
-- 1), CFM with cumulative jumps (its cumulative target built from its own r = t field, the app's
-default). ``cfm geometry
+trained with r = t only (instantaneous_ratio 1.0) and sampled with EDM's Heun solver (NFE =
+2 steps - 1), CFM with cumulative jumps (its cumulative target built from its own r = t field, the
+app's default). ``cfm geometry
 eval`` scores every run against dense surface samples of the input with the same noise: the
 two-sided Chamfer distance (GD's summed form) in GD's normalised-mesh units, in the unit-variance
 model units and in the shape's units, the F-score at 1% of the bounding-box diagonal and the
