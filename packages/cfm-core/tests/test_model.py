@@ -15,23 +15,27 @@ def _fixed_times(model, u_t, u_r, inst):
     model.time_sampler = lambda batch, device: (u_t, u_r, inst)
 
 
-def test_loss_equals_hand_computed_target(formulation):
-    """Fixed times and noise: the loss is the weighted MSE to the hand-built field-equation target."""
-    torch.manual_seed(0)
-    model = CumulativeFlowMap(SmoothNet(), formulation, derivative="jvp", adaptive_p=0.0)
-    n = 8
-    u_t = torch.linspace(0.1, 0.6, n)
-    u_r = torch.linspace(0.3, 0.9, n)
+def _loss_on_a_fixed_batch(model, n: int = 8):
+    """The model's loss on 8 rows with fixed times (every other row at r = t) and fixed noise;
+    returns ``(loss, data, noise, t, r, inst, x)`` for rebuilding the target by hand."""
+    u_t, u_r = torch.linspace(0.1, 0.6, n), torch.linspace(0.3, 0.9, n)
     inst = torch.tensor([True, False] * (n // 2))
     u_r = torch.where(inst, u_t, u_r)
     _fixed_times(model, u_t, u_r, inst)
     data, noise = torch.randn(n, 3), torch.randn(n, 3)
     loss = model.loss(data, noise=noise)
-
-    f = formulation
+    f = model.formulation
     t = f.time_from_unit(u_t)
     r = torch.where(inst, t, f.time_from_unit(u_r))
-    x = f.interpolate(data, noise, t)
+    return loss, data, noise, t, r, inst, f.interpolate(data, noise, t)
+
+
+def test_loss_equals_hand_computed_target(formulation):
+    """Fixed times and noise: the loss is the weighted MSE to the hand-built field-equation target."""
+    torch.manual_seed(0)
+    model = CumulativeFlowMap(SmoothNet(), formulation, derivative="jvp", adaptive_p=0.0)
+    loss, data, noise, t, r, inst, x = _loss_on_a_fixed_batch(model)
+    f = formulation
     m_cond = f.conditional_target(data, noise, t)
     v = f.velocity(m_cond, x, t)
     dm = autograd_derivative(lambda a, b: model.field(a, b, r), x, t, v)
@@ -40,13 +44,13 @@ def test_loss_equals_hand_computed_target(formulation):
     expected = ((model.field(x, t, r) - target) ** 2).mean(1) * weight
     torch.testing.assert_close(loss, expected.mean(), rtol=1e-4, atol=1e-6)
     plain = CumulativeFlowMap(model.net, formulation, field_weighting="none", adaptive_p=0.0)
-    _fixed_times(plain, u_t, u_r, inst)
+    plain.time_sampler = model.time_sampler
     expected_plain = ((model.field(x, t, r) - target) ** 2).mean(1) * f.loss_weight(t)
     torch.testing.assert_close(
         plain.loss(data, noise=noise), expected_plain.mean(), rtol=1e-4, atol=1e-6
     )
     adaptive = CumulativeFlowMap(model.net, formulation, adaptive_p=1.0, adaptive_c=0.5)
-    _fixed_times(adaptive, u_t, u_r, inst)
+    adaptive.time_sampler = model.time_sampler
     expected_adaptive = expected / (expected.detach() + 0.5)
     torch.testing.assert_close(
         adaptive.loss(data, noise=noise), expected_adaptive.mean(), rtol=1e-4, atol=1e-6
@@ -60,18 +64,8 @@ def test_model_target_field_builds_the_target_from_the_networks_r_equal_t_output
     torch.manual_seed(0)
     model = CumulativeFlowMap(SmoothNet(), formulation, derivative=derivative, adaptive_p=0.0,
                               target_field="model")
-    n = 8
-    u_t, u_r = torch.linspace(0.1, 0.6, n), torch.linspace(0.3, 0.9, n)
-    inst = torch.tensor([True, False] * (n // 2))
-    u_r = torch.where(inst, u_t, u_r)
-    _fixed_times(model, u_t, u_r, inst)
-    data, noise = torch.randn(n, 3), torch.randn(n, 3)
-    loss = model.loss(data, noise=noise)
-
+    loss, data, noise, t, r, inst, x = _loss_on_a_fixed_batch(model)
     f = formulation
-    t = f.time_from_unit(u_t)
-    r = torch.where(inst, t, f.time_from_unit(u_r))
-    x = f.interpolate(data, noise, t)
     m_model = model.field(x, t, t).detach()
     v = f.velocity(m_model, x, t)
     dm = autograd_derivative(lambda a, b: model.field(a, b, r), x, t, v)
