@@ -51,7 +51,8 @@ class MethodConfig:
     target_field: Literal["conditional", "model"] = "conditional"
     """Instantaneous field inside the cumulative rows' target: conditional (the paper's m_t(x|x1):
     unbiased, as noisy as the data) or model (the network's own r = t output under stop-gradient,
-    one extra forward pass: no data noise; the r = t rows still learn from the data)."""
+    one extra forward pass: no data noise; the r = t rows still learn from the data). Measured better
+    on geometry, worse on pose and SDF, divergent with ddim (see the README)."""
 
     def __post_init__(self) -> None:
         if self.formulation not in FORMULATIONS:
