@@ -16,7 +16,7 @@ def _fixed_times(model, u_t, u_r, inst):
 
 
 def _loss_on_a_fixed_batch(model, n: int = 8):
-    """The model's loss on 8 rows with fixed times (every other row at r = t) and fixed noise;
+    """The model's loss on ``n`` rows with fixed times (every other row at r = t) and fixed noise;
     returns ``(loss, data, noise, t, r, inst, x)`` for rebuilding the target by hand."""
     u_t, u_r = torch.linspace(0.1, 0.6, n), torch.linspace(0.3, 0.9, n)
     inst = torch.tensor([True, False] * (n // 2))
