@@ -26,9 +26,7 @@ SHARD_PATTERN = "shard-%06d.tar"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="pack_image_shards.py", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="pack_image_shards.py", description=__doc__.split("\n")[0])
     parser.add_argument("folder", type=Path, help="folder of images (searched recursively)")
     parser.add_argument("out_dir", type=Path, help="output folder for the shards (created)")
     parser.add_argument("--resolution", type=int, required=True, help="side of the square images")

@@ -52,8 +52,7 @@ def _config(formulation: str, ratio: float, steps: int, out: Path) -> ImageTrain
     return replace(
         quick,
         method=replace(quick.method, formulation=formulation, instantaneous_ratio=ratio),
-        train=replace(quick.train, steps=steps, output_dir=str(out), checkpoint_every=steps,
-                      sample_every=steps),
+        train=replace(quick.train, steps=steps, output_dir=str(out), checkpoint_every=steps, sample_every=steps),
     )
 
 
@@ -102,10 +101,19 @@ def _quality_tables(formulation: str, result: dict, rows: list, curves: dict, fi
         for nfe in steps:
             r = by_key[(label, nfe)]
             fid_cell = [r["fid"]] if fid else []
-            rows.append([formulation, name, nfe, r["classifier_fd"], r["classifier_accuracy"],
-                         r["class_entropy_marginal"], *fid_cell, r["ms_per_sample"]])
-        curves[f"{formulation} {name}"] = (list(steps),
-                                           [by_key[(label, s)]["classifier_fd"] for s in steps])
+            rows.append(
+                [
+                    formulation,
+                    name,
+                    nfe,
+                    r["classifier_fd"],
+                    r["classifier_accuracy"],
+                    r["class_entropy_marginal"],
+                    *fid_cell,
+                    r["ms_per_sample"],
+                ]
+            )
+        curves[f"{formulation} {name}"] = (list(steps), [by_key[(label, s)]["classifier_fd"] for s in steps])
 
 
 def _cifar_gpu() -> tuple[Table | None, str]:
@@ -118,22 +126,38 @@ def _cifar_gpu() -> tuple[Table | None, str]:
     generator = torch.Generator().manual_seed(0)
 
     def random_batches(step: int):
-        return (torch.rand(batch, 3, 32, 32, generator=generator) * 2 - 1,
-                torch.randint(0, 10, (batch,), generator=generator))
+        return (
+            torch.rand(batch, 3, 32, 32, generator=generator) * 2 - 1,
+            torch.randint(0, 10, (batch,), generator=generator),
+        )
 
-    configs = {f"{form} {kind}": replace(cifar, data=data, method=replace(
-        cifar.method, formulation=form, instantaneous_ratio=ratio))
-        for form in FORMULATIONS for kind, ratio in (("CFM", 0.5), ("baseline", 1.0))}
+    configs = {
+        f"{form} {kind}": replace(
+            cifar, data=data, method=replace(cifar.method, formulation=form, instantaneous_ratio=ratio)
+        )
+        for form in FORMULATIONS
+        for kind, ratio in (("CFM", 0.5), ("baseline", 1.0))
+    }
     times, peaks = step_times(configs, random_batches, rounds=20, device="cuda")
     rows = []
     for form in FORMULATIONS:
         cfm, base = f"{form} CFM", f"{form} baseline"
-        rows.append([form, 1000 * times[base], 1000 * times[cfm], times[cfm] / times[base],
-                     peaks[base] / 2**30, peaks[cfm] / 2**30])
-    table = Table(f"cifar preset on {torch.cuda.get_device_name(0)}: 39M UNet, 3x32x32 random "
-                  f"images, batch {batch}, bf16 autocast (median of 20 steps)",
-                  ["formulation", "baseline ms/step", "CFM ms/step", "ratio", "baseline peak GiB",
-                   "CFM peak GiB"], rows)
+        rows.append(
+            [
+                form,
+                1000 * times[base],
+                1000 * times[cfm],
+                times[cfm] / times[base],
+                peaks[base] / 2**30,
+                peaks[cfm] / 2**30,
+            ]
+        )
+    table = Table(
+        f"cifar preset on {torch.cuda.get_device_name(0)}: 39M UNet, 3x32x32 random "
+        f"images, batch {batch}, bf16 autocast (median of 20 steps)",
+        ["formulation", "baseline ms/step", "CFM ms/step", "ratio", "baseline peak GiB", "CFM peak GiB"],
+        rows,
+    )
     return table, "cifar preset timed on random images (no CIFAR-10 download is possible)."
 
 
@@ -145,11 +169,15 @@ def run(argv: list[str]) -> Report:
     parser.add_argument("--timing-rounds", type=int, default=20)
     parser.add_argument("--formulations", nargs="+", default=list(FORMULATIONS))
     parser.add_argument("--quick", action="store_true", help="60 steps, 100 images: a smoke run")
-    parser.add_argument("--cifar-gpu", action="store_true",
-                        help="also time the cifar preset on the GPU (skipped without CUDA)")
-    parser.add_argument("--fid-weights", metavar="PATH",
-                        help="also report FID with this local Inception-v3 file (torch-fidelity's "
-                             "weights-inception-2015-12-05-6726825d.pth; slow on a CPU)")
+    parser.add_argument(
+        "--cifar-gpu", action="store_true", help="also time the cifar preset on the GPU (skipped without CUDA)"
+    )
+    parser.add_argument(
+        "--fid-weights",
+        metavar="PATH",
+        help="also report FID with this local Inception-v3 file (torch-fidelity's "
+        "weights-inception-2015-12-05-6726825d.pth; slow on a CPU)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.n, args.timing_rounds = 60, 100, 5
@@ -164,36 +192,65 @@ def run(argv: list[str]) -> Report:
                 runs[kind] = Path(tmp) / f"{f}-{kind}"
                 print(f"== {f} {kind}: {args.steps} steps", flush=True)
                 make_trainer(_config(f, ratio, args.steps, runs[kind])).fit()
-            result = evaluate(ImageEvalConfig(
-                checkpoint=str(runs["cfm"]), baseline=str(runs["baseline"]), cfm_steps=CFM_STEPS,
-                baseline_steps=BASELINE_STEPS, n=args.n, fid_weights=args.fid_weights,
-                out=str(Path(tmp) / f"{f}-eval")), fid)
+            result = evaluate(
+                ImageEvalConfig(
+                    checkpoint=str(runs["cfm"]),
+                    baseline=str(runs["baseline"]),
+                    cfm_steps=CFM_STEPS,
+                    baseline_steps=BASELINE_STEPS,
+                    n=args.n,
+                    fid_weights=args.fid_weights,
+                    out=str(Path(tmp) / f"{f}-eval"),
+                ),
+                fid,
+            )
             _copy(Path(tmp) / f"{f}-eval" / "samples.png", FIGURES / f"samples-{f}.png")
             _quality_tables(f, result, quality_rows, curves, fid is not None)
             cfm_cfg, data = _digit_batches(_config(f, 0.5, 1, Path(tmp) / "t"))
             base_cfg, _ = _digit_batches(_config(f, 1.0, 1, Path(tmp) / "t"))
-            times, _ = step_times({"cfm": cfm_cfg, "baseline": base_cfg}, data,
-                                  args.timing_rounds)
+            times, _ = step_times({"cfm": cfm_cfg, "baseline": base_cfg}, data, args.timing_rounds)
             fd = {(r["label"], r["nfe"]): r["classifier_fd"] for r in result["rows"]}
             best_base = min(BASELINE_STEPS, key=lambda s: fd[("baseline", s)])
-            needed = min((s for s in BASELINE_STEPS if fd[("baseline", s)] <= fd[("cfm", 1)]),
-                         default=None)
-            cost_rows.append([f, 1000 * times["baseline"], 1000 * times["cfm"],
-                              times["cfm"] / times["baseline"], fd[("cfm", 1)],
-                              fd[("baseline", best_base)], best_base,
-                              "never" if needed is None else needed])
+            needed = min((s for s in BASELINE_STEPS if fd[("baseline", s)] <= fd[("cfm", 1)]), default=None)
+            cost_rows.append(
+                [
+                    f,
+                    1000 * times["baseline"],
+                    1000 * times["cfm"],
+                    times["cfm"] / times["baseline"],
+                    fd[("cfm", 1)],
+                    fd[("baseline", best_base)],
+                    best_base,
+                    "never" if needed is None else needed,
+                ]
+            )
             headline.append(result.get("held_out", {}))
     figure = _curves(curves)
     tables = [
-        Table("Digit-classifier Frechet distance (lower is better), classifier accuracy on the "
-              "class-conditional samples, entropy of the predicted-class histogram (ln 10 = "
-              f"2.303 is uniform) and sampling time, {args.n} images per row",
-              ["formulation", "model", "NFE", "classifier FD", "accuracy", "H(class histogram)"]
-              + ["FID"] * (fid is not None) + ["ms/image"], quality_rows),
-        Table("Training step time (median, alternating CFM and baseline steps) and the headline "
-              "comparison: the baseline NFE needed to match CFM's 1-step FD",
-              ["formulation", "baseline ms/step", "CFM ms/step", "CFM/baseline", "CFM FD @1",
-               "baseline best FD", "at NFE", "baseline NFE to match CFM @1"], cost_rows),
+        Table(
+            "Digit-classifier Frechet distance (lower is better), classifier accuracy on the "
+            "class-conditional samples, entropy of the predicted-class histogram (ln 10 = "
+            f"2.303 is uniform) and sampling time, {args.n} images per row",
+            ["formulation", "model", "NFE", "classifier FD", "accuracy", "H(class histogram)"]
+            + ["FID"] * (fid is not None)
+            + ["ms/image"],
+            quality_rows,
+        ),
+        Table(
+            "Training step time (median, alternating CFM and baseline steps) and the headline "
+            "comparison: the baseline NFE needed to match CFM's 1-step FD",
+            [
+                "formulation",
+                "baseline ms/step",
+                "CFM ms/step",
+                "CFM/baseline",
+                "CFM FD @1",
+                "baseline best FD",
+                "at NFE",
+                "baseline NFE to match CFM @1",
+            ],
+            cost_rows,
+        ),
     ]
     notes = [
         f"Small CPU budget: {args.steps} steps of batch 64 per model (the quick preset's micro "
@@ -203,8 +260,9 @@ def run(argv: list[str]) -> Report:
         f"{headline[0].get('classifier_accuracy', float('nan')):.3g} and their class-histogram "
         f"entropy {headline[0].get('class_entropy_marginal', float('nan')):.3g}.",
         f"Total wall time {time.perf_counter() - started:.0f} s on this CPU, one thread.",
-        f"FID against {result['fid']['reference_images']} training digits with "
-        f"{args.fid_weights}." if fid is not None else f"FID skipped: {FID_SKIP_REASON}.",
+        f"FID against {result['fid']['reference_images']} training digits with {args.fid_weights}."
+        if fid is not None
+        else f"FID skipped: {FID_SKIP_REASON}.",
     ]
     if args.cifar_gpu:
         table, message = _cifar_gpu()
@@ -214,11 +272,17 @@ def run(argv: list[str]) -> Report:
     return Report(
         name="image",
         title="Image: CFM vs multi-step baseline on the built-in digits (small CPU budget)",
-        settings={"data": "digits 16x16, class-conditional, label dropout 0.1",
-                  "net": "UNet micro (quick preset)", "train_steps": args.steps, "batch": 64,
-                  "lr": TRAIN_PRESETS["quick"].train.lr, "eval_images": args.n,
-                  "baseline_solver": "euler (DDIM step for ddim)", "guidance": 1.0,
-                  "formulations": " ".join(args.formulations)},
+        settings={
+            "data": "digits 16x16, class-conditional, label dropout 0.1",
+            "net": "UNet micro (quick preset)",
+            "train_steps": args.steps,
+            "batch": 64,
+            "lr": TRAIN_PRESETS["quick"].train.lr,
+            "eval_images": args.n,
+            "baseline_solver": "euler (DDIM step for ddim)",
+            "guidance": 1.0,
+            "formulations": " ".join(args.formulations),
+        },
         tables=tables,
         figures=[str(figure)] + [str(FIGURES / f"samples-{f}.png") for f in args.formulations],
         notes=notes,
@@ -234,7 +298,12 @@ def _copy(source: Path, target: Path) -> None:
 def _curves(curves: dict) -> Path:
     from cfm_core.plotting import save_curves
 
-    return save_curves(curves, FIGURES / "quality_vs_nfe.png", xlabel="NFE",
-                       ylabel="digit-classifier FD (lower is better)", logx=True, logy=True,
-                       title="digits 16x16: CFM vs multi-step baseline (small CPU budget)")
-
+    return save_curves(
+        curves,
+        FIGURES / "quality_vs_nfe.png",
+        xlabel="NFE",
+        ylabel="digit-classifier FD (lower is better)",
+        logx=True,
+        logy=True,
+        title="digits 16x16: CFM vs multi-step baseline (small CPU budget)",
+    )

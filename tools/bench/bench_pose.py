@@ -36,22 +36,32 @@ MODELS = (("baseline", "ddim", 1.0), ("CFM-DDIM", "ddim", 0.5), ("CFM-u", "u", 0
 METRICS = ("cd_j2j", "iou", "precision", "recall", "joints")
 
 
-def _train_config(args: argparse.Namespace, formulation: str, ratio: float, out: Path
-                  ) -> PoseTrainConfig:
-    base = PoseTrainConfig(procedural=ProceduralConfig(args.template), n_points=args.n_points,
-                           net=PoseNetConfig(hidden=args.hidden, depth=args.depth, code_dim=128,
-                                             encoder_hidden=64))
-    return replace(base, method=MethodConfig(formulation=formulation, instantaneous_ratio=ratio),
-                   train=replace(base.train, steps=args.steps, batch_size=args.batch_size,
-                                 warmup_steps=min(100, args.steps // 10), seed=0,
-                                 checkpoint_every=args.steps, sample_every=0,
-                                 log_every=max(1, args.steps // 10), output_dir=str(out)))
+def _train_config(args: argparse.Namespace, formulation: str, ratio: float, out: Path) -> PoseTrainConfig:
+    base = PoseTrainConfig(
+        procedural=ProceduralConfig(args.template),
+        n_points=args.n_points,
+        net=PoseNetConfig(hidden=args.hidden, depth=args.depth, code_dim=128, encoder_hidden=64),
+    )
+    return replace(
+        base,
+        method=MethodConfig(formulation=formulation, instantaneous_ratio=ratio),
+        train=replace(
+            base.train,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            warmup_steps=min(100, args.steps // 10),
+            seed=0,
+            checkpoint_every=args.steps,
+            sample_every=0,
+            log_every=max(1, args.steps // 10),
+            output_dir=str(out),
+        ),
+    )
 
 
 def _row(name: str, row: dict) -> list:
     cells = ["-" if row.get(m) is None else row[m] for m in METRICS]
-    return [name, row["sampler"], row["nfe"], *cells, row["ms_per_shape"],
-            row["total_ms_per_shape"]]
+    return [name, row["sampler"], row["nfe"], *cells, row["ms_per_shape"], row["total_ms_per_shape"]]
 
 
 def run(argv: list[str]) -> Report:
@@ -80,37 +90,62 @@ def run(argv: list[str]) -> Report:
             runs[name], seconds[name] = Path(tmp) / name, summary["seconds"]
         for name, baseline_steps in (("CFM-DDIM", tuple(args.baseline_steps)), ("CFM-u", ())):
             print(f"== evaluating {name}", flush=True)
-            results[name] = evaluate(PoseEvalConfig(
-                checkpoint=str(runs[name]), baseline=str(runs["baseline"]) if baseline_steps
-                else None, cfm_steps=CFM_STEPS, baseline_steps=baseline_steps,
-                n_shapes=args.n_shapes, seed=1234, extraction=extraction,
-                out=str(RESULTS / "pose" / name)))
+            results[name] = evaluate(
+                PoseEvalConfig(
+                    checkpoint=str(runs[name]),
+                    baseline=str(runs["baseline"]) if baseline_steps else None,
+                    cfm_steps=CFM_STEPS,
+                    baseline_steps=baseline_steps,
+                    n_shapes=args.n_shapes,
+                    seed=1234,
+                    extraction=extraction,
+                    out=str(RESULTS / "pose" / name),
+                )
+            )
     for name in ("CFM-DDIM", "CFM-u"):
         rows += [_row(name, r) for r in results[name]["rows"] if r["label"] == "cfm"]
-    rows += [_row("baseline (DDPM, DDIM sampler)", r) for r in results["CFM-DDIM"]["rows"]
-             if r["label"] == "baseline"]
+    rows += [_row("baseline (DDPM, DDIM sampler)", r) for r in results["CFM-DDIM"]["rows"] if r["label"] == "baseline"]
     gt_joints = results["CFM-DDIM"]["rows"][0]["gt_joints"]
-    figures = [str(RESULTS / "pose" / "CFM-DDIM" / f) for f in ("quality_vs_nfe.png",
-                                                                 "predictions.png")]
+    figures = [str(RESULTS / "pose" / "CFM-DDIM" / f) for f in ("quality_vs_nfe.png", "predictions.png")]
     return Report(
         name="pose",
         title="Pose: joints of procedural characters, CFM-DDIM / CFM-u vs the DDPM baseline (CPU)",
         settings={
-            "data": f"procedural, template {args.template}", "n_points": args.n_points,
-            "train_steps": args.steps, "batch": args.batch_size,
+            "data": f"procedural, template {args.template}",
+            "n_points": args.n_points,
+            "train_steps": args.steps,
+            "batch": args.batch_size,
             "net": f"PoseMLP per-point {args.hidden}x{args.depth}, code 128, encoder 64",
-            "lr": 1e-3, "ema": "0.999, warm-up power 0.75", "held_out_shapes": args.n_shapes,
+            "lr": 1e-3,
+            "ema": "0.999, warm-up power 0.75",
+            "held_out_shapes": args.n_shapes,
             "extraction": f"mean shift bandwidth {args.bandwidth}, min_count 5",
             "torch_threads": torch.get_num_threads(),
         },
         tables=[
-            Table("Held-out joint prediction at each NFE (CD-J2J lower is better, unit-box "
-                  "units; IoU / precision / recall higher is better; joints = mean predicted "
-                  f"count, ground truth {gt_joints:.1f}); wall time in ms per shape",
-                  ["model", "sampler", "NFE", "CD-J2J", "IoU", "precision", "recall", "joints",
-                   "sampling ms", "sampling + extraction ms"], rows),
-            Table("Training wall time (s) of each model, same steps and batch",
-                  ["model", "seconds"], [[k, v] for k, v in seconds.items()]),
+            Table(
+                "Held-out joint prediction at each NFE (CD-J2J lower is better, unit-box "
+                "units; IoU / precision / recall higher is better; joints = mean predicted "
+                f"count, ground truth {gt_joints:.1f}); wall time in ms per shape",
+                [
+                    "model",
+                    "sampler",
+                    "NFE",
+                    "CD-J2J",
+                    "IoU",
+                    "precision",
+                    "recall",
+                    "joints",
+                    "sampling ms",
+                    "sampling + extraction ms",
+                ],
+                rows,
+            ),
+            Table(
+                "Training wall time (s) of each model, same steps and batch",
+                ["model", "seconds"],
+                [[k, v] for k, v in seconds.items()],
+            ),
         ],
         figures=figures,
         notes=[

@@ -28,8 +28,19 @@ from timing import interleaved_step_times, optimizer_step
 
 CFM_STEPS = (1, 2, 4, 10)
 BASELINE_STEPS = (1, 2, 4, 10, 64)
-COLUMNS = ["model", "sampler", "steps", "NFE", "Chamfer", "F-score", "IoU", "SDF error",
-           "no surface", "network ms/shape", "meshing ms/shape"]
+COLUMNS = [
+    "model",
+    "sampler",
+    "steps",
+    "NFE",
+    "Chamfer",
+    "F-score",
+    "IoU",
+    "SDF error",
+    "no surface",
+    "network ms/shape",
+    "meshing ms/shape",
+]
 
 
 def _config(args: argparse.Namespace, ratio: float, out: Path) -> SdfTrainConfig:
@@ -40,9 +51,17 @@ def _config(args: argparse.Namespace, ratio: float, out: Path) -> SdfTrainConfig
     return replace(
         base,
         method=replace(base.method, formulation=args.formulation, instantaneous_ratio=ratio),
-        train=replace(base.train, steps=args.steps, batch_size=args.batch, lr=args.lr,
-                      warmup_steps=100, checkpoint_every=args.steps, sample_every=args.steps,
-                      log_every=max(1, args.steps // 20), output_dir=str(out)),
+        train=replace(
+            base.train,
+            steps=args.steps,
+            batch_size=args.batch,
+            lr=args.lr,
+            warmup_steps=100,
+            checkpoint_every=args.steps,
+            sample_every=args.steps,
+            log_every=max(1, args.steps // 20),
+            output_dir=str(out),
+        ),
     )
 
 
@@ -80,44 +99,80 @@ def run(argv: list[str]) -> Report:
             print(f"== training {label} ({args.formulation}, r = t share {ratio})", flush=True)
             train(_config(args, ratio, runs[label]))
         print("== evaluating", flush=True)
-        result = evaluate(SdfEvalConfig(
-            checkpoint=str(runs["cfm"]), baseline=str(runs["baseline"]), cfm_steps=CFM_STEPS,
-            baseline_steps=BASELINE_STEPS, n_shapes=args.shapes, resolution=args.resolution,
-            out=str(Path(tmp) / "eval"),
-        ))
+        result = evaluate(
+            SdfEvalConfig(
+                checkpoint=str(runs["cfm"]),
+                baseline=str(runs["baseline"]),
+                cfm_steps=CFM_STEPS,
+                baseline_steps=BASELINE_STEPS,
+                n_shapes=args.shapes,
+                resolution=args.resolution,
+                out=str(Path(tmp) / "eval"),
+            )
+        )
         figures = []
         for name in ("shapes", "quality_vs_nfe"):
             target = RESULTS / f"sdf_{name}.png"
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(Path(tmp) / "eval" / f"{name}.png", target)
             figures.append(str(target))
-        times = _step_times({label: _config(args, ratio, Path(tmp) / "t")
-                             for label, ratio in (("baseline", 1.0), ("cfm", 0.5))},
-                            args.timing_steps)
+        times = _step_times(
+            {label: _config(args, ratio, Path(tmp) / "t") for label, ratio in (("baseline", 1.0), ("cfm", 0.5))},
+            args.timing_steps,
+        )
 
-    rows = [[r["label"], r["sampler"], r["steps"], r["nfe"],
-             "-" if r["chamfer"] is None else r["chamfer"], r["fscore"], r["iou"],
-             r["sdf_error"], f"{r['empty_shapes']}/{args.shapes}", r["network_ms_per_shape"],
-             r["meshing_ms_per_shape"]] for r in result["rows"]]
-    best = {label: max((r for r in result["rows"] if r["label"] == label), key=lambda r: r["iou"])
-            for label in ("cfm", "baseline")}
+    rows = [
+        [
+            r["label"],
+            r["sampler"],
+            r["steps"],
+            r["nfe"],
+            "-" if r["chamfer"] is None else r["chamfer"],
+            r["fscore"],
+            r["iou"],
+            r["sdf_error"],
+            f"{r['empty_shapes']}/{args.shapes}",
+            r["network_ms_per_shape"],
+            r["meshing_ms_per_shape"],
+        ]
+        for r in result["rows"]
+    ]
+    best = {
+        label: max((r for r in result["rows"] if r["label"] == label), key=lambda r: r["iou"])
+        for label in ("cfm", "baseline")
+    }
     one = next(r for r in result["rows"] if r["label"] == "cfm" and r["steps"] == 1)
     many = next(r for r in result["rows"] if r["label"] == "baseline" and r["steps"] == 64)
     return Report(
         name="sdf",
         title=f"SDF: CFM vs multi-step baseline, {args.family} from 64 surface points (CPU)",
-        settings={"family": args.family, "formulation": args.formulation, "net": args.net,
-                  "train_steps": args.steps, "batch": args.batch, "lr": args.lr,
-                  "context_points": args.context, "condition_points": 64,
-                  "held_out_shapes": args.shapes, "grid": f"{args.resolution}^3",
-                  "fscore_threshold": result["fscore_threshold"],
-                  "baseline_solver": result["baseline_method"], "device": result["device"]},
+        settings={
+            "family": args.family,
+            "formulation": args.formulation,
+            "net": args.net,
+            "train_steps": args.steps,
+            "batch": args.batch,
+            "lr": args.lr,
+            "context_points": args.context,
+            "condition_points": 64,
+            "held_out_shapes": args.shapes,
+            "grid": f"{args.resolution}^3",
+            "fscore_threshold": result["fscore_threshold"],
+            "baseline_solver": result["baseline_method"],
+            "device": result["device"],
+        },
         tables=[
-            Table("Held-out shapes: Chamfer (lower is better), F-score and IoU (higher), "
-                  "truncated-SDF error (lower); time per shape", COLUMNS, rows),
-            Table("Training step time (ms)", ["baseline", "CFM (jvp)", "ratio"],
-                  [[1000 * times["baseline"], 1000 * times["cfm"],
-                    times["cfm"] / times["baseline"]]]),
+            Table(
+                "Held-out shapes: Chamfer (lower is better), F-score and IoU (higher), "
+                "truncated-SDF error (lower); time per shape",
+                COLUMNS,
+                rows,
+            ),
+            Table(
+                "Training step time (ms)",
+                ["baseline", "CFM (jvp)", "ratio"],
+                [[1000 * times["baseline"], 1000 * times["cfm"], times["cfm"] / times["baseline"]]],
+            ),
         ],
         figures=figures,
         notes=[

@@ -97,9 +97,12 @@ def run(argv: list[str]) -> Report:
     parser.add_argument("--n", type=int, default=5000, help="samples per evaluation")
     parser.add_argument("--timing-steps", type=int, default=50)
     parser.add_argument("--formulations", nargs="+", default=list(FORMULATIONS))
-    parser.add_argument("--coupling", choices=COUPLINGS, default=DEFAULT_COUPLING,
-                        help="noise-data pairing of both models (another than the toy default "
-                             "records the section toy-<coupling>)")
+    parser.add_argument(
+        "--coupling",
+        choices=COUPLINGS,
+        default=DEFAULT_COUPLING,
+        help="noise-data pairing of both models (another than the toy default records the section toy-<coupling>)",
+    )
     parser.add_argument("--quick", action="store_true", help="300 steps, 1000 samples: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
@@ -111,23 +114,19 @@ def run(argv: list[str]) -> Report:
     from cfm_core.toy.data import sample_toy
 
     held_out = sample_toy(args.data, args.n, generator=gen)
-    floor = [energy_distance(sample_toy(args.data, args.n, generator=gen), held_out)
-             for _ in range(FLOOR_DRAWS)]
+    floor = [energy_distance(sample_toy(args.data, args.n, generator=gen), held_out) for _ in range(FLOOR_DRAWS)]
     floor_mean, floor_sd = float(np.mean(floor)), float(np.std(floor, ddof=1))
     with tempfile.TemporaryDirectory() as tmp:
         for f in args.formulations:
-            cfm, _ = _train(_config(f, 0.5, args.data, args.steps, Path(tmp) / f"{f}-cfm",
-                                    coupling=args.coupling))
-            base, _ = _train(_config(f, 1.0, args.data, args.steps, Path(tmp) / f"{f}-base",
-                                     coupling=args.coupling))
+            cfm, _ = _train(_config(f, 0.5, args.data, args.steps, Path(tmp) / f"{f}-cfm", coupling=args.coupling))
+            base, _ = _train(_config(f, 1.0, args.data, args.steps, Path(tmp) / f"{f}-base", coupling=args.coupling))
             entries = nfe_sweep(noise, cfm, CFM_STEPS, base, BASELINE_STEPS, "euler")
             scores = {(e.label, e.nfe): energy_distance(e.samples, held_out) for e in entries}
             ms = {(e.label, e.nfe): 1000 * e.seconds_per_sample for e in entries}
             for label in ("cfm", "baseline"):
                 steps = CFM_STEPS if label == "cfm" else BASELINE_STEPS
                 quality_rows.append(
-                    [f, "CFM" if label == "cfm" else "baseline"]
-                    + [scores.get((label, s), "") for s in BASELINE_STEPS]
+                    [f, "CFM" if label == "cfm" else "baseline"] + [scores.get((label, s), "") for s in BASELINE_STEPS]
                 )
                 curves[f"{f} {'CFM' if label == 'cfm' else 'baseline'}"] = (
                     list(steps),
@@ -185,7 +184,8 @@ def run(argv: list[str]) -> Report:
             "batch": 512,
             "net": f"ToyMLP {net.hidden}x{net.depth}, point features {net.fourier_levels} octaves",
             "coupling": f"{args.coupling} (both models; an assignment is part of every timed step)"
-            if args.coupling == "minibatch_ot" else args.coupling,
+            if args.coupling == "minibatch_ot"
+            else args.coupling,
             "eval_samples": args.n,
             "baseline_solver": "euler (DDIM step for ddim)",
         },

@@ -28,9 +28,28 @@ from cfm_geometry.scoring import Units, score_points
 from cfm_geometry.shapes import BUILTIN_SHAPES, builtin_shape
 from cfm_geometry.surface import Surface
 
-TINY = ["--net.width", "16", "--net.depth", "1", "--net.fourier-levels", "2", "--points", "3000",
-        "--preview-points", "0", "--train.steps", "4", "--train.batch-size", "256",
-        "--train.checkpoint-every", "2", "--train.log-every", "2", "--train.warmup-steps", "0"]
+TINY = [
+    "--net.width",
+    "16",
+    "--net.depth",
+    "1",
+    "--net.fourier-levels",
+    "2",
+    "--points",
+    "3000",
+    "--preview-points",
+    "0",
+    "--train.steps",
+    "4",
+    "--train.batch-size",
+    "256",
+    "--train.checkpoint-every",
+    "2",
+    "--train.log-every",
+    "2",
+    "--train.warmup-steps",
+    "0",
+]
 
 
 def train(tmp_path, name, *extra):
@@ -63,9 +82,29 @@ def test_train_sample_eval_info_on_a_builtin_shape(tmp_path, capsys):
     assert meta["extra"]["up_axis"] == "z" and meta["formulation"]["sigma_data"] == 1.0
 
     out = tmp_path / "gen" / "saddle.ply"
-    assert main(["geometry", "sample", "--checkpoint", str(cfm_run), "--points", "1000",
-                 "--steps", "2", "--batch-size", "300", "--out", str(out), "--npy", "--png",
-                 "--seed", "5"]) == 0
+    assert (
+        main(
+            [
+                "geometry",
+                "sample",
+                "--checkpoint",
+                str(cfm_run),
+                "--points",
+                "1000",
+                "--steps",
+                "2",
+                "--batch-size",
+                "300",
+                "--out",
+                str(out),
+                "--npy",
+                "--png",
+                "--seed",
+                "5",
+            ]
+        )
+        == 0
+    )
     cloud = load_surface(out)
     assert cloud.points.shape == (1000, 3) and out.with_suffix(".png").is_file()
     np.testing.assert_allclose(np.load(out.with_suffix(".npy")), cloud.points, atol=1e-6)
@@ -75,12 +114,36 @@ def test_train_sample_eval_info_on_a_builtin_shape(tmp_path, capsys):
     np.testing.assert_allclose(cloud.points, expected, rtol=1e-4, atol=1e-5)
 
     eval_dir = tmp_path / "eval"
-    assert main(["geometry", "eval", "--checkpoint", str(cfm_run), "--baseline", str(base_run),
-                 "--points", "400", "--baseline-steps", "1", "2", "--out", str(eval_dir)]) == 0
+    assert (
+        main(
+            [
+                "geometry",
+                "eval",
+                "--checkpoint",
+                str(cfm_run),
+                "--baseline",
+                str(base_run),
+                "--points",
+                "400",
+                "--baseline-steps",
+                "1",
+                "2",
+                "--out",
+                str(eval_dir),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     runs = [(r["label"], r["sampler"], r["nfe"]) for r in metrics["rows"]]
-    assert runs == [("cfm", "cumulative", 1), ("cfm", "cumulative", 2), ("cfm", "cumulative", 3),
-                    ("cfm", "cumulative", 6), ("baseline", "heun", 1), ("baseline", "heun", 3)]
+    assert runs == [
+        ("cfm", "cumulative", 1),
+        ("cfm", "cumulative", 2),
+        ("cfm", "cumulative", 3),
+        ("cfm", "cumulative", 6),
+        ("baseline", "heun", 1),
+        ("baseline", "heun", 3),
+    ]
     assert (eval_dir / "samples.png").is_file() and (eval_dir / "quality_vs_nfe.png").is_file()
     # the jump gap: the core's jump_gap of the same model and noise, in box units
     gaps = metrics["jump_gap"]
@@ -90,8 +153,9 @@ def test_train_sample_eval_info_on_a_builtin_shape(tmp_path, capsys):
     assert gaps[2]["gap_box"] == pytest.approx(direct.gap * box_per_model, rel=1e-4)
 
     # Eval's scores of the 1-step row equal a brute-force computation on the same point sets.
-    reference = sample_surface_points(Surface.from_mesh(builtin_shape("saddle"), "saddle"),
-                                      400, 1234).astype(np.float64)
+    reference = sample_surface_points(Surface.from_mesh(builtin_shape("saddle"), "saddle"), 400, 1234).astype(
+        np.float64
+    )
     noise = point_noise(400, None, seed=1234)
     generated = bank.normalisation.invert(model.sample(noise, steps=1).double().numpy())
     threshold = metrics["f_threshold"]["original"]
@@ -108,15 +172,29 @@ def test_train_sample_eval_info_on_a_builtin_shape(tmp_path, capsys):
 
 
 def test_point_transformer_and_x1_through_the_app(tmp_path):
-    run = train(tmp_path, "set", "--shape", "sphere", "--net.backbone", "point_transformer",
-                "--net.heads", "2", "--net.set-size", "64", "--method.formulation", "x1")
+    run = train(
+        tmp_path,
+        "set",
+        "--shape",
+        "sphere",
+        "--net.backbone",
+        "point_transformer",
+        "--net.heads",
+        "2",
+        "--net.set-size",
+        "64",
+        "--method.formulation",
+        "x1",
+    )
     meta = load_checkpoint(run, load_optimizer=False).meta
     assert meta["formulation"]["name"] == "x1" and meta["config"]["net"]["set_size"] == 64
     model, _ = load_trained(run, build_model, "geometry")
     assert model.net.config()["time_embedding"] == "sinusoidal"
     out = tmp_path / "set.npy"
-    assert main(["geometry", "sample", "--checkpoint", str(run), "--points", "100",
-                 "--steps", "1", "--out", str(out)]) == 0
+    assert (
+        main(["geometry", "sample", "--checkpoint", str(run), "--points", "100", "--steps", "1", "--out", str(out)])
+        == 0
+    )
     assert np.load(out).shape == (100, 3)  # two sets of 64, cut to 100 points
 
 
@@ -131,8 +209,7 @@ def test_a_mesh_file_with_its_own_units(tmp_path):
     samples = sample_surface_points(load_surface(path), 3000, 0)
     np.testing.assert_allclose(norm.apply(samples).std(), 1.0, rtol=1e-5)
     out = tmp_path / "blob.ply"
-    assert main(["geometry", "sample", "--checkpoint", str(run), "--points", "50",
-                 "--out", str(out)]) == 0
+    assert main(["geometry", "sample", "--checkpoint", str(run), "--points", "50", "--out", str(out)]) == 0
     centre = load_surface(out).points.mean(0)
     assert np.abs(centre - [1000.0, -40.0, 7.0]).max() < 400  # original units, not normalised
 
@@ -160,8 +237,7 @@ def test_score_points_matches_brute_force_in_every_unit():
 
 def test_noise_does_not_depend_on_the_batch_and_sets_flatten():
     whole = point_noise(40000, None, seed=3)
-    parts = [point_noise(min(7000, 40000 - start), None, seed=3, first_point=start)
-             for start in range(0, 40000, 7000)]
+    parts = [point_noise(min(7000, 40000 - start), None, seed=3, first_point=start) for start in range(0, 40000, 7000)]
     torch.testing.assert_close(torch.cat(parts), whole, rtol=0, atol=0)
     assert not torch.equal(point_noise(10, None, seed=4), whole[:10])
     assert abs(float(whole.std()) - 1) < 0.02 and whole.shape == (40000, 3)
@@ -183,8 +259,11 @@ def test_generate_points_streams_batches_of_the_same_noise(sampler, steps):
     batched, _, _ = generate_points(model, 1000, steps, sampler, batch_size=300, seed=5)
     noise = point_noise(1000, None, seed=5)
     with net.shared_times():  # per-row vs shared embedding: test_shared_times_gives_the_per_row_outputs
-        direct = (model.sample(noise, steps=steps) if sampler == "cumulative"
-                  else model.sample_instantaneous(noise, steps=steps, method=sampler))
+        direct = (
+            model.sample(noise, steps=steps)
+            if sampler == "cumulative"
+            else model.sample_instantaneous(noise, steps=steps, method=sampler)
+        )
     assert whole.shape == (1000, 3) and nfe == (steps if sampler == "cumulative" else 2 * steps - 1)
     assert seconds > 0 and not net._shared_times
     torch.testing.assert_close(batched, whole, rtol=1e-5, atol=1e-5)
@@ -197,8 +276,9 @@ def test_presets_and_shape_names():
     assert (gd.net.width, gd.net.depth, gd.points) == (512, 6, 1 << 25)
     parameters = sum(p.numel() for p in build_model(config_to_dict(gd)).parameters())
     assert 5.5e6 < parameters < 6.5e6  # GD: 5.53M (our two-time embedding adds a little)
-    quick = parse_config(GeometryTrainConfig, ["--preset", "quick", "--method.formulation", "u"],
-                         prog="t", presets=TRAIN_PRESETS)
+    quick = parse_config(
+        GeometryTrainConfig, ["--preset", "quick", "--method.formulation", "u"], prog="t", presets=TRAIN_PRESETS
+    )
     assert quick.method.formulation == "u" and quick.method.formulation_options == {}
     assert TRAIN_PRESETS["quick-baseline"].method.is_baseline
 
@@ -208,8 +288,7 @@ def test_bad_inputs_fail_with_the_option_named(tmp_path, capsys):
     assert "--mesh: shape file not found" in capsys.readouterr().err
     broken = tmp_path / "broken.obj"
     broken.write_text("v 0 0 0\nf 1 1 1\n")
-    assert main(["geometry", "train", "--mesh", str(broken), *TINY,
-                 "--train.output-dir", str(tmp_path / "x")]) == 2
+    assert main(["geometry", "train", "--mesh", str(broken), *TINY, "--train.output-dir", str(tmp_path / "x")]) == 2
     assert f"--mesh: {broken}" in capsys.readouterr().err
     assert main(["geometry", "sample", "--checkpoint", str(tmp_path / "nope")]) == 2
     assert "--checkpoint: checkpoint or run directory not found" in capsys.readouterr().err
@@ -220,8 +299,7 @@ def test_bad_inputs_fail_with_the_option_named(tmp_path, capsys):
     assert main(["geometry", "eval", "--checkpoint", str(run), "--baseline", str(other)]) == 2
     assert "--baseline was trained on 'blob'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["geometry", "train", "--net.backbone", "point_transformer",
-              "--train.batch-size", "100"])
+        main(["geometry", "train", "--net.backbone", "point_transformer", "--train.batch-size", "100"])
     assert "must be a multiple of net.set_size" in " ".join(capsys.readouterr().err.split())
     assert main(["geometry", "train", "--preset", "huge"]) == 2
     assert "unknown preset 'huge'" in capsys.readouterr().err

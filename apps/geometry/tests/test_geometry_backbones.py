@@ -31,8 +31,7 @@ def randomised(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 def times(batch: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """EDM network times ``ln(sigma)/4`` for sigma in roughly [0.002, 80]."""
     generator = torch.Generator().manual_seed(seed)
-    return (torch.rand(batch, generator=generator) * 2.6 - 1.5,
-            torch.rand(batch, generator=generator) * 2.6 - 1.5)
+    return (torch.rand(batch, generator=generator) * 2.6 - 1.5, torch.rand(batch, generator=generator) * 2.6 - 1.5)
 
 
 CASES = {
@@ -132,17 +131,16 @@ def test_cumulative_flow_map_trains_and_samples(case):
     grads = [p.grad for p in net.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     assert net.output.weight.grad.abs().sum() > 0
-    samples, nfe = model.sample(torch.randn(shape), steps=2, cond=cond, guidance=2.0,
-                                return_nfe=True)
+    samples, nfe = model.sample(torch.randn(shape), steps=2, cond=cond, guidance=2.0, return_nfe=True)
     assert samples.shape == shape and torch.isfinite(samples).all() and nfe == 4
 
 
 def test_config_round_trip_and_presets():
     torch.manual_seed(0)
-    for make, from_config in ((lambda: PointMLP(hidden=32, depth=2, num_shapes=4),
-                               point_mlp_from_config),
-                              (lambda: PointTransformer(width=32, depth=1, heads=2, code_dim=3),
-                               point_transformer_from_config)):
+    for make, from_config in (
+        (lambda: PointMLP(hidden=32, depth=2, num_shapes=4), point_mlp_from_config),
+        (lambda: PointTransformer(width=32, depth=1, heads=2, code_dim=3), point_transformer_from_config),
+    ):
         net = randomised(make())
         rebuilt = from_config(net.config())
         rebuilt.load_state_dict(net.state_dict())

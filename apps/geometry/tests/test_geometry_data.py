@@ -24,8 +24,9 @@ from cfm_geometry.surface import Surface
 def two_squares(small: float = 1.0, large: float = 3.0) -> trimesh.Trimesh:
     """Two disjoint axis-aligned squares of areas ``small`` (at z = 0) and ``large`` (at z = 1)."""
     a, b = np.sqrt(small), np.sqrt(large)
-    vertices = np.array([[0, 0, 0], [a, 0, 0], [a, a, 0], [0, a, 0],
-                         [0, 0, 1], [b, 0, 1], [b, b, 1], [0, b, 1]], dtype=float)
+    vertices = np.array(
+        [[0, 0, 0], [a, 0, 0], [a, a, 0], [0, a, 0], [0, 0, 1], [b, 0, 1], [b, b, 1], [0, b, 1]], dtype=float
+    )
     faces = np.array([[0, 1, 2], [0, 2, 3], [4, 5, 6], [4, 6, 7]])
     return trimesh.Trimesh(vertices, faces, process=False)
 
@@ -164,8 +165,9 @@ def test_area_weighted_sampling_on_surface():
 def test_vertex_colours_are_interpolated():
     mesh = two_squares(1.0, 1.0)
     red = np.round(mesh.vertices[:, 0] * 255).astype(np.uint8)  # red = x exactly at vertices
-    mesh.visual.vertex_colors = np.stack([red, np.zeros_like(red), np.full_like(red, 255),
-                                          np.full_like(red, 255)], axis=1)
+    mesh.visual.vertex_colors = np.stack(
+        [red, np.zeros_like(red), np.full_like(red, 255), np.full_like(red, 255)], axis=1
+    )
     points = sample_surface_points(Surface.from_mesh(mesh, "squares"), 500, 0, with_colors=True)
     np.testing.assert_allclose(points[:, 3], points[:, 0], atol=1e-5)  # linear in x
     np.testing.assert_allclose(points[:, 4:], np.tile([0.0, 1.0], (500, 1)))
@@ -175,7 +177,7 @@ def test_point_cloud_resampling_with_replacement():
     cloud = np.random.default_rng(3).normal(size=(20, 3))
     surface = Surface.from_points(cloud, "cloud")
     points = sample_surface_points(surface, 4000, seed=0)
-    rows = (np.abs(points[:, None, :] - cloud[None].astype(np.float32)).max(-1) < 1e-6)
+    rows = np.abs(points[:, None, :] - cloud[None].astype(np.float32)).max(-1) < 1e-6
     assert (rows.sum(1) == 1).all()  # every sample is one of the cloud's points
     assert rows.sum(0).min() > 100  # each point drawn about 200 times
     with pytest.raises(SurfaceError, match="cloud: has no normals"):
@@ -202,13 +204,13 @@ def test_point_bank_is_normalised_and_deterministic_per_step():
 
 def test_point_bank_colours_round_trip():
     mesh = two_squares()
-    mesh.visual.face_colors = [[255, 0, 51, 255], [255, 0, 51, 255],
-                               [0, 102, 255, 255], [0, 102, 255, 255]]
+    mesh.visual.face_colors = [[255, 0, 51, 255], [255, 0, 51, 255], [0, 102, 255, 255], [0, 102, 255, 255]]
     surface = Surface.from_mesh(mesh, "coloured")
     bank = PointBank.from_surface(surface, 1000, seed=0, with_colors=True)
     colours = bank.points[:, 3:].numpy()
-    np.testing.assert_allclose(colours, (sample_surface_points(surface, 1000, 0, with_colors=True)
-                                         [:, 3:] - 0.5) * np.sqrt(12), atol=1e-5)
+    np.testing.assert_allclose(
+        colours, (sample_surface_points(surface, 1000, 0, with_colors=True)[:, 3:] - 0.5) * np.sqrt(12), atol=1e-5
+    )
     decoded = bank.decode(bank.points)
     assert set(map(tuple, np.round(decoded[:, 3:] * 255))) == {(255, 0, 51), (0, 102, 255)}
 

@@ -51,8 +51,7 @@ def test_closed_form_areas():
     # a tube of radius a around a closed curve of length L has area 2 pi a L (Pappus/Weyl)
     theta = np.linspace(0, 2 * np.pi, 20_001)
     radius = 0.6 + 0.25 * np.cos(3 * theta)
-    curve = np.stack([radius * np.cos(2 * theta), radius * np.sin(2 * theta),
-                      0.25 * np.sin(3 * theta)], axis=1)
+    curve = np.stack([radius * np.cos(2 * theta), radius * np.sin(2 * theta), 0.25 * np.sin(3 * theta)], axis=1)
     length = np.linalg.norm(np.diff(curve, axis=0), axis=1).sum()
     assert torus_knot().area == pytest.approx(2 * np.pi * 0.06 * length, rel=1e-2)
 

@@ -22,13 +22,37 @@ from PIL import Image
 
 PACK_TOOL = Path(__file__).resolve().parents[3] / "tools" / "pack_image_shards.py"
 # 8x8 digits, the micro UNet: a few seconds per command on one CPU thread.
-TINY = ["--net.preset", "micro", "--net.base-channels", "8", "--data.resolution", "8",
-        "--train.batch-size", "16", "--train.log-every", "2", "--train.sample-every", "0"]
+TINY = [
+    "--net.preset",
+    "micro",
+    "--net.base-channels",
+    "8",
+    "--data.resolution",
+    "8",
+    "--train.batch-size",
+    "16",
+    "--train.log-every",
+    "2",
+    "--train.sample-every",
+    "0",
+]
 
 
 def train(out, *extra, steps=2):
-    code = main(["image", "train", *TINY, "--train.steps", str(steps),
-                 "--train.checkpoint-every", str(steps), "--train.output-dir", str(out), *extra])
+    code = main(
+        [
+            "image",
+            "train",
+            *TINY,
+            "--train.steps",
+            str(steps),
+            "--train.checkpoint-every",
+            str(steps),
+            "--train.output-dir",
+            str(out),
+            *extra,
+        ]
+    )
     assert code == 0
     return out
 
@@ -47,9 +71,30 @@ def test_train_sample_eval_info(cfm_run, tmp_path, capsys, monkeypatch):
     assert (data["resolution"], data["channels"], data["num_classes"]) == (8, 1, 10)
 
     grid, folder = tmp_path / "grid.png", tmp_path / "each"
-    assert main(["image", "sample", "--checkpoint", str(cfm_run), "--steps", "2", "--n", "12",
-                 "--labels", "3", "7", "--guidance", "2.0", "--grid", str(grid),
-                 "--individual-dir", str(folder)]) == 0
+    assert (
+        main(
+            [
+                "image",
+                "sample",
+                "--checkpoint",
+                str(cfm_run),
+                "--steps",
+                "2",
+                "--n",
+                "12",
+                "--labels",
+                "3",
+                "7",
+                "--guidance",
+                "2.0",
+                "--grid",
+                str(grid),
+                "--individual-dir",
+                str(folder),
+            ]
+        )
+        == 0
+    )
     pixels = np.asarray(Image.open(grid))
     assert pixels.shape == (3 * 9 + 1, 4 * 9 + 1)  # 12 images of 8x8, 4 per row, 1 px gaps
     files = sorted(folder.glob("*.png"))
@@ -58,11 +103,32 @@ def test_train_sample_eval_info(cfm_run, tmp_path, capsys, monkeypatch):
 
     monkeypatch.setenv("CFM_CACHE_DIR", str(tmp_path / "cache"))
     eval_dir = tmp_path / "eval"
-    assert main(["image", "eval", "--checkpoint", str(cfm_run), "--n", "20",
-                 "--baseline-steps", "1", "3", "--out", str(eval_dir)]) == 0
+    assert (
+        main(
+            [
+                "image",
+                "eval",
+                "--checkpoint",
+                str(cfm_run),
+                "--n",
+                "20",
+                "--baseline-steps",
+                "1",
+                "3",
+                "--out",
+                str(eval_dir),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     assert [(r["label"], r["nfe"]) for r in metrics["rows"]] == [
-        ("cfm", 1), ("cfm", 2), ("cfm", 4), ("baseline", 1), ("baseline", 3)]
+        ("cfm", 1),
+        ("cfm", 2),
+        ("cfm", 4),
+        ("baseline", 1),
+        ("baseline", 3),
+    ]
     assert metrics["baseline"].startswith("the CFM model's own r = t field")
     assert metrics["primary_metric"] == "classifier_fd"
     for row in metrics["rows"]:
@@ -73,8 +139,7 @@ def test_train_sample_eval_info(cfm_run, tmp_path, capsys, monkeypatch):
     assert metrics["fid"]["status"] == "skipped" and "--fid-weights PATH" in metrics["fid"]["reason"]
     assert "FID skipped: no Inception weights given" in capsys.readouterr().out
     assert list((tmp_path / "cache" / "image").glob("classifier-digits-8px-*.safetensors"))
-    for name in ("samples.png", "quality_vs_nfe.png", "grids/cfm-1.png",
-                 "grids/baseline-euler-3.png"):
+    for name in ("samples.png", "quality_vs_nfe.png", "grids/cfm-1.png", "grids/baseline-euler-3.png"):
         assert (eval_dir / name).is_file()
 
     capsys.readouterr()
@@ -84,8 +149,7 @@ def test_train_sample_eval_info(cfm_run, tmp_path, capsys, monkeypatch):
 
 def test_warm_start_from_the_baseline(tmp_path):
     base = train(tmp_path / "base", "--method.instantaneous-ratio", "1.0")
-    argv = [*TINY, "--train.steps", "2", "--train.output-dir", str(tmp_path / "warm"),
-            "--train.init-from", str(base)]
+    argv = [*TINY, "--train.steps", "2", "--train.output-dir", str(tmp_path / "warm"), "--train.init-from", str(base)]
     trainer = make_trainer(parse_config(ImageTrainConfig, argv, prog="test"))
     ema = load_checkpoint(base, load_optimizer=False).state_dict(use_ema=True)
     state = trainer.unwrapped_model.state_dict()
@@ -96,8 +160,7 @@ def test_warm_start_from_the_baseline(tmp_path):
     assert trainer.fit()["trained_steps"] == 2
 
 
-@pytest.mark.parametrize("options", [["x1"], ["edm", "--method.formulation-options",
-                                              "sigma_data", "0.5"]])
+@pytest.mark.parametrize("options", [["x1"], ["edm", "--method.formulation-options", "sigma_data", "0.5"]])
 def test_every_formulation_trains_and_samples(options, tmp_path):
     run = train(tmp_path / "run", "--method.formulation", *options)
     config = json.loads((run / "step-0000002" / "meta.json").read_text())["config"]
@@ -105,8 +168,25 @@ def test_every_formulation_trains_and_samples(options, tmp_path):
     if options[0] == "edm":
         assert config["method"]["formulation_options"] == {"sigma_data": 0.5}
     folder = tmp_path / "each"
-    assert main(["image", "sample", "--checkpoint", str(run), "--steps", "2", "--n", "3",
-                 "--grid", "None", "--individual-dir", str(folder)]) == 0
+    assert (
+        main(
+            [
+                "image",
+                "sample",
+                "--checkpoint",
+                str(run),
+                "--steps",
+                "2",
+                "--n",
+                "3",
+                "--grid",
+                "None",
+                "--individual-dir",
+                str(folder),
+            ]
+        )
+        == 0
+    )
     assert len(list(folder.glob("*.png"))) == 3
 
 
@@ -124,8 +204,21 @@ def test_initial_weights_follow_the_training_seed(tmp_path):
 
 
 def test_warm_start_refuses_another_unet(cfm_run, tmp_path, capsys):
-    code = main(["image", "train", *TINY, "--net.base-channels", "16", "--train.steps", "1",
-                 "--train.output-dir", str(tmp_path / "x"), "--train.init-from", str(cfm_run)])
+    code = main(
+        [
+            "image",
+            "train",
+            *TINY,
+            "--net.base-channels",
+            "16",
+            "--train.steps",
+            "1",
+            "--train.output-dir",
+            str(tmp_path / "x"),
+            "--train.init-from",
+            str(cfm_run),
+        ]
+    )
     assert code == 2
     assert "another UNet" in capsys.readouterr().err
 
@@ -137,17 +230,54 @@ def test_folder_with_labels_and_shards(labelled_folder, grid_dataset, tmp_path, 
 
     write_shards(grid_dataset, str(tmp_path / "shards" / "shard-%03d.tar"), maxcount=6)
     pattern = str(tmp_path / "shards" / "shard-{000..001}.tar")
-    assert main(["image", "train", *TINY, "--data.shards", pattern, "--data.labels",
-                 "--train.steps", "1", "--train.output-dir", str(tmp_path / "s0")]) == 2
+    assert (
+        main(
+            [
+                "image",
+                "train",
+                *TINY,
+                "--data.shards",
+                pattern,
+                "--data.labels",
+                "--train.steps",
+                "1",
+                "--train.output-dir",
+                str(tmp_path / "s0"),
+            ]
+        )
+        == 2
+    )
     assert "data.num_classes" in capsys.readouterr().err  # no meta.json beside these shards
-    run = train(tmp_path / "shards-run", "--data.shards", pattern, "--data.labels",
-                "--data.num-classes", "3", "--data.channels", "3")
+    run = train(
+        tmp_path / "shards-run",
+        "--data.shards",
+        pattern,
+        "--data.labels",
+        "--data.num-classes",
+        "3",
+        "--data.channels",
+        "3",
+    )
     data = json.loads((run / "step-0000002" / "meta.json").read_text())["config"]["data"]
     assert (data["resolution"], data["channels"], data["num_classes"]) == (8, 3, 3)
 
     packed = tmp_path / "packed"  # the pack tool's folder: classes and channels from meta.json
-    assert subprocess.run([sys.executable, str(PACK_TOOL), str(labelled_folder), str(packed),
-                           "--resolution", "8", "--maxcount", "5", "--labels"]).returncode == 0
+    assert (
+        subprocess.run(
+            [
+                sys.executable,
+                str(PACK_TOOL),
+                str(labelled_folder),
+                str(packed),
+                "--resolution",
+                "8",
+                "--maxcount",
+                "5",
+                "--labels",
+            ]
+        ).returncode
+        == 0
+    )
     run = train(tmp_path / "packed-run", "--data.shards", str(packed), "--data.labels")
     data = json.loads((run / "step-0000002" / "meta.json").read_text())["config"]["data"]
     assert (data["channels"], data["num_classes"]) == (3, 2)
@@ -155,8 +285,25 @@ def test_folder_with_labels_and_shards(labelled_folder, grid_dataset, tmp_path, 
     # faces: unlabelled, so unconditional; eval has no classifier there
     eval_dir = tmp_path / "faces-eval"
     run = train(tmp_path / "faces", "--data.builtin", "faces")
-    assert main(["image", "eval", "--checkpoint", str(run), "--n", "10", "--cfm-steps", "1",
-                 "--baseline-steps", "2", "--out", str(eval_dir)]) == 0
+    assert (
+        main(
+            [
+                "image",
+                "eval",
+                "--checkpoint",
+                str(run),
+                "--n",
+                "10",
+                "--cfm-steps",
+                "1",
+                "--baseline-steps",
+                "2",
+                "--out",
+                str(eval_dir),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     assert metrics["primary_metric"] == "pixel_energy" and "classifier" not in metrics
     assert set(metrics["rows"][0]) >= {"pixel_energy", "ms_per_sample"}
@@ -167,23 +314,36 @@ def test_eval_with_fid(cfm_run, fake_inception_weights, tmp_path, monkeypatch, c
 
     fast = functools.partial(builtin_classifier, recipe=ClassifierRecipe(epochs=1, width=8))
     monkeypatch.setattr(commands, "builtin_classifier", fast)
-    monkeypatch.setattr(commands, "reference_images",  # 4 real images: Inception is slow on CPU
-                        lambda data, limit: reference_images(data, 4))
+    monkeypatch.setattr(
+        commands,
+        "reference_images",  # 4 real images: Inception is slow on CPU
+        lambda data, limit: reference_images(data, 4),
+    )
     monkeypatch.setenv("CFM_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "eval"
-    argv = ["image", "eval", "--checkpoint", str(cfm_run), "--n", "10", "--cfm-steps", "1",
-            "--baseline-steps", "--out", str(out), "--fid-weights"]
+    argv = [
+        "image",
+        "eval",
+        "--checkpoint",
+        str(cfm_run),
+        "--n",
+        "10",
+        "--cfm-steps",
+        "1",
+        "--baseline-steps",
+        "--out",
+        str(out),
+        "--fid-weights",
+    ]
     damaged = tmp_path / "damaged.pth"
     damaged.write_bytes(b"not weights")
-    for weights, message in [(tmp_path / "missing.pth", "Inception weights file not found"),
-                             (damaged, "cannot load")]:
+    for weights, message in [(tmp_path / "missing.pth", "Inception weights file not found"), (damaged, "cannot load")]:
         assert main([*argv, str(weights)]) == 2  # before any work: nothing written
         assert f"--fid-weights: {message}" in capsys.readouterr().err and not out.exists()
 
     assert main([*argv, str(fake_inception_weights)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["fid"] == {"status": "computed", "weights": str(fake_inception_weights),
-                              "reference_images": 4}
+    assert metrics["fid"] == {"status": "computed", "weights": str(fake_inception_weights), "reference_images": 4}
     assert [row["label"] for row in metrics["rows"]] == ["cfm"]
     assert metrics["rows"][0]["fid"] > 0 and metrics["primary_metric"] == "classifier_fd"
     assert "fid" not in metrics["held_out"]
@@ -197,12 +357,29 @@ def test_demo_with_a_trained_baseline(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(commands, "builtin_classifier", fast)
     monkeypatch.setenv("CFM_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "demo"
-    assert main(["image", "demo", "--out", str(out), "--steps", "2", "--n", "10",
-                 "--baseline", "trained", "--baseline-steps", "1", "2"]) == 0
+    assert (
+        main(
+            [
+                "image",
+                "demo",
+                "--out",
+                str(out),
+                "--steps",
+                "2",
+                "--n",
+                "10",
+                "--baseline",
+                "trained",
+                "--baseline-steps",
+                "1",
+                "2",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert metrics["baseline"].startswith(str(out / "baseline"))
-    assert [(r["label"], r["nfe"]) for r in metrics["rows"]][-2:] == [("baseline", 1),
-                                                                     ("baseline", 2)]
+    assert [(r["label"], r["nfe"]) for r in metrics["rows"]][-2:] == [("baseline", 1), ("baseline", 2)]
     assert (out / "cfm" / "samples" / "step-0000002.png").is_file()
     assert "baseline: " + str(out / "baseline") in capsys.readouterr().out
 

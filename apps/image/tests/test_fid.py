@@ -30,8 +30,7 @@ def _closed_form_fid(real: torch.Tensor, fake: torch.Tensor) -> float:
     return float(mean_gap + xr.square().sum() / nr + xf.square().sum() / nf - 2 * trace_sqrt)
 
 
-def test_fid_is_zero_on_the_reference_and_the_frechet_distance_of_inception_features(
-        fake_inception_weights):
+def test_fid_is_zero_on_the_reference_and_the_frechet_distance_of_inception_features(fake_inception_weights):
     digits = load_builtin("digits", 8, split="train").images[:4]  # 1 channel, 8x8
     inverted = -digits
     fid = InceptionFID(fake_inception_weights)
@@ -46,13 +45,13 @@ def test_fid_is_zero_on_the_reference_and_the_frechet_distance_of_inception_feat
 
 def test_a_missing_or_wrong_weights_file_names_the_option_and_the_file(tmp_path):
     missing = tmp_path / "missing.pth"
-    with pytest.raises(ConfigError, match=f"--fid-weights: Inception weights file not found: "
-                                          f"{missing}"):
+    with pytest.raises(ConfigError, match=f"--fid-weights: Inception weights file not found: {missing}"):
         InceptionFID(missing)
     damaged = tmp_path / "damaged.pth"
     damaged.write_bytes(b"not a weights file")
-    with pytest.raises(ConfigError, match=f"--fid-weights: cannot load {damaged} as "
-                                          "torch-fidelity's Inception-v3 weights"):
+    with pytest.raises(
+        ConfigError, match=f"--fid-weights: cannot load {damaged} as torch-fidelity's Inception-v3 weights"
+    ):
         InceptionFID(damaged)
     other = tmp_path / "other.pth"
     torch.save({"weight": torch.zeros(3)}, other)

@@ -54,8 +54,7 @@ def test_classifier_training_is_deterministic_and_learns():
 def test_classifier_cache_is_reused_and_keyed_by_recipe(tmp_path, monkeypatch):
     calls = []
     real_train = classifier_module.train_classifier
-    monkeypatch.setattr(classifier_module, "train_classifier",
-                        lambda *a: calls.append(a[-1]) or real_train(*a))
+    monkeypatch.setattr(classifier_module, "train_classifier", lambda *a: calls.append(a[-1]) or real_train(*a))
     first = builtin_classifier("digits", 8, tmp_path, FAST)
     again = builtin_classifier("digits", 8, tmp_path, FAST)
     assert len(calls) == 1 and first.path == again.path and first.path.is_file()
@@ -110,9 +109,12 @@ def test_generation_labels():
 
 def _conditional_model(formulation: str):
     base = ImageTrainConfig()
-    cfg = replace(base, data=ImageDataConfig(resolution=8, channels=1, num_classes=10),
-                  net=ImageNetConfig(preset="micro", base_channels=8),
-                  method=replace(base.method, formulation=formulation))
+    cfg = replace(
+        base,
+        data=ImageDataConfig(resolution=8, channels=1, num_classes=10),
+        net=ImageNetConfig(preset="micro", base_channels=8),
+        method=replace(base.method, formulation=formulation),
+    )
     torch.manual_seed(0)
     model = build_model(config_to_dict(cfg)).eval()
     with torch.no_grad():  # wake the zero-initialised output layers

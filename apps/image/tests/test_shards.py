@@ -35,9 +35,7 @@ def test_round_trip_is_lossless(shard_dir, grid_dataset):
 
 
 def test_list_of_paths_and_resize(shard_dir):
-    stream = ShardStream(
-        [shard_dir / "shard-000.tar", shard_dir / "shard-001.tar"], resolution=4, channels=1
-    )
+    stream = ShardStream([shard_dir / "shard-000.tar", shard_dir / "shard-001.tar"], resolution=4, channels=1)
     samples = list(stream)
     assert len(samples) == 6 and all(image.shape == (1, 4, 4) for image, _ in samples)
 
@@ -69,9 +67,7 @@ def test_too_few_shards_for_readers(shard_dir):
 
 
 def test_skip_resumes_exactly_across_epochs(shard_dir):
-    stream = ShardStream(
-        str(shard_dir / BRACE), repeat=True, shuffle_shards=True, shuffle_buffer=4, seed=3
-    )
+    stream = ShardStream(str(shard_dir / BRACE), repeat=True, shuffle_shards=True, shuffle_buffer=4, seed=3)
     reference = list(islice(stream, 40))
     epochs = [reference[k : k + 12] for k in (0, 12, 24)]
     assert _keys(epochs[0]) != _keys(epochs[1])  # reshuffled per epoch ...

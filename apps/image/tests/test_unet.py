@@ -16,9 +16,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 def tiny(num_classes=None, **options):
     torch.manual_seed(0)
-    return UNet(
-        **{**UNET_PRESETS["tiny"], **options}, in_channels=1, resolution=16, num_classes=num_classes
-    )
+    return UNet(**{**UNET_PRESETS["tiny"], **options}, in_channels=1, resolution=16, num_classes=num_classes)
 
 
 def randomize_zero_layers(net: nn.Module) -> None:

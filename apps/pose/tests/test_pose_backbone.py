@@ -5,15 +5,21 @@ import torch
 from cfm_core import CumulativeFlowMap
 from cfm_pose.backbone import PointSetEncoder, PoseMLP
 
-SMALL = {"hidden": 32, "depth": 2, "time_dim": 16, "code_dim": 24, "encoder_hidden": 16,
-         "encoder_depth": 2, "fourier_levels": 3}
+SMALL = {
+    "hidden": 32,
+    "depth": 2,
+    "time_dim": 16,
+    "code_dim": 24,
+    "encoder_hidden": 16,
+    "encoder_depth": 2,
+    "fourier_levels": 3,
+}
 
 
 def _inputs(mode, batch=3, points=40, seed=0):
     g = torch.Generator().manual_seed(seed)
     cond = torch.rand(batch, points, 3, generator=g)
-    x = torch.randn(batch, 12, generator=g) if mode == "vector" else torch.randn(
-        batch, points, 3, generator=g)
+    x = torch.randn(batch, 12, generator=g) if mode == "vector" else torch.randn(batch, points, 3, generator=g)
     t, r = torch.rand(batch, generator=g), torch.rand(batch, generator=g)
     return x, t, r, cond
 
@@ -42,8 +48,7 @@ def test_encoder_is_order_invariant_and_per_point_mode_is_equivariant():
     perm = torch.randperm(cond.shape[1], generator=torch.Generator().manual_seed(1))
     assert torch.allclose(encoder(cond[:, perm]), encoder(cond), atol=1e-6)
     net = _net("per_point")
-    assert torch.allclose(net(x[:, perm], t, r, cond[:, perm]), net(x, t, r, cond)[:, perm],
-                          atol=1e-5)
+    assert torch.allclose(net(x[:, perm], t, r, cond[:, perm]), net(x, t, r, cond)[:, perm], atol=1e-5)
     assert not torch.allclose(net(x, t, r, cond), net(x, t, t, cond))
 
 
@@ -59,8 +64,7 @@ def test_jvp_matches_central_differences(mode):
 
     _, jvp = torch.func.jvp(f, (x, t, r), (vx, vt, vr))
     eps = 2e-3
-    fd = (f(x + eps * vx, t + eps * vt, r + eps * vr)
-          - f(x - eps * vx, t - eps * vt, r - eps * vr)) / (2 * eps)
+    fd = (f(x + eps * vx, t + eps * vt, r + eps * vr) - f(x - eps * vx, t - eps * vt, r - eps * vr)) / (2 * eps)
     assert (jvp - fd).abs().max() / jvp.abs().max() < 2e-2
     other = (f(x + eps * vx, t, r) - f(x - eps * vx, t, r)) / (2 * eps)
     assert (jvp - other).abs().max() / jvp.abs().max() > 1e-2

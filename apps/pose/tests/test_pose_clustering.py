@@ -9,8 +9,7 @@ CENTRES = np.array([[0.0, 0, 0], [0.5, 0, 0], [0, 0.5, 0.5]])
 
 def _clusters(sizes, spread=0.003, seed=0):
     rng = np.random.default_rng(seed)
-    return np.concatenate([c + rng.normal(scale=spread, size=(n, 3))
-                           for c, n in zip(CENTRES, sizes, strict=True)])
+    return np.concatenate([c + rng.normal(scale=spread, size=(n, 3)) for c, n in zip(CENTRES, sizes, strict=True)])
 
 
 def test_one_mean_shift_step_matches_a_dense_computation():

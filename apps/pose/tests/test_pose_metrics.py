@@ -89,16 +89,14 @@ def test_batch_scores_average_over_shapes_by_hand():
     scores = score_predictions([PRED, np.zeros((0, 3))], shapes, layout=None)
     assert scores["cd_j2j"] == pytest.approx(cd_j2j(PRED, GT))
     assert (scores["empty"], scores["joints"], scores["gt_joints"]) == (1, 1.0, 2.5)
-    assert (scores["iou"], scores["precision"], scores["recall"]) == pytest.approx(
-        (0.4 / 2, 0.5 / 2, (1 / 3) / 2))
+    assert (scores["iou"], scores["precision"], scores["recall"]) == pytest.approx((0.4 / 2, 0.5 / 2, (1 / 3) / 2))
     assert "mpjpe" not in scores
 
 
 def test_fixed_layout_scores_by_hand():
     parents = np.array([-1, 0, 1])
     truth = np.array([[[0.0, 0, 0], [1, 0, 0], [1, 1, 0]], [[0.0, 0, 0], [0, 1, 0], [0, 2, 0]]])
-    shapes = ShapeBatch(np.zeros((2, 4, 3)), tuple(Skeleton(t, parents) for t in truth), None,
-                        ("a", "b"))
+    shapes = ShapeBatch(np.zeros((2, 4, 3)), tuple(Skeleton(t, parents) for t in truth), None, ("a", "b"))
     predicted = [truth[0] + [0.0, 0.3, 0.4], truth[1]]  # shape a shifted by 0.5, b exact
     scores = score_predictions(predicted, shapes, JointLayout(("r", "m", "e"), parents))
     assert scores["mpjpe"] == pytest.approx(0.5 * 3 / 6)

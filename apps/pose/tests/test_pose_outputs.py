@@ -27,12 +27,9 @@ def test_picture_draws_joints_and_bones_in_red_over_the_points(tmp_path):
     points = rng.uniform([-0.3, 0, -0.1], [0.3, 1, 0.1], (400, 3))
     joints = np.array([[0.0, 0.5, 0], [0.0, 0.9, 0], [0.2, 0.1, 0]])
     edges = np.array([[0, 1], [0, 2]])
-    bare = save_prediction_png(Prediction(points, joints[:0], edges[:0]), tmp_path / "bare.png",
-                               title="no joints")
-    dots = save_prediction_png(Prediction(points, joints, edges[:0]), tmp_path / "dots.png",
-                               title="joints")
-    bones = save_prediction_png(Prediction(points, joints, edges), tmp_path / "bones.png",
-                                title="skeleton")
+    bare = save_prediction_png(Prediction(points, joints[:0], edges[:0]), tmp_path / "bare.png", title="no joints")
+    dots = save_prediction_png(Prediction(points, joints, edges[:0]), tmp_path / "dots.png", title="joints")
+    bones = save_prediction_png(Prediction(points, joints, edges), tmp_path / "bones.png", title="skeleton")
     assert _red_pixels(bare) == 0
     # each joint is a visible dot in each of the three views, and bones add lines
     assert _red_pixels(dots) > 3 * 3 * 10

@@ -77,8 +77,7 @@ def test_character_is_normalised_and_its_points_are_on_its_capsules(template):
 
 def test_mirrored_bones_share_their_length_after_posing():
     skeleton = random_character(np.random.default_rng(4), "biped").skeleton
-    lengths = dict(zip([skeleton.names[c] for c in skeleton.bone_pairs()[:, 1]],
-                       skeleton.bone_lengths(), strict=True))
+    lengths = dict(zip([skeleton.names[c] for c in skeleton.bone_pairs()[:, 1]], skeleton.bone_lengths(), strict=True))
     for bone in ("elbow", "wrist", "knee", "ankle", "toe"):
         assert lengths[f"l_{bone}"] == pytest.approx(lengths[f"r_{bone}"], rel=1e-12)
     assert len(set(np.round(list(lengths.values()), 9))) > 5

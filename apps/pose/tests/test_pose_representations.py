@@ -55,8 +55,7 @@ def test_batches_have_the_documented_shapes():
     clouds, skeletons = [c.points for c in characters], [c.skeleton for c in characters]
     points, x = fixed_topology_batch(clouds, skeletons)
     assert points.shape == (3, 64, 3) and x.shape == (3, 66) and x.dtype == torch.float32
-    np.testing.assert_allclose(vector_to_joints(x)[1].numpy(), characters[1].skeleton.joints,
-                               atol=1e-6)
+    np.testing.assert_allclose(vector_to_joints(x)[1].numpy(), characters[1].skeleton.joints, atol=1e-6)
     assert torch.equal(joints_to_vector(vector_to_joints(x)), x)
     points, targets = pdt_batch(clouds, skeletons)
     assert points.shape == targets.shape == (3, 64, 3)

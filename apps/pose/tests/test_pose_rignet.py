@@ -35,17 +35,20 @@ def test_rig_file_gives_joints_hierarchy_and_names(tmp_path):
     np.testing.assert_allclose(skeleton.joints[2], [0.0, 0.9, 0.1])
 
 
-@pytest.mark.parametrize(("rig", "message"), [
-    (RIG + "hier spine ghost\n", r"10: unknown joint 'ghost'"),
-    (RIG + "root spine\n", "exactly one 'root' line, found 2"),
-    (RIG.replace("root hips\n", ""), "exactly one 'root' line, found 0"),
-    (RIG + "hier head leg\n", "joint 'leg' is a joint with a parent"),
-    (RIG + "hier head hips\n", "joint 'hips' is the root"),
-    (RIG.replace("hier hips leg\n", ""), "without a parent"),
-    (RIG.replace("0.9 0.1", "0.9 zz"), r"3: bad joint coordinate"),
-    (RIG + "bones a b\n", "cannot parse line"),
-    ("joints a 0 0 0\njoints b 0 1 0\njoints c 0 2 0\nroot a\nhier c b\nhier b c\n", "cycle"),
-])
+@pytest.mark.parametrize(
+    ("rig", "message"),
+    [
+        (RIG + "hier spine ghost\n", r"10: unknown joint 'ghost'"),
+        (RIG + "root spine\n", "exactly one 'root' line, found 2"),
+        (RIG.replace("root hips\n", ""), "exactly one 'root' line, found 0"),
+        (RIG + "hier head leg\n", "joint 'leg' is a joint with a parent"),
+        (RIG + "hier head hips\n", "joint 'hips' is the root"),
+        (RIG.replace("hier hips leg\n", ""), "without a parent"),
+        (RIG.replace("0.9 0.1", "0.9 zz"), r"3: bad joint coordinate"),
+        (RIG + "bones a b\n", "cannot parse line"),
+        ("joints a 0 0 0\njoints b 0 1 0\njoints c 0 2 0\nroot a\nhier c b\nhier b c\n", "cycle"),
+    ],
+)
 def test_bad_rig_files_name_the_file_and_problem(tmp_path, rig, message):
     path = tmp_path / "rig.txt"
     path.write_text(rig)
@@ -77,8 +80,7 @@ def test_folder_layout_splits_and_missing_files(tmp_path):
 
 def test_local_shape_radius_on_a_cylinder():
     mesh = trimesh.creation.cylinder(radius=0.2, height=2.0, sections=64)
-    skeleton = Skeleton(np.array([[0, 0, -0.5], [0, 0, 0], [0, 0, 0.5], [0, 0, 3.0]]),
-                        np.array([-1, 0, 1, 2]))
+    skeleton = Skeleton(np.array([[0, 0, -0.5], [0, 0, 0], [0, 0, 0.5], [0, 0, 3.0]]), np.array([-1, 0, 1, 2]))
     radius = local_shape_radius(mesh, skeleton)
     np.testing.assert_allclose(radius[:3], 0.2, rtol=2e-3)
     # the last joint is outside the mesh: no ray hits, so its distance to the top cap is used

@@ -21,14 +21,17 @@ def test_default_names_and_root_in_the_middle():
     assert skeleton.names == ("joint_0", "joint_1", "joint_2", "joint_3")
 
 
-@pytest.mark.parametrize(("parents", "message"), [
-    ([-1, 0, -1, 1], "exactly one root"),
-    ([0, 0, 1, 1], "exactly one root"),
-    ([-1, 2, 3, 1], "cycle"),
-    ([-1, 1, 0, 0], "cycle"),
-    ([-1, 0, 7, 0], "outside"),
-    ([-1, 0, -3, 0], "outside"),
-])
+@pytest.mark.parametrize(
+    ("parents", "message"),
+    [
+        ([-1, 0, -1, 1], "exactly one root"),
+        ([0, 0, 1, 1], "exactly one root"),
+        ([-1, 2, 3, 1], "cycle"),
+        ([-1, 1, 0, 0], "cycle"),
+        ([-1, 0, 7, 0], "outside"),
+        ([-1, 0, -3, 0], "outside"),
+    ],
+)
 def test_invalid_hierarchies_are_rejected(parents, message):
     with pytest.raises(ValueError, match=message):
         Skeleton(JOINTS, np.array(parents))

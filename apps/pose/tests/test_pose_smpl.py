@@ -34,8 +34,7 @@ def arrays():
 def test_synthetic_model_loads_in_smplx_with_exact_rest_joints(tmp_path):
     path = write_synthetic_smpl_model(tmp_path / "SMPL_NEUTRAL.pkl")
     output = _smplx_model(path)()
-    np.testing.assert_allclose(output.joints[0, :24].detach().numpy(), SYNTHETIC_REST_JOINTS,
-                               atol=1e-6)
+    np.testing.assert_allclose(output.joints[0, :24].detach().numpy(), SYNTHETIC_REST_JOINTS, atol=1e-6)
     assert not list(tmp_path.glob(".*tmp"))
 
 
@@ -83,16 +82,25 @@ def test_bad_model_files_raise_errors_naming_them(tmp_path, arrays, expect_model
     cases = {
         "nokey.pkl": ({k: v for k, v in arrays.items() if k != "weights"}, "missing keys"),
         "joints.pkl": ({**arrays, "J_regressor": arrays["J_regressor"][:23]}, "'J_regressor'"),
-        "smplx.pkl": ({**arrays, "J_regressor": np.zeros((55, len(arrays["v_template"])))},
-                      r"not an SMPL-X model \(55 joints in 'J_regressor'\), missing keys"),
-        "smplh.pkl": ({**arrays, "J_regressor": np.zeros((52, len(arrays["v_template"])))},
-                      "52 joints: an SMPL-H model"),
-        "tree.pkl": ({**arrays, "kintree_table": np.stack([
-            [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 20],
-            np.arange(24)])}, r"not SMPL's hierarchy: joint 23 \(right_hand\) has parent 20"),
+        "smplx.pkl": (
+            {**arrays, "J_regressor": np.zeros((55, len(arrays["v_template"])))},
+            r"not an SMPL-X model \(55 joints in 'J_regressor'\), missing keys",
+        ),
+        "smplh.pkl": (
+            {**arrays, "J_regressor": np.zeros((52, len(arrays["v_template"])))},
+            "52 joints: an SMPL-H model",
+        ),
+        "tree.pkl": (
+            {
+                **arrays,
+                "kintree_table": np.stack(
+                    [[-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 20], np.arange(24)]
+                ),
+            },
+            r"not SMPL's hierarchy: joint 23 \(right_hand\) has parent 20",
+        ),
         "faces.pkl": ({**arrays, "f": arrays["f"] + 10**6}, "'f' has vertex indices"),
-        "cycle.pkl": ({**arrays, "kintree_table": np.stack([
-            [0, 2, 1] + list(range(0, 21)), np.arange(24)])}, "cycle"),
+        "cycle.pkl": ({**arrays, "kintree_table": np.stack([[0, 2, 1] + list(range(0, 21)), np.arange(24)])}, "cycle"),
         "nan.pkl": ({**arrays, "v_template": np.full_like(arrays["v_template"], np.nan)}, "NaN"),
     }
     expect_model_rejections(tmp_path, cases)
@@ -131,12 +139,12 @@ def test_sampler_at_rest_reproduces_the_template(model_folder):
 
 def test_sampler_takes_poses_from_a_motion_file(model_folder, tmp_path):
     poses = np.zeros((4, 156))
-    poses[:, 3 * 18: 3 * 18 + 3] = [0.0, 0.0, 1.2]  # left elbow bent in every frame
+    poses[:, 3 * 18 : 3 * 18 + 3] = [0.0, 0.0, 1.2]  # left elbow bent in every frame
     np.savez(tmp_path / "motion.npz", poses=poses, betas=np.zeros(16))
     sampler = SmplBodySampler(model_folder, motion_path=tmp_path / "motion.npz", normalize=False)
     joints = sampler.bodies(0, 2).joints
     body_pose = torch.zeros(1, 69)
-    body_pose[0, 3 * 17: 3 * 17 + 3] = torch.tensor([0.0, 0.0, 1.2])
+    body_pose[0, 3 * 17 : 3 * 17 + 3] = torch.tensor([0.0, 0.0, 1.2])
     model = _smplx_model(model_folder / "SMPL_NEUTRAL.pkl")
     expected = model(body_pose=body_pose).joints[0, :24].detach().numpy()
     np.testing.assert_allclose(joints[1], expected, atol=1e-5)

@@ -89,8 +89,7 @@ def test_motion_frames_pose_body_jaw_and_fingers_by_forward_kinematics(model_fol
     poses = np.tile(rotations.reshape(1, 165), (3, 1))
     poses[:, :3] = [0.3, 0.2, 0.1]  # the root rotation is dropped
     np.savez(tmp_path / "walk.npz", poses=poses, betas=np.zeros(16))
-    sampler = SmplBodySampler(model_folder, motion_path=tmp_path / "walk.npz", normalize=False,
-                              n_points=100)
+    sampler = SmplBodySampler(model_folder, motion_path=tmp_path / "walk.npz", normalize=False, n_points=100)
     bodies = sampler.bodies(0, 2)
     expected = forward_kinematics(SYNTHETIC_SMPLX_REST_JOINTS, SMPLX_PARENTS, rotations)
     assert np.abs(expected - SYNTHETIC_SMPLX_REST_JOINTS).max() > 0.1
@@ -114,8 +113,7 @@ def test_motion_widths_map_onto_each_familys_pose_vector(tmp_path):
 
     np.testing.assert_array_equal(poses(165, SMPLX), smplx_rows[:, 3:])
     np.testing.assert_array_equal(poses(72, SMPL), smpl[:, 3:])
-    np.testing.assert_array_equal(poses(156, SMPLX), np.hstack([smplh[:, 3:66], zeros((2, 9)),
-                                                                smplh[:, 66:]]))
+    np.testing.assert_array_equal(poses(156, SMPLX), np.hstack([smplh[:, 3:66], zeros((2, 9)), smplh[:, 66:]]))
     np.testing.assert_array_equal(poses(72, SMPLX), np.hstack([smpl[:, 3:66], zeros((2, 99))]))
     np.testing.assert_array_equal(poses(165, SMPL), np.hstack([smplx_rows[:, 3:66], zeros((2, 6))]))
 
@@ -133,8 +131,7 @@ def test_random_bodies_are_deterministic_and_normalised(model_folder):
 
 def test_chumpy_smplx_pickle_converts_to_files_smplx_loads(tmp_path, arrays, write_chumpy_style):
     original = tmp_path / "smplx_original.pkl"
-    write_chumpy_style(original, arrays, chumpy_keys=("v_template", "shapedirs", "posedirs",
-                                                      "weights", *HAND_KEYS))
+    write_chumpy_style(original, arrays, chumpy_keys=("v_template", "shapedirs", "posedirs", "weights", *HAND_KEYS))
     pose = np.random.default_rng(2).normal(scale=0.3, size=(2, SMPLX.pose_dim))
     betas = np.random.default_rng(3).normal(size=(2, 10))
     ours = build_body_model(read_smpl_model(original), 10, "neutral")
@@ -142,21 +139,21 @@ def test_chumpy_smplx_pickle_converts_to_files_smplx_loads(tmp_path, arrays, wri
     for suffix in (".npz", ".pkl"):
         converted = convert_smpl_pkl(original, tmp_path / f"SMPLX_NEUTRAL{suffix}")
         assert converted.family is SMPLX
-        clean = np.load(converted.path) if suffix == ".npz" else pickle.loads(
-            converted.path.read_bytes())
+        clean = np.load(converted.path) if suffix == ".npz" else pickle.loads(converted.path.read_bytes())
         assert set(clean) == set(arrays)
         for key, value in arrays.items():
             np.testing.assert_array_equal(clean[key], value, err_msg=key)
         with contextlib.redirect_stdout(io.StringIO()):
-            plain = smplx.SMPLX(str(converted.path), ext=suffix[1:], use_pca=False,
-                                flat_hand_mean=True)
+            plain = smplx.SMPLX(str(converted.path), ext=suffix[1:], use_pca=False, flat_hand_mean=True)
         plain.vertex_joint_selector.extra_joints_idxs.zero_()  # keypoints beyond this small mesh
         parts = torch.split(torch.as_tensor(pose, dtype=torch.float32), (63, 3, 3, 3, 45, 45), 1)
-        names = ("body_pose", "jaw_pose", "leye_pose", "reye_pose", "left_hand_pose",
-                 "right_hand_pose")
-        output = plain(betas=torch.as_tensor(betas, dtype=torch.float32),
-                       global_orient=torch.zeros(2, 3), expression=torch.zeros(2, 10),
-                       **dict(zip(names, parts, strict=True)))
+        names = ("body_pose", "jaw_pose", "leye_pose", "reye_pose", "left_hand_pose", "right_hand_pose")
+        output = plain(
+            betas=torch.as_tensor(betas, dtype=torch.float32),
+            global_orient=torch.zeros(2, 3),
+            expression=torch.zeros(2, 10),
+            **dict(zip(names, parts, strict=True)),
+        )
         np.testing.assert_allclose(output.joints[:, :55].detach().numpy(), expected, atol=1e-5)
 
 
@@ -177,8 +174,11 @@ def test_folders_and_requested_types_pick_the_family(tmp_path, model_folder):
     assert SmplBodySampler(both, model_type="smpl").family is SMPL
     with pytest.raises(FileNotFoundError, match="none of SMPLX_FEMALE.npz, SMPLX_FEMALE.pkl"):
         resolve_smpl_path(model_folder, "female", "smplx")
-    with pytest.raises(ValueError, match=r"SMPLX_NEUTRAL.npz: an SMPL-X model \(55 joints\), "
-                                         "expected SMPL"):
+    with pytest.raises(
+        ValueError,
+        match=r"SMPLX_NEUTRAL.npz: an SMPL-X model \(55 joints\), "
+        "expected SMPL",
+    ):
         SmplBodySampler(model_folder / "SMPLX_NEUTRAL.npz", model_type="smpl")
 
 
@@ -189,29 +189,51 @@ def test_bad_smplx_files_raise_errors_naming_them(tmp_path, arrays, expect_model
     other_tree = SMPLX_PARENTS.copy()
     other_tree[23] = 12  # left eye on the neck
     cases = {
-        "nohands.pkl": ({k: v for k, v in arrays.items() if k != "hands_meanr"},
-                        r"not an SMPL-X model .*missing keys \['hands_meanr'\]"),
-        "joints.pkl": ({**arrays, "weights": arrays["weights"][:, :54]},
-                       r"'weights' has shape \(1200, 54\), expected \(1200, 55\)"),
-        "rows.pkl": ({**arrays, "J_regressor": arrays["J_regressor"][:54]},
-                     r"'J_regressor' has shape \(54, 1200\), expected 24 rows \(SMPL\) or 55"),
-        "cycle.pkl": ({**arrays, "kintree_table": np.stack([cyclic, np.arange(55)])},
-                      "'kintree_table': the hierarchy has a cycle"),
-        "tree.pkl": ({**arrays, "kintree_table": np.stack([other_tree, np.arange(55)])},
-                     r"not SMPL-X's hierarchy: joint 23 \(left_eye\) has parent 12, expected 15"),
-        "order.pkl": ({**arrays, "kintree_table": np.stack([SMPLX_PARENTS, np.arange(55)[::-1]])},
-                      "row 1 must list the joints 0..54 in order"),
+        "nohands.pkl": (
+            {k: v for k, v in arrays.items() if k != "hands_meanr"},
+            r"not an SMPL-X model .*missing keys \['hands_meanr'\]",
+        ),
+        "joints.pkl": (
+            {**arrays, "weights": arrays["weights"][:, :54]},
+            r"'weights' has shape \(1200, 54\), expected \(1200, 55\)",
+        ),
+        "rows.pkl": (
+            {**arrays, "J_regressor": arrays["J_regressor"][:54]},
+            r"'J_regressor' has shape \(54, 1200\), expected 24 rows \(SMPL\) or 55",
+        ),
+        "cycle.pkl": (
+            {**arrays, "kintree_table": np.stack([cyclic, np.arange(55)])},
+            "'kintree_table': the hierarchy has a cycle",
+        ),
+        "tree.pkl": (
+            {**arrays, "kintree_table": np.stack([other_tree, np.arange(55)])},
+            r"not SMPL-X's hierarchy: joint 23 \(left_eye\) has parent 12, expected 15",
+        ),
+        "order.pkl": (
+            {**arrays, "kintree_table": np.stack([SMPLX_PARENTS, np.arange(55)[::-1]])},
+            "row 1 must list the joints 0..54 in order",
+        ),
         "hands.pkl": ({**arrays, "hands_meanl": np.zeros(30)}, r"'hands_meanl' has shape \(30,\)"),
-        "landmarks.pkl": ({**arrays, "lmk_faces_idx": arrays["lmk_faces_idx"] + faces},
-                          rf"'lmk_faces_idx' has face indices outside \[0, {faces}\)"),
-        "bary.pkl": ({**arrays, "lmk_bary_coords": np.zeros((4, 3))},
-                     r"'lmk_bary_coords' has shape \(4, 3\), expected \(5, 3\)"),
-        "contour.pkl": ({k: v for k, v in arrays.items() if k != "dynamic_lmk_bary_coords"},
-                        "face-contour landmarks lack"),
+        "landmarks.pkl": (
+            {**arrays, "lmk_faces_idx": arrays["lmk_faces_idx"] + faces},
+            rf"'lmk_faces_idx' has face indices outside \[0, {faces}\)",
+        ),
+        "bary.pkl": (
+            {**arrays, "lmk_bary_coords": np.zeros((4, 3))},
+            r"'lmk_bary_coords' has shape \(4, 3\), expected \(5, 3\)",
+        ),
+        "contour.pkl": (
+            {k: v for k, v in arrays.items() if k != "dynamic_lmk_bary_coords"},
+            "face-contour landmarks lack",
+        ),
         "text.pkl": ({**arrays, "hands_meanl": np.array(["flat"] * 45)}, "'hands_meanl' is not numeric"),
-        "shape.pkl": ({**arrays, "shapedirs": arrays["shapedirs"][..., :12]},
-                      "'shapedirs' has 12 components; SMPL-X needs at least 20"),
-        "posedirs.pkl": ({**arrays, "posedirs": np.zeros((count, 3, 207))},
-                         r"'posedirs' has shape \(1200, 3, 207\), expected \(1200, 3, 486\)"),
+        "shape.pkl": (
+            {**arrays, "shapedirs": arrays["shapedirs"][..., :12]},
+            "'shapedirs' has 12 components; SMPL-X needs at least 20",
+        ),
+        "posedirs.pkl": (
+            {**arrays, "posedirs": np.zeros((count, 3, 207))},
+            r"'posedirs' has shape \(1200, 3, 207\), expected \(1200, 3, 486\)",
+        ),
     }
     expect_model_rejections(tmp_path, cases)

@@ -9,9 +9,7 @@ from cfm_sdf.backbone import NULL_SURFACE_VALUE, PRESETS, SDFDecoder
 from cfm_sdf.representation import RepresentationConfig, batch, correlated_noise
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-CONFIG = RepresentationConfig(
-    n_context=96, n_query_volume=8, n_query_near=8, n_query_surface=0, n_condition=64
-)
+CONFIG = RepresentationConfig(n_context=96, n_query_volume=8, n_query_near=8, n_query_surface=0, n_condition=64)
 
 
 def randomised(net: SDFDecoder, seed: int = 0) -> SDFDecoder:
@@ -45,9 +43,7 @@ def test_forward_and_decode_shapes(net, data):
     assert out.shape == (3, 96) and torch.isfinite(out).all()
     queries = torch.rand(3, 37, 3) * 2 - 1
     assert net.decode(data.context_values, t, r, cond, queries).shape == (3, 37)
-    torch.testing.assert_close(
-        net.decode(data.context_values, t, r, cond, data.context_points), out
-    )
+    torch.testing.assert_close(net.decode(data.context_values, t, r, cond, data.context_points), out)
 
 
 def test_queries_do_not_interact(net, data):

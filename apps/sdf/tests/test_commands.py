@@ -14,10 +14,32 @@ from cfm_core.training import load_checkpoint, read_log
 from cfm_sdf.families import random_shape
 from PIL import Image
 
-TINY = ["--net.preset", "tiny", "--data.n-context", "128", "--data.n-query-near", "64",
-        "--data.n-query-surface", "16", "--data.noise-grid", "8", "--train.steps", "20",
-        "--train.batch-size", "4", "--train.lr", "3e-3", "--train.warmup-steps", "0",
-        "--train.log-every", "10", "--train.checkpoint-every", "20", "--train.sample-every", "0"]
+TINY = [
+    "--net.preset",
+    "tiny",
+    "--data.n-context",
+    "128",
+    "--data.n-query-near",
+    "64",
+    "--data.n-query-surface",
+    "16",
+    "--data.noise-grid",
+    "8",
+    "--train.steps",
+    "20",
+    "--train.batch-size",
+    "4",
+    "--train.lr",
+    "3e-3",
+    "--train.warmup-steps",
+    "0",
+    "--train.log-every",
+    "10",
+    "--train.checkpoint-every",
+    "20",
+    "--train.sample-every",
+    "0",
+]
 PREPARE_SIZES = ["--n-surface", "256", "--n-volume", "512", "--n-near", "128"]
 
 
@@ -42,8 +64,7 @@ def runs(tmp_path_factory):
     """Models trained on a prepared folder holding one ball: 20 steps give them a surface."""
     root = tmp_path_factory.mktemp("runs")
     records = root / "records"
-    assert main(["sdf", "prepare", str(mesh_folder(root / "meshes")), str(records),
-                 *PREPARE_SIZES]) == 0
+    assert main(["sdf", "prepare", str(mesh_folder(root / "meshes")), str(records), *PREPARE_SIZES]) == 0
     folder = ["--data.folder", str(records)]
     return {
         "cfm": train(root / "cfm", *folder),
@@ -73,8 +94,7 @@ def test_train_writes_checkpoint_and_training_picture(runs):
 
 
 def test_training_on_a_family_scores_its_picture(tmp_path):
-    run = train(tmp_path / "family", "--data.family", "chair", "--train.steps", "2",
-                "--train.checkpoint-every", "2")
+    run = train(tmp_path / "family", "--data.family", "chair", "--train.steps", "2", "--train.checkpoint-every", "2")
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert 0.0 <= log[-1]["sample/iou"] <= 1.0
     assert (run / "samples" / "step-0000002.png").is_file()
@@ -90,16 +110,25 @@ def test_training_with_correlated_noise_resumes_exactly(tmp_path):
     losses = [[r["loss"] for r in read_log(run) if "loss" in r] for run in (straight, resumed)]
     assert len(losses[0]) == 4 and losses[0] == losses[1]
     for use_ema in (False, True):
-        weights = [load_checkpoint(run / "step-0000004").state_dict(use_ema=use_ema)
-                   for run in (straight, resumed)]
+        weights = [load_checkpoint(run / "step-0000004").state_dict(use_ema=use_ema) for run in (straight, resumed)]
         for name, value in weights[0].items():
             assert torch.equal(value, weights[1][name]), name
 
 
 def test_sample_from_points_writes_mesh_and_png(runs, chair_points, tmp_path, capsys):
     out = tmp_path / "chair.obj"
-    args = ["sdf", "sample", "--checkpoint", str(runs["cfm"]), "--points", str(chair_points),
-            "--resolution", "24", "--out", str(out)]
+    args = [
+        "sdf",
+        "sample",
+        "--checkpoint",
+        str(runs["cfm"]),
+        "--points",
+        str(chair_points),
+        "--resolution",
+        "24",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "network" in printed and "meshing" in printed and "NFE 1" in printed
@@ -117,9 +146,25 @@ def test_sample_from_a_mesh_maps_the_shape_back_to_its_frame(runs, tmp_path):
     source.apply_translation((5.0, -3.0, 2.0))
     source.export(tmp_path / "big.obj")
     out = tmp_path / "big-out.ply"
-    assert main(["sdf", "sample", "--checkpoint", str(runs["cfm"]), "--points",
-                 str(tmp_path / "big.obj"), "--resolution", "16", "--steps", "2",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "sdf",
+                "sample",
+                "--checkpoint",
+                str(runs["cfm"]),
+                "--points",
+                str(tmp_path / "big.obj"),
+                "--resolution",
+                "16",
+                "--steps",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     mesh = trimesh.load(out, force="mesh")
     center = source.bounds.mean(axis=0)
     scale = 0.9 / (source.extents.max() / 2.0)  # model frame -> input frame: / scale + center
@@ -130,24 +175,74 @@ def test_sample_from_a_mesh_maps_the_shape_back_to_its_frame(runs, tmp_path):
 
 def test_baseline_and_unconditional_sampling(runs, chair_points, tmp_path, capsys):
     out = tmp_path / "base.obj"
-    assert main(["sdf", "sample", "--checkpoint", str(runs["baseline"]), "--points",
-                 str(chair_points), "--resolution", "16", "--steps", "3", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "sdf",
+                "sample",
+                "--checkpoint",
+                str(runs["baseline"]),
+                "--points",
+                str(chair_points),
+                "--resolution",
+                "16",
+                "--steps",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "euler, 3 step(s), NFE 3" in capsys.readouterr().out
     out = tmp_path / "free.obj"
-    assert main(["sdf", "sample", "--checkpoint", str(runs["unconditional"]), "--resolution",
-                 "16", "--out", str(out)]) == 0
+    assert (
+        main(["sdf", "sample", "--checkpoint", str(runs["unconditional"]), "--resolution", "16", "--out", str(out)])
+        == 0
+    )
     assert len(trimesh.load(out, force="mesh").faces) > 0
 
 
 def test_eval_against_a_baseline(runs, tmp_path):
     out = tmp_path / "eval"
-    assert main(["sdf", "eval", "--checkpoint", str(runs["cfm"]), "--baseline",
-                 str(runs["baseline"]), "--family", "chair", "--n-shapes", "3", "--batch-size", "2",
-                 "--cfm-steps", "1", "2", "--baseline-steps", "4", "--resolution", "16",
-                 "--n-surface-samples", "300", "--n-query", "64", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "sdf",
+                "eval",
+                "--checkpoint",
+                str(runs["cfm"]),
+                "--baseline",
+                str(runs["baseline"]),
+                "--family",
+                "chair",
+                "--n-shapes",
+                "3",
+                "--batch-size",
+                "2",
+                "--cfm-steps",
+                "1",
+                "2",
+                "--baseline-steps",
+                "4",
+                "--resolution",
+                "16",
+                "--n-surface-samples",
+                "300",
+                "--n-query",
+                "64",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert [(r["label"], r["sampler"], r["nfe"]) for r in metrics["rows"]] == [
-        ("cfm", "cumulative", 1), ("cfm", "cumulative", 2), ("baseline", "euler", 4)]
+        ("cfm", "cumulative", 1),
+        ("cfm", "cumulative", 2),
+        ("baseline", "euler", 4),
+    ]
     for row in metrics["rows"]:
         assert 0.0 <= row["iou"] <= 1.0 and 0.0 <= row["fscore"] <= 1.0
         assert 0.0 <= row["sdf_error"] <= 2 * 0.2  # |clamped values| <= 1, times the truncation
@@ -159,16 +254,14 @@ def test_eval_against_a_baseline(runs, tmp_path):
     assert (out / "quality_vs_nfe.png").is_file()
 
 
-def test_guided_and_unconditional_sampling_of_a_dropout_model(runs, chair_points, tmp_path,
-                                                              capsys):
+def test_guided_and_unconditional_sampling_of_a_dropout_model(runs, chair_points, tmp_path, capsys):
     run = json.loads((runs["dropout"] / "step-0000020" / "meta.json").read_text())
     assert run["config"]["method"]["cond_dropout"] == 0.5
     base = ["sdf", "sample", "--checkpoint", str(runs["dropout"]), "--resolution", "16"]
     assert main([*base, "--points", str(chair_points), "--out", str(tmp_path / "plain.obj")]) == 0
     assert "NFE 1)" in capsys.readouterr().out
     guided = tmp_path / "guided.obj"
-    assert main([*base, "--points", str(chair_points), "--guidance", "3",
-                 "--out", str(guided)]) == 0
+    assert main([*base, "--points", str(chair_points), "--guidance", "3", "--out", str(guided)]) == 0
     assert "guidance 3, NFE 2" in capsys.readouterr().out  # a conditioned and a null call
     plain = trimesh.load(tmp_path / "plain.obj", force="mesh")
     assert not np.array_equal(trimesh.load(guided, force="mesh").vertices, plain.vertices)
@@ -183,8 +276,20 @@ def test_eval_on_a_prepared_folder(runs, tmp_path, capsys):
     trimesh.creation.icosphere(subdivisions=3, radius=1.0).export(meshes / "small-ball.obj")
     trimesh.creation.box(extents=(2.0, 1.0, 1.0)).export(meshes / "brick.ply")
     assert main(["sdf", "prepare", str(meshes), str(held_out), *PREPARE_SIZES]) == 0
-    small = ["--n-shapes", "4", "--cfm-steps", "1", "--baseline-steps", "2", "--resolution", "16",
-             "--n-surface-samples", "300", "--n-query", "64"]
+    small = [
+        "--n-shapes",
+        "4",
+        "--cfm-steps",
+        "1",
+        "--baseline-steps",
+        "2",
+        "--resolution",
+        "16",
+        "--n-surface-samples",
+        "300",
+        "--n-query",
+        "64",
+    ]
     out = tmp_path / "train-eval"
     assert main(["sdf", "eval", "--checkpoint", str(runs["cfm"]), *small, "--out", str(out)]) == 0
     assert "not held out" in capsys.readouterr().out
@@ -194,8 +299,10 @@ def test_eval_on_a_prepared_folder(runs, tmp_path, capsys):
     assert metrics["n_surface_samples"] == 256  # capped at the record's surface points
     assert "512 uniform volume points" in metrics["iou"]
     out = tmp_path / "held-out-eval"
-    assert main(["sdf", "eval", "--checkpoint", str(runs["cfm"]), "--folder", str(held_out),
-                 *small, "--out", str(out)]) == 0
+    assert (
+        main(["sdf", "eval", "--checkpoint", str(runs["cfm"]), "--folder", str(held_out), *small, "--out", str(out)])
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["held_out"] is True and metrics["shapes"][0].endswith("brick__ply.npz")
     for row in metrics["rows"]:
@@ -210,8 +317,7 @@ def test_eval_on_a_prepared_folder(runs, tmp_path, capsys):
 
 def test_prepare_reports_and_skips_the_broken_mesh(tmp_path, capsys):
     out = tmp_path / "prepared"
-    assert main(["sdf", "prepare", str(mesh_folder(tmp_path / "meshes")), str(out),
-                 *PREPARE_SIZES]) == 0
+    assert main(["sdf", "prepare", str(mesh_folder(tmp_path / "meshes")), str(out), *PREPARE_SIZES]) == 0
     printed = capsys.readouterr()
     assert "prepared 1" in printed.out and "skipped 1" in printed.out
     assert "skipped broken.stl: not watertight" in printed.err + printed.out
@@ -246,23 +352,22 @@ def test_bad_inputs_fail_before_work_with_the_option_named(runs, chair_points, t
     fails(["sample", "--checkpoint", cfm, "--points", str(tmp_path / "flat.npy")], "(N, 3)")
     np.save(tmp_path / "far.npy", np.full((5, 3), 7.0) + np.eye(5, 3))
     fails(["sample", "--checkpoint", cfm, "--points", str(tmp_path / "far.npy")], "bbox")
-    fails(["sample", "--checkpoint", cfm, "--points", str(chair_points), "--out", "x.stl"],
-          "--out: ")
+    fails(["sample", "--checkpoint", cfm, "--points", str(chair_points), "--out", "x.stl"], "--out: ")
     fails(["eval", "--checkpoint", free], "unconditional")
     fails(["eval", "--checkpoint", cfm, "--baseline", free], "--baseline")
     fails(["eval", "--checkpoint", cfm], "--folder: record")  # 4096 query points: too many
     fails(["eval", "--checkpoint", cfm, "--family", "chair", "--folder", "x"], "not both")
     fails(["eval", "--checkpoint", cfm, "--folder", str(tmp_path / "none")], "--folder: ")
-    fails(["eval", "--checkpoint", cfm, "--family", "chair", "--guidance", "2"],
-          "--guidance: ")
-    fails(["sample", "--checkpoint", cfm, "--points", str(chair_points), "--guidance", "2"],
-          "without condition dropout")
+    fails(["eval", "--checkpoint", cfm, "--family", "chair", "--guidance", "2"], "--guidance: ")
+    fails(
+        ["sample", "--checkpoint", cfm, "--points", str(chair_points), "--guidance", "2"], "without condition dropout"
+    )
     fails(["sample", "--checkpoint", str(runs["dropout"]), "--guidance", "2"], "pass --points")
-    fails(["sample", "--checkpoint", str(runs["dropout"]), "--points", str(chair_points),
-           "--guidance", "nan"], "finite")
+    fails(
+        ["sample", "--checkpoint", str(runs["dropout"]), "--points", str(chair_points), "--guidance", "nan"], "finite"
+    )
     fails(["train", "--data.folder", str(tmp_path / "none")], "--data.folder")
     fails(["train", "--unconditional", "--method.cond-dropout", "0.1"], "no condition to drop")
     fails(["train", "--preset", "huge"], "unknown preset")
     fails(["train", "--data.noise-grid", "1"], "--data.noise-grid must be at least 2")
-    fails(["train", *TINY, "--net.width", "31", "--train.output-dir", str(tmp_path / "w")],
-          "--net: ")
+    fails(["train", *TINY, "--net.width", "31", "--train.output-dir", str(tmp_path / "w")], "--net: ")

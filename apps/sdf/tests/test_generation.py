@@ -39,19 +39,18 @@ def data():
     return batch(0, 2, 0, "stool", CONFIG)
 
 
-@pytest.mark.parametrize("name, expected", [("x1", True), ("ddim", True), ("edm", False),
-                                            ("u", False)])
+@pytest.mark.parametrize("name, expected", [("x1", True), ("ddim", True), ("edm", False), ("u", False)])
 def test_field_is_network_output(name, expected):
     assert field_is_network_output(get_formulation(name)) is expected
 
 
 def generate(m, data, extra, steps, sampler, seed=3, guidance=1.0):
-    return generate_fields(m, data.cond(), extra, steps, sampler, NOISE_GRID,
-                           torch.Generator().manual_seed(seed), guidance)
+    return generate_fields(
+        m, data.cond(), extra, steps, sampler, NOISE_GRID, torch.Generator().manual_seed(seed), guidance
+    )
 
 
-@pytest.mark.parametrize("sampler, steps", [("cumulative", 1), ("cumulative", 3), ("euler", 4),
-                                            ("heun", 3)])
+@pytest.mark.parametrize("sampler, steps", [("cumulative", 1), ("cumulative", 3), ("euler", 4), ("heun", 3)])
 def test_final_field_path_equals_riding_along(data, monkeypatch, sampler, steps):
     m = model("x1")
     fast = generate(m, data, data.query_points, steps, sampler)
@@ -68,8 +67,7 @@ def test_context_values_match_the_core_sampler_and_extra_points_agree(data, form
     m = model(formulation)
     # the extra points are the context points themselves: their values must agree
     fields = generate(m, data, data.context_points, 2, "cumulative", seed=5)
-    noise = correlated_noise(data.context_points, NOISE_GRID,
-                             torch.Generator().manual_seed(5))
+    noise = correlated_noise(data.context_points, NOISE_GRID, torch.Generator().manual_seed(5))
     direct = m.sample(noise, steps=2, cond=data.cond())
     torch.testing.assert_close(fields.context_values, direct, atol=1e-5, rtol=0)
     torch.testing.assert_close(fields.extra_values, direct, atol=1e-5, rtol=0)
@@ -92,8 +90,10 @@ def test_guided_final_field_mixes_both_calls(data, monkeypatch, sampler, steps):
 def test_the_null_condition_is_the_unconditional_decoder(data):
     m = model("x1", null_cond=NULL_CONDITION, cond_dropout=0.5).train()
     rows = 400
-    cond = {key: value[torch.arange(rows) % 2] for key, value in
-            {**data.cond(), EXTRA_POINTS_KEY: data.query_points}.items()}
+    cond = {
+        key: value[torch.arange(rows) % 2]
+        for key, value in {**data.cond(), EXTRA_POINTS_KEY: data.query_points}.items()
+    }
     torch.manual_seed(2)
     dropped = m._drop_condition(cond, rows, torch.device("cpu"))
     nulled = torch.isnan(dropped["surface_points"]).all(dim=2).all(dim=1)
@@ -116,8 +116,9 @@ def test_the_null_condition_is_the_unconditional_decoder(data):
 
 
 def test_training_with_condition_dropout_has_finite_gradients(data):
-    m = model("x1", null_cond=NULL_CONDITION, cond_dropout=0.5,
-              noise_sampler=CorrelatedNoiseSampler(NOISE_GRID)).train()
+    m = model(
+        "x1", null_cond=NULL_CONDITION, cond_dropout=0.5, noise_sampler=CorrelatedNoiseSampler(NOISE_GRID)
+    ).train()
     torch.manual_seed(0)
     loss = m(data.context_values, data.cond())
     loss.backward()

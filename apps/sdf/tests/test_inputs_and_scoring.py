@@ -21,8 +21,7 @@ from cfm_sdf.scoring import (
 )
 from PIL import Image
 
-CONFIG = RepresentationConfig(n_context=64, n_query_volume=128, n_query_near=128,
-                              n_query_surface=0)
+CONFIG = RepresentationConfig(n_context=64, n_query_volume=128, n_query_near=128, n_query_surface=0)
 
 
 def rng(seed=0):
@@ -54,9 +53,14 @@ def test_mesh_points_lie_on_the_mesh_and_map_back(tmp_path):
     assert distance.max() < 1e-5
 
 
-@pytest.mark.parametrize("content, message", [
-    (np.zeros((4, 2)), "(N, 3)"), (np.full((4, 3), np.nan), "NaN"), (np.full((4, 3), 5.0), "bbox"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (np.zeros((4, 2)), "(N, 3)"),
+        (np.full((4, 3), np.nan), "NaN"),
+        (np.full((4, 3), 5.0), "bbox"),
+    ],
+)
 def test_bad_point_files_name_the_problem(tmp_path, content, message):
     np.save(tmp_path / "bad.npy", content)
     with pytest.raises(ConfigError, match="--points") as err:
@@ -82,9 +86,9 @@ def test_held_out_shapes_are_reproducible_and_not_training_shapes():
         np.testing.assert_array_equal(a.sample["context_points"], b.sample["context_points"])
         np.testing.assert_array_equal(a.surface, b.surface)
         assert np.abs(a.shape.sdf(a.surface)).max() < 1e-9
-        np.testing.assert_allclose(a.sample["query_values"],
-                                   encode_sdf(a.shape.sdf(a.sample["query_points"]), 0.2),
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            a.sample["query_values"], encode_sdf(a.shape.sdf(a.sample["query_points"]), 0.2), atol=1e-5
+        )
     training = batch(0, 3, 5, "chair", CONFIG)
     assert not np.allclose(training.context_points[0].numpy(), first[0].sample["context_points"])
 
@@ -98,8 +102,7 @@ def test_scores_of_the_truth_and_of_a_shifted_shape():
     queries = shape.sample["query_values"]
 
     def score(grid, query_values):
-        return score_shape(timed_mesh(grid)[0], shape.surface, grid.ravel(), truth,
-                           query_values, queries, 0.2, 0.05)
+        return score_shape(timed_mesh(grid)[0], shape.surface, grid.ravel(), truth, query_values, queries, 0.2, 0.05)
 
     perfect = score(values, queries)
     assert perfect["iou"] == 1.0 and perfect["sdf_error"] == 0.0 and seconds >= 0
@@ -118,18 +121,16 @@ def test_records_score_the_iou_at_their_volume_points():
     """A record of an analytic stool: its Monte-Carlo IoU at 20k uniform points agrees with the
     IoU on a fine grid, for the truth and for a dilated shape."""
     stool = random_shape("stool", rng(3))
-    big = RepresentationConfig(n_context=64, n_query_volume=20000, n_query_near=128,
-                               n_query_surface=200)
+    big = RepresentationConfig(n_context=64, n_query_volume=20000, n_query_near=128, n_query_surface=200)
     records = [analytic_record(stool, rng(4), big), analytic_record(stool, rng(5), big)]
     shapes = held_out_records(records, 5, 0, CONFIG, n_surface=100)
     assert len(shapes) == 2 and shapes[0].shape is None and shapes[0].truth_mesh(16) is None
     assert shapes[0].surface.shape == (100, 3) and shapes[0].iou_points.shape == (20064, 3)
-    np.testing.assert_allclose(shapes[0].sample["query_values"],
-                               encode_sdf(stool.sdf(shapes[0].sample["query_points"]), 0.2),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        shapes[0].sample["query_values"], encode_sdf(stool.sdf(shapes[0].sample["query_points"]), 0.2), atol=1e-5
+    )
     again = held_out_records(records, 5, 0, CONFIG, n_surface=100)
-    np.testing.assert_array_equal(again[1].sample["context_points"],
-                                  shapes[1].sample["context_points"])
+    np.testing.assert_array_equal(again[1].sample["context_points"], shapes[1].sample["context_points"])
     points, truth = shapes[0].iou_points, shapes[0].iou_truth(resolution=8)
     np.testing.assert_allclose(truth, stool.sdf(points), atol=1e-5)
     queries = shapes[0].sample["query_values"]
@@ -146,8 +147,11 @@ def test_records_score_the_iou_at_their_volume_points():
 
 def test_render_mesh_grid_png(tmp_path):
     mesh = extract_mesh(reference_grid(random_shape("stool", rng(1)), 24))
-    panels = [Panel("a", mesh, np.zeros((3, 3))), Panel("b", None),
-              Panel("c", None, np.zeros((3, 3)), cloud=mesh.vertices)]
+    panels = [
+        Panel("a", mesh, np.zeros((3, 3))),
+        Panel("b", None),
+        Panel("c", None, np.zeros((3, 3)), cloud=mesh.vertices),
+    ]
     path = render_mesh_grid_png(panels, tmp_path / "grid.png", columns=2, panel_size=1.0)
     assert Image.open(path).size == (200, 200)
     with pytest.raises(ValueError, match=".png"):

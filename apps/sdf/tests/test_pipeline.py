@@ -56,9 +56,7 @@ def test_broken_meshes_are_reported_and_skipped(prepared):
     skipped = {e["source"]: e["reason"] for e in report.skipped}
     assert set(skipped) == {"broken.stl", "garbage.off"}
     assert skipped["broken.stl"].startswith("not watertight")
-    assert report.fixed == [
-        {"source": "inverted.obj", "fixes": ["inverted faces (negative volume)"]}
-    ]
+    assert report.fixed == [{"source": "inverted.obj", "fixes": ["inverted faces (negative volume)"]}]
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk["skipped"] == report.skipped and on_disk["settings"]["n_volume"] == 512
     assert sorted(p.name for p in out.iterdir()) == [
@@ -77,9 +75,7 @@ def test_box_is_normalised_and_its_sdf_is_exact(prepared):
     box = Box((0.0, 0.0, 0.0), (0.9, 0.54, 0.36))  # negative inside, like the records
     for points, values in (("volume_points", "volume_sdf"), ("near_points", "near_sdf")):
         assert data[points].shape == (512, 3)
-        np.testing.assert_allclose(
-            data[values], box.sdf(data[points].astype(np.float64)), atol=1e-5
-        )
+        np.testing.assert_allclose(data[values], box.sdf(data[points].astype(np.float64)), atol=1e-5)
     assert data["surface_points"].shape == (256, 3)
     assert np.abs(box.sdf(data["surface_points"].astype(np.float64))).max() < 1e-5
     assert (data["volume_sdf"] < 0).mean() > 0.1
@@ -96,9 +92,7 @@ def test_sphere_sdf_and_inverted_box_sign(prepared):
     np.testing.assert_allclose(data["volume_sdf"], radius - 0.9, atol=0.9 - inner + 1e-5)
     inverted = load(out, "inverted__obj.npz")
     box = Box((0.0, 0.0, 0.0), (0.9, 0.9, 0.9))
-    np.testing.assert_allclose(
-        inverted["volume_sdf"], box.sdf(inverted["volume_points"].astype(float)), atol=1e-5
-    )
+    np.testing.assert_allclose(inverted["volume_sdf"], box.sdf(inverted["volume_points"].astype(float)), atol=1e-5)
 
 
 def test_preparation_is_deterministic_and_resumes(mesh_folder, prepared, tmp_path):

@@ -110,9 +110,7 @@ def test_batch_is_a_pure_function_of_step_and_seed():
 
 def test_batch_from_records_and_cond():
     records = [
-        analytic_record(
-            random_shape("shelf", np.random.default_rng(i)), np.random.default_rng(i), SMALL
-        )
+        analytic_record(random_shape("shelf", np.random.default_rng(i)), np.random.default_rng(i), SMALL)
         for i in range(3)
     ]
     out = batch(0, 4, 0, source=records, config=SMALL)
@@ -122,9 +120,7 @@ def test_batch_from_records_and_cond():
 
 
 def test_bad_inputs_are_rejected():
-    record = analytic_record(
-        random_shape("stool", np.random.default_rng(0)), np.random.default_rng(0), SMALL
-    )
+    record = analytic_record(random_shape("stool", np.random.default_rng(0)), np.random.default_rng(0), SMALL)
     bigger = dataclasses.replace(SMALL, n_context=1000)
     with pytest.raises(ValueError, match="has 160 volume points, the sample needs 1032"):
         draw_sample(record, np.random.default_rng(0), bigger)

@@ -25,9 +25,7 @@ def reference_sdf(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
 def probe_points(shape_like, rng: np.random.Generator, n: int, near_std: float) -> np.ndarray:
     """Half uniform in [-1, 1]^3, half near the surface (inside and outside)."""
     uniform = rng.uniform(-1.0, 1.0, size=(n // 2, 3))
-    near = shape_like.sample_surface(n - n // 2, rng) + rng.normal(
-        0.0, near_std, size=(n - n // 2, 3)
-    )
+    near = shape_like.sample_surface(n - n // 2, rng) + rng.normal(0.0, near_std, size=(n - n // 2, 3))
     return np.concatenate([uniform, near])
 
 

@@ -18,8 +18,7 @@ from cfm_sdf.representation import correlated_noise
 
 GRID = 8
 CONFIG = SdfTrainConfig(
-    data=SdfDataConfig(family="stool", n_context=64, n_query_near=16, n_query_surface=8,
-                       noise_grid=GRID),
+    data=SdfDataConfig(family="stool", n_context=64, n_query_near=16, n_query_surface=8, noise_grid=GRID),
     net=SdfNetConfig(preset="tiny"),
 )
 CONFIG = replace(CONFIG, train=replace(CONFIG.train, batch_size=4))

@@ -37,9 +37,7 @@ class AffineTimeNet(torch.nn.Module):
         )
 
     def forward(self, x, t, r, cond=None):
-        feats = torch.stack(
-            [t, r, t * r, t**2, r**2, torch.sin(3 * t), torch.sin(3 * r), t - r], dim=1
-        )
+        feats = torch.stack([t, r, t * r, t**2, r**2, torch.sin(3 * t), torch.sin(3 * r), t - r], dim=1)
         a, b = self.mlp(feats.float()).chunk(2, dim=1)
         return (1 + a) * x + b
 

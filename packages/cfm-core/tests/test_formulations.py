@@ -12,10 +12,7 @@ from .conftest import interior_times
 def _coefficients(f, t, r):
     """``P``, ``Q`` of ``F = P m + Q x`` as functions of ``(t, r)`` (scalars per sample)."""
     one, zero = torch.ones_like(t), torch.zeros_like(t)
-    p = (
-        f.update(one[:, None], zero[:, None], t, r)[:, 0]
-        - f.update(zero[:, None], zero[:, None], t, r)[:, 0]
-    )
+    p = f.update(one[:, None], zero[:, None], t, r)[:, 0] - f.update(zero[:, None], zero[:, None], t, r)[:, 0]
     q = f.update(zero[:, None], one[:, None], t, r)[:, 0]
     return p, q
 
@@ -31,9 +28,7 @@ def test_field_target_matches_general_field_equation(formulation):
     g = torch.Generator().manual_seed(1)
     x, m_inst, dm = (torch.randn(64, 5, generator=g, dtype=torch.float64) for _ in range(3))
     v = formulation.velocity(m_inst, x, t)
-    general = -(
-        expand_like(p, x) * dm + expand_like(q_t, x) * x + expand_like(q, x) * v
-    ) / expand_like(p_t, x)
+    general = -(expand_like(p, x) * dm + expand_like(q_t, x) * x + expand_like(q, x) * v) / expand_like(p_t, x)
     closed = formulation.field_target(m_inst, x, t, r, dm)
     torch.testing.assert_close(closed, general.detach(), rtol=1e-7, atol=1e-8)
 
@@ -68,12 +63,8 @@ def test_conditional_update_follows_the_conditional_path(formulation):
     )
     x_t = formulation.interpolate(data, noise, t)
     m = formulation.conditional_target(data, noise, t)
-    torch.testing.assert_close(
-        formulation.update(m, x_t, t, r), formulation.interpolate(data, noise, r)
-    )
-    torch.testing.assert_close(
-        formulation.velocity(m, x_t, t), formulation.conditional_velocity(data, noise, t)
-    )
+    torch.testing.assert_close(formulation.update(m, x_t, t, r), formulation.interpolate(data, noise, r))
+    torch.testing.assert_close(formulation.velocity(m, x_t, t), formulation.conditional_velocity(data, noise, t))
 
 
 def test_update_reaches_data_end(formulation):
@@ -155,6 +146,4 @@ def test_field_weight_is_the_ratio_of_time_derivatives(formulation):
     # P_t(t, t): differentiate P(t, s) in t, then set s = t
     p_s, _ = _coefficients(formulation, t2, t.detach())
     (dp_s,) = torch.autograd.grad(p_s.sum(), t2)
-    torch.testing.assert_close(
-        formulation.field_weight(t.detach(), r), dp_r / dp_s, rtol=1e-6, atol=1e-9
-    )
+    torch.testing.assert_close(formulation.field_weight(t.detach(), r), dp_r / dp_s, rtol=1e-6, atol=1e-9)

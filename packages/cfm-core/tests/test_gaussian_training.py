@@ -67,9 +67,7 @@ def _train(name: str, options: dict, steps: int = 800) -> CumulativeFlowMap:
 def test_one_step_moments_after_training(name):
     options, steps, mean_tol, std_tol = SETTINGS[name]
     model = _train(name, options, steps)
-    samples = model.sample(
-        torch.randn(20_000, 2, generator=torch.Generator().manual_seed(1)), steps=1
-    )
+    samples = model.sample(torch.randn(20_000, 2, generator=torch.Generator().manual_seed(1)), steps=1)
     mean_err = (samples.mean(0) - MEAN).abs().max().item()
     std_err = ((samples.std(0) - STD).abs() / STD).max().item()
     assert mean_err < mean_tol, (name, samples.mean(0), samples.std(0))
@@ -81,6 +79,4 @@ def test_untrained_model_fails_the_moment_check():
     torch.manual_seed(0)
     model = CumulativeFlowMap(FourierAffineNet(), "u")
     samples = model.sample(torch.randn(5000, 2), steps=1)
-    assert ((samples.std(0) - STD).abs() / STD).max().item() > 0.2 or (
-        samples.mean(0) - MEAN
-    ).abs().max() > 0.3
+    assert ((samples.std(0) - STD).abs() / STD).max().item() > 0.2 or (samples.mean(0) - MEAN).abs().max() > 0.3

@@ -47,9 +47,7 @@ def brute_energy(x, y, unbiased):
 @pytest.mark.parametrize("unbiased", [True, False])
 def test_energy_distance_matches_brute_force(unbiased):
     x, y = randn(50, 3, seed=1), randn(70, 3, seed=2) + 0.3
-    assert energy_distance(x, y, unbiased=unbiased) == pytest.approx(
-        brute_energy(x, y, unbiased), rel=1e-12
-    )
+    assert energy_distance(x, y, unbiased=unbiased) == pytest.approx(brute_energy(x, y, unbiased), rel=1e-12)
 
 
 def test_energy_distance_v_statistic_matches_scipy_in_1d():
@@ -160,9 +158,7 @@ def test_frechet_distance_with_singular_covariances():
 
 
 # ---------------------------------------------------------------- distribution input errors --
-@pytest.mark.parametrize(
-    "metric", [energy_distance, sliced_wasserstein, frechet_distance_from_features]
-)
+@pytest.mark.parametrize("metric", [energy_distance, sliced_wasserstein, frechet_distance_from_features])
 def test_distribution_metrics_reject_bad_input(metric):
     good = randn(10, 2)
     with pytest.raises(ValueError, match=r"shape \(N, D\)"):

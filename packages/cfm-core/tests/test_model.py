@@ -46,15 +46,11 @@ def test_loss_equals_hand_computed_target(formulation):
     plain = CumulativeFlowMap(model.net, formulation, field_weighting="none", adaptive_p=0.0)
     plain.time_sampler = model.time_sampler
     expected_plain = ((model.field(x, t, r) - target) ** 2).mean(1) * f.loss_weight(t)
-    torch.testing.assert_close(
-        plain.loss(data, noise=noise), expected_plain.mean(), rtol=1e-4, atol=1e-6
-    )
+    torch.testing.assert_close(plain.loss(data, noise=noise), expected_plain.mean(), rtol=1e-4, atol=1e-6)
     adaptive = CumulativeFlowMap(model.net, formulation, adaptive_p=1.0, adaptive_c=0.5)
     adaptive.time_sampler = model.time_sampler
     expected_adaptive = expected / (expected.detach() + 0.5)
-    torch.testing.assert_close(
-        adaptive.loss(data, noise=noise), expected_adaptive.mean(), rtol=1e-4, atol=1e-6
-    )
+    torch.testing.assert_close(adaptive.loss(data, noise=noise), expected_adaptive.mean(), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("derivative", ["jvp", "jvp_one_pass", "finite_difference"])
@@ -62,15 +58,13 @@ def test_model_target_field_builds_the_target_from_the_networks_r_equal_t_output
     """target_field="model": the cumulative rows' target takes m_{t->t}(x) of the network (no
     gradient) where the paper's takes m_t(x | x1); the r = t rows keep the conditional target."""
     torch.manual_seed(0)
-    model = CumulativeFlowMap(SmoothNet(), formulation, derivative=derivative, adaptive_p=0.0,
-                              target_field="model")
+    model = CumulativeFlowMap(SmoothNet(), formulation, derivative=derivative, adaptive_p=0.0, target_field="model")
     loss, data, noise, t, r, inst, x = _loss_on_a_fixed_batch(model)
     f = formulation
     m_model = model.field(x, t, t).detach()
     v = f.velocity(m_model, x, t)
     dm = autograd_derivative(lambda a, b: model.field(a, b, r), x, t, v)
-    target = torch.where(inst[:, None], f.conditional_target(data, noise, t),
-                         f.field_target(m_model, x, t, r, dm))
+    target = torch.where(inst[:, None], f.conditional_target(data, noise, t), f.field_target(m_model, x, t, r, dm))
     weight = f.loss_weight(t) * torch.where(inst, torch.ones_like(t), f.field_weight(t, r))
     expected = ((model.field(x, t, r) - target) ** 2).mean(1) * weight
     tolerance = 2e-2 if derivative == "finite_difference" else 1e-4
@@ -100,8 +94,7 @@ def test_model_target_field_of_the_exact_field_has_no_data_noise(formulation):
     losses = {}
     for source in ("model", "conditional"):
         model = CumulativeFlowMap(SmoothNet(dim=2), formulation, adaptive_p=0.0, target_field=source)
-        model.field = lambda x, t, r, cond=None: oracle.cumulative_field(
-            x.double(), t.double(), r.double()).float()
+        model.field = lambda x, t, r, cond=None: oracle.cumulative_field(x.double(), t.double(), r.double()).float()
         _fixed_times(model, u_t, u_r, inst)
         losses[source] = model.loss(data, noise=noise).item()
     assert losses["conditional"] > 1e-2
@@ -179,9 +172,7 @@ def test_u_loss_is_meanflow_with_time_flipped():
     t_mf, r_mf = 1 - t, 1 - r
     z = (1 - t_mf[:, None]) * data + t_mf[:, None] * noise
     v_mf = noise - data
-    u_val, dudt = torch.func.jvp(
-        u_mf, (z, r_mf, t_mf), (v_mf, torch.zeros_like(r_mf), torch.ones_like(t_mf))
-    )
+    u_val, dudt = torch.func.jvp(u_mf, (z, r_mf, t_mf), (v_mf, torch.zeros_like(r_mf), torch.ones_like(t_mf)))
     target_mf = v_mf - (t_mf - r_mf)[:, None] * dudt
 
     f = model.formulation
@@ -201,9 +192,7 @@ class CountingNet(SmoothNet):
 
     def forward(self, x, t, r, cond=None):
         self.rows += x.shape[0]
-        return super().forward(
-            x, t, r, None if cond is None else cond.float()[:, None].expand_as(x)
-        )
+        return super().forward(x, t, r, None if cond is None else cond.float()[:, None].expand_as(x))
 
 
 @pytest.mark.parametrize("steps", [1, 2, 3, 4, 7])
@@ -254,9 +243,7 @@ def test_condition_dropout_uses_the_null_condition():
             seen.append(cond.clone())
             return super().forward(x, t, r)
 
-    model = CumulativeFlowMap(
-        Recorder(), "u", null_cond=torch.tensor(-1), cond_dropout=0.5, instantaneous_ratio=1.0
-    )
+    model = CumulativeFlowMap(Recorder(), "u", null_cond=torch.tensor(-1), cond_dropout=0.5, instantaneous_ratio=1.0)
     model.loss(torch.randn(400, 3), cond=torch.ones(400, dtype=torch.long))
     share = (seen[-1] == -1).float().mean().item()
     assert 0.35 < share < 0.65
@@ -335,8 +322,13 @@ def test_dict_condition_dropout_keeps_none_entries_and_custom_noise_is_used():
         return torch.zeros_like(x)
 
     model = CumulativeFlowMap(
-        Recorder(), "u", null_cond={"points": None, "label": torch.tensor(-1)}, cond_dropout=0.5,
-        instantaneous_ratio=1.0, noise_sampler=noise_sampler, adaptive_p=0.0,
+        Recorder(),
+        "u",
+        null_cond={"points": None, "label": torch.tensor(-1)},
+        cond_dropout=0.5,
+        instantaneous_ratio=1.0,
+        noise_sampler=noise_sampler,
+        adaptive_p=0.0,
     )
     points = torch.randn(200, 4)
     model.loss(torch.randn(200, 3), cond={"points": points, "label": torch.ones(200, dtype=torch.long)})

@@ -61,9 +61,7 @@ def test_field_equation_residual_of_the_oracle_vanishes(formulation):
     target = formulation.field_target(m_inst, x, t, r, dm)
     torch.testing.assert_close(target, oracle.cumulative_field(x, t, r), rtol=1e-6, atol=1e-6)
     # the float32 JVP backend gives the same target to float32 accuracy
-    dm32 = jvp_derivative(
-        lambda a, b: oracle.cumulative_field(a.double(), b.double(), r).float(), x, t, v
-    )
+    dm32 = jvp_derivative(lambda a, b: oracle.cumulative_field(a.double(), b.double(), r).float(), x, t, v)
     target32 = formulation.field_target(m_inst, x, t, r, dm32.double())
     torch.testing.assert_close(target32, target, rtol=2e-3, atol=2e-3)
 
@@ -74,9 +72,7 @@ def test_a_wrong_derivative_breaks_the_residual(formulation):
     t, r = interior_times(formulation, 64, seed=6)
     x = oracle.sample_marginal(torch.randn(64, 3, dtype=torch.float64), t)
     m_inst = oracle.instantaneous_field(x, t)
-    _, dm_time_only = torch.func.jvp(
-        lambda t_: oracle.cumulative_field(x, t_, r), (t,), (torch.ones_like(t),)
-    )
+    _, dm_time_only = torch.func.jvp(lambda t_: oracle.cumulative_field(x, t_, r), (t,), (torch.ones_like(t),))
     wrong = formulation.field_target(m_inst, x, t, r, dm_time_only)
     assert (wrong - oracle.cumulative_field(x, t, r)).abs().max() > 1e-2
 
@@ -90,9 +86,7 @@ def test_instantaneous_samplers_converge_to_the_exact_map(formulation, method):
     sampler = sample_euler if method == "euler" else sample_heun
     errors = []
     for steps in (8, 32, 128):
-        out, nfe = sampler(
-            _oracle_field(oracle), formulation, x0, formulation.time_grid(steps).double()
-        )
+        out, nfe = sampler(_oracle_field(oracle), formulation, x0, formulation.time_grid(steps).double())
         assert nfe == (steps if method == "euler" else 2 * steps - 1)
         errors.append((out - exact).abs().max().item())
     assert errors[2] < errors[1] < errors[0]

@@ -41,13 +41,15 @@ def test_point_cloud_views_with_colours_and_bones(tmp_path):
     g = torch.Generator().manual_seed(1)
     points = torch.randn(3000, 3, generator=g)
     bones = np.array([[[0, -2, 0], [0, 2, 0]], [[0, 1, 0], [1, 1.5, 0]]], dtype=np.float64)
-    path = save_point_cloud_views(points, tmp_path / "cloud.png", colors=points[:, 1],
-                                  segments=bones, title="shape", max_points=1000)
+    path = save_point_cloud_views(
+        points, tmp_path / "cloud.png", colors=points[:, 1], segments=bones, title="shape", max_points=1000
+    )
     width, height = check_png(path, 800, 200)
     assert width > 2.5 * height
     rgb = np.random.default_rng(0).uniform(size=(3000, 3))
-    two = save_point_cloud_views(points.numpy(), tmp_path / "two.png", views=((30, 45), (0, 0)),
-                                 colors=rgb, up_axis="z")
+    two = save_point_cloud_views(
+        points.numpy(), tmp_path / "two.png", views=((30, 45), (0, 0)), colors=rgb, up_axis="z"
+    )
     check_png(two, 300, 150)
 
 
@@ -56,15 +58,15 @@ def test_curves(tmp_path):
         "cfm": ([1, 2, 4], [0.3, 0.1, 0.05]),
         "baseline": (np.array([8, 16, 64]), [0.2, 0.1, 0.04]),
     }
-    path = save_curves(curves, tmp_path / "quality.png", "NFE", "energy distance", logx=True,
-                       title="quality vs NFE", logy=True)
+    path = save_curves(
+        curves, tmp_path / "quality.png", "NFE", "energy distance", logx=True, title="quality vs NFE", logy=True
+    )
     check_png(path, 300, 200)
 
 
 def test_curves_on_a_symmetric_log_axis_take_values_at_and_below_zero(tmp_path):
     curves = {"cfm": ([1, 2, 4], [0.3, -2e-4, 0.0]), "baseline": ([8, 64], [0.2, -1e-4])}
-    path = save_curves(curves, tmp_path / "floor.png", "NFE", "energy distance", logx=True,
-                       symlog_y=1e-3)
+    path = save_curves(curves, tmp_path / "floor.png", "NFE", "energy distance", logx=True, symlog_y=1e-3)
     check_png(path, 300, 200)
     with pytest.raises(ValueError, match="symlog_y must be positive and excludes logy"):
         save_curves(curves, tmp_path / "x.png", "x", "y", logy=True, symlog_y=1e-3)

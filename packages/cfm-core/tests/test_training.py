@@ -35,14 +35,22 @@ def _state(trainer):
 def test_resume_is_exact(tmp_path):
     """20 steps straight == 14 steps, a crash losing the step-14 checkpoint, resume 10 -> 20."""
     options = dict(warmup_steps=5, grad_clip=0.5, ema_warmup_power=0.75, keep_last=0)
-    straight = Trainer(make_model(), gaussian_data,
-                       train_config(tmp_path / "a", steps=20, **options),
-                       run_config={"run": "a"}, app="test")
+    straight = Trainer(
+        make_model(),
+        gaussian_data,
+        train_config(tmp_path / "a", steps=20, **options),
+        run_config={"run": "a"},
+        app="test",
+    )
     straight.fit()
 
-    first = Trainer(make_model(), gaussian_data,
-                    train_config(tmp_path / "b", steps=14, checkpoint_every=10, **options),
-                    run_config={"run": "b"}, app="test")
+    first = Trainer(
+        make_model(),
+        gaussian_data,
+        train_config(tmp_path / "b", steps=14, checkpoint_every=10, **options),
+        run_config={"run": "b"},
+        app="test",
+    )
     first.fit()
     shutil.rmtree(tmp_path / "b" / "step-0000014")  # the log still holds steps 11..14
 
@@ -52,9 +60,13 @@ def test_resume_is_exact(tmp_path):
         seen.append(step)
         return gaussian_data(step)
 
-    resumed = Trainer(make_model(seed=123), recording_data,
-                      train_config(tmp_path / "b", steps=20, resume=True, **options),
-                      run_config={"run": "b"}, app="test")
+    resumed = Trainer(
+        make_model(seed=123),
+        recording_data,
+        train_config(tmp_path / "b", steps=20, resume=True, **options),
+        run_config={"run": "b"},
+        app="test",
+    )
     assert resumed.step == 10
     resumed.fit()
 
@@ -80,20 +92,30 @@ def test_cosine_schedule_decays_and_resumes_exactly(tmp_path):
     """A cosine run's logged LRs follow lr_factor, and resuming from its step-10 checkpoint after the
     step-20 one is lost retraces steps 11..20 with the same LRs and weights."""
     options = dict(steps=20, warmup_steps=4, lr_schedule="cosine", final_lr_ratio=0.1, keep_last=0)
-    straight = Trainer(make_model(), gaussian_data, train_config(tmp_path / "a", **options),
-                       run_config={"run": "a"}, app="test")
+    straight = Trainer(
+        make_model(), gaussian_data, train_config(tmp_path / "a", **options), run_config={"run": "a"}, app="test"
+    )
     straight.fit()
     factor = lr_factor(4, "cosine", 20, 0.1)
     log_a = read_log(tmp_path / "a")
     assert [r["lr"] for r in log_a] == pytest.approx([1e-2 * factor(s) for s in range(20)])
     assert log_a[-1]["lr"] < 0.11e-2
 
-    Trainer(make_model(), gaussian_data, train_config(tmp_path / "b", checkpoint_every=10, **options),
-            run_config={"run": "b"}, app="test").fit()
+    Trainer(
+        make_model(),
+        gaussian_data,
+        train_config(tmp_path / "b", checkpoint_every=10, **options),
+        run_config={"run": "b"},
+        app="test",
+    ).fit()
     shutil.rmtree(tmp_path / "b" / "step-0000020")
-    resumed = Trainer(make_model(seed=123), gaussian_data,
-                      train_config(tmp_path / "b", resume=True, **options),
-                      run_config={"run": "b"}, app="test")
+    resumed = Trainer(
+        make_model(seed=123),
+        gaussian_data,
+        train_config(tmp_path / "b", resume=True, **options),
+        run_config={"run": "b"},
+        app="test",
+    )
     assert resumed.step == 10
     resumed.fit()
     assert _strip_timing(read_log(tmp_path / "b")) == _strip_timing(log_a)
@@ -102,15 +124,17 @@ def test_cosine_schedule_decays_and_resumes_exactly(tmp_path):
 
 
 def test_resume_names_the_options_that_changed(tmp_path, capsys):
-    stored = {"method": {"target_field": "conditional", "ratio": 0.75},
-              "train": {"steps": 4, "lr": 0.01, "ema_decays": [0.9, 0.5]}}
-    Trainer(make_model(), gaussian_data, train_config(tmp_path, steps=4), run_config=stored,
-            app="test").fit()
+    stored = {
+        "method": {"target_field": "conditional", "ratio": 0.75},
+        "train": {"steps": 4, "lr": 0.01, "ema_decays": [0.9, 0.5]},
+    }
+    Trainer(make_model(), gaussian_data, train_config(tmp_path, steps=4), run_config=stored, app="test").fit()
     capsys.readouterr()
-    current = {"method": {"ratio": 0.75, "time_sampler": "uniform"},
-               "train": {"steps": 8, "lr": 0.01, "ema_decays": (0.9, 0.5), "resume": True}}
-    Trainer(make_model(), gaussian_data, train_config(tmp_path, steps=8, resume=True),
-            run_config=current, app="test")
+    current = {
+        "method": {"ratio": 0.75, "time_sampler": "uniform"},
+        "train": {"steps": 8, "lr": 0.01, "ema_decays": (0.9, 0.5), "resume": True},
+    }
+    Trainer(make_model(), gaussian_data, train_config(tmp_path, steps=8, resume=True), run_config=current, app="test")
     out = capsys.readouterr().out
     # steps and resume may change; the tuple equals the stored list; the rest is named
     assert "changed since the checkpoint" in out and "train.steps" not in out
@@ -122,31 +146,40 @@ def test_resume_names_the_options_that_changed(tmp_path, capsys):
 
 def test_fresh_run_refuses_existing_checkpoints_and_resume_needs_one(tmp_path):
     with pytest.raises(ConfigError, match="resume"):
-        Trainer(make_model(), gaussian_data, train_config(tmp_path, resume=True), run_config={},
-                app="test")
-    Trainer(make_model(), gaussian_data, train_config(tmp_path, steps=2), run_config={},
-            app="test").fit()
+        Trainer(make_model(), gaussian_data, train_config(tmp_path, resume=True), run_config={}, app="test")
+    Trainer(make_model(), gaussian_data, train_config(tmp_path, steps=2), run_config={}, app="test").fit()
     with pytest.raises(ConfigError, match="output_dir"):
         Trainer(make_model(), gaussian_data, train_config(tmp_path), run_config={}, app="test")
     with pytest.raises(ConfigError, match="ema_decays"):
-        Trainer(make_model(), gaussian_data, train_config(tmp_path, resume=True, ema_decays=(0.9,)),
-                run_config={}, app="test")
+        Trainer(
+            make_model(),
+            gaussian_data,
+            train_config(tmp_path, resume=True, ema_decays=(0.9,)),
+            run_config={},
+            app="test",
+        )
 
 
 @pytest.mark.parametrize("two_time_teacher", [False, True])
 @pytest.mark.parametrize("use_ema", [True, False])
-def test_warm_start_reproduces_the_multi_step_network_at_r_equal_t(tmp_path, two_time_teacher,
-                                                                   use_ema):
+def test_warm_start_reproduces_the_multi_step_network_at_r_equal_t(tmp_path, two_time_teacher, use_ema):
     teacher_dir = tmp_path / "teacher"
-    Trainer(make_model(ratio=1.0, two_time=two_time_teacher), gaussian_data,
-            train_config(teacher_dir, steps=3), run_config={}, app="test").fit()
-    teacher = build_ema_model(teacher_dir, make_model(seed=7, ratio=1.0, two_time=two_time_teacher),
-                              use_ema=use_ema)
+    Trainer(
+        make_model(ratio=1.0, two_time=two_time_teacher),
+        gaussian_data,
+        train_config(teacher_dir, steps=3),
+        run_config={},
+        app="test",
+    ).fit()
+    teacher = build_ema_model(teacher_dir, make_model(seed=7, ratio=1.0, two_time=two_time_teacher), use_ema=use_ema)
 
-    student = Trainer(make_model(seed=3), gaussian_data,
-                      train_config(tmp_path / "student", init_from=str(teacher_dir),
-                                   init_from_ema=use_ema),
-                      run_config={}, app="test")
+    student = Trainer(
+        make_model(seed=3),
+        gaussian_data,
+        train_config(tmp_path / "student", init_from=str(teacher_dir), init_from_ema=use_ema),
+        run_config={},
+        app="test",
+    )
     net = student.unwrapped_model.net
     g = torch.Generator().manual_seed(0)
     x, t = torch.randn(16, 2, generator=g), torch.rand(16, generator=g)
@@ -158,19 +191,33 @@ def test_warm_start_reproduces_the_multi_step_network_at_r_equal_t(tmp_path, two
 
 
 def test_warm_start_rejects_another_formulation(tmp_path):
-    Trainer(make_model(ratio=1.0), gaussian_data, train_config(tmp_path / "t", steps=1),
-            run_config={}, app="test").fit()
-    Trainer(make_model(), gaussian_data,
-            train_config(tmp_path / "ok", init_from=str(tmp_path / "t")), run_config={}, app="test")
+    Trainer(
+        make_model(ratio=1.0), gaussian_data, train_config(tmp_path / "t", steps=1), run_config={}, app="test"
+    ).fit()
+    Trainer(
+        make_model(),
+        gaussian_data,
+        train_config(tmp_path / "ok", init_from=str(tmp_path / "t")),
+        run_config={},
+        app="test",
+    )
     x1_model = CumulativeFlowMap(make_model().net, formulation="x1")
     with pytest.raises(ConfigError, match="init_from"):
-        Trainer(x1_model, gaussian_data,
-                train_config(tmp_path / "bad", init_from=str(tmp_path / "t")), run_config={},
-                app="test")
+        Trainer(
+            x1_model,
+            gaussian_data,
+            train_config(tmp_path / "bad", init_from=str(tmp_path / "t")),
+            run_config={},
+            app="test",
+        )
     with pytest.raises(ConfigError, match="init_from"):
-        Trainer(make_model(), gaussian_data,
-                train_config(tmp_path / "none", init_from=str(tmp_path / "missing")),
-                run_config={}, app="test")
+        Trainer(
+            make_model(),
+            gaussian_data,
+            train_config(tmp_path / "none", init_from=str(tmp_path / "missing")),
+            run_config={},
+            app="test",
+        )
 
 
 def test_sample_hook_gets_the_ema_model_and_its_metrics_are_logged(tmp_path):
@@ -183,9 +230,14 @@ def test_sample_hook_gets_the_ema_model_and_its_metrics_are_logged(tmp_path):
         calls.append(step)
         return {"score": float(step), "nfe": torch.tensor(1)}
 
-    trainer = Trainer(make_model(), gaussian_data,
-                      train_config(tmp_path, steps=5, sample_every=2, log_every=2), run_config={},
-                      app="test", on_sample=on_sample)
+    trainer = Trainer(
+        make_model(),
+        gaussian_data,
+        train_config(tmp_path, steps=5, sample_every=2, log_every=2),
+        run_config={},
+        app="test",
+        on_sample=on_sample,
+    )
     summary = trainer.fit()
     assert calls == [2, 4, 5]
     assert summary["samples"] == {"score": 5.0, "nfe": torch.tensor(1)}
@@ -194,8 +246,7 @@ def test_sample_hook_gets_the_ema_model_and_its_metrics_are_logged(tmp_path):
     assert [r["step"] for r in log if "loss" in r] == [2, 4, 5]
     sampled = [(r["step"], r["sample/score"], r["sample/nfe"]) for r in log if "sample/nfe" in r]
     assert sampled == [(2, 2.0, 1), (4, 4.0, 1), (5, 5.0, 1)]
-    assert {"loss", "loss_instantaneous", "loss_cumulative", "lr", "grad_norm",
-            "steps_per_s"} <= set(log[0])
+    assert {"loss", "loss_instantaneous", "loss_cumulative", "lr", "grad_norm", "steps_per_s"} <= set(log[0])
 
 
 def test_checkpoints_every_n_steps_keep_last_and_conditional_batches(tmp_path):
@@ -203,10 +254,15 @@ def test_checkpoints_every_n_steps_keep_last_and_conditional_batches(tmp_path):
         x = gaussian_data(step)
         return x, torch.full_like(x, 0.1)
 
-    trainer = Trainer(make_model(), data,
-                      train_config(tmp_path, steps=7, checkpoint_every=2, keep_last=2),
-                      run_config={"k": [1, 2]}, app="test", normalisation={"mean": [1.0, -1.0]},
-                      extra={"note": "hi"})
+    trainer = Trainer(
+        make_model(),
+        data,
+        train_config(tmp_path, steps=7, checkpoint_every=2, keep_last=2),
+        run_config={"k": [1, 2]},
+        app="test",
+        normalisation={"mean": [1.0, -1.0]},
+        extra={"note": "hi"},
+    )
     trainer.fit()
     assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-0000006", "step-0000007"]
     checkpoint = load_checkpoint(tmp_path)
@@ -217,9 +273,13 @@ def test_checkpoints_every_n_steps_keep_last_and_conditional_batches(tmp_path):
 
 def test_bf16_mixed_precision_smoke(tmp_path):
     try:
-        trainer = Trainer(make_model(), gaussian_data,
-                          train_config(tmp_path, steps=3, mixed_precision="bf16"), run_config={},
-                          app="test")
+        trainer = Trainer(
+            make_model(),
+            gaussian_data,
+            train_config(tmp_path, steps=3, mixed_precision="bf16"),
+            run_config={},
+            app="test",
+        )
     except (ValueError, RuntimeError, ImportError) as err:
         pytest.skip(f"accelerate offers no bf16 here: {err}")
     assert trainer.accelerator.mixed_precision == "bf16"
@@ -228,8 +288,7 @@ def test_bf16_mixed_precision_smoke(tmp_path):
     assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
     assert latest_checkpoint(tmp_path).name == "step-0000003"
     # a following full-precision trainer in the same process still works
-    Trainer(make_model(), gaussian_data, train_config(tmp_path / "fp32", steps=1), run_config={},
-            app="test").fit()
+    Trainer(make_model(), gaussian_data, train_config(tmp_path / "fp32", steps=1), run_config={}, app="test").fit()
 
 
 def test_lr_factor_and_batch_splitting():
@@ -238,7 +297,7 @@ def test_lr_factor_and_batch_splitting():
     assert lr_factor(0)(0) == 1.0
     cosine = lr_factor(2, "cosine", steps=6, final_lr_ratio=0.2)
     # warm-up, then 0.2 + 0.8 * (1 + cos(pi * k / 4)) / 2 for k = 0..4, held at the end
-    expected = [0.5, 1.0, 1.0, 0.2 + 0.4 * (1 + 0.5 ** 0.5), 0.6, 0.2 + 0.4 * (1 - 0.5 ** 0.5), 0.2, 0.2]
+    expected = [0.5, 1.0, 1.0, 0.2 + 0.4 * (1 + 0.5**0.5), 0.6, 0.2 + 0.4 * (1 - 0.5**0.5), 0.2, 0.2]
     assert [cosine(s) for s in range(8)] == pytest.approx(expected)
     assert lr_factor(0, "cosine", steps=3)(3) == pytest.approx(0.0)
     with pytest.raises(ValueError, match="schedule"):
@@ -251,12 +310,32 @@ def test_lr_factor_and_batch_splitting():
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("steps", 0), ("steps", 2.5), ("batch_size", -1), ("lr", 0.0), ("weight_decay", -0.1),
-     ("warmup_steps", -1), ("grad_clip", -1.0), ("ema_decays", (1.0,)), ("ema_decays", (0.9, 0.9)),
-     ("ema_decays", 0.9), ("ema_warmup_power", -1.0), ("mixed_precision", "fp8"), ("seed", -1),
-     ("log_every", 0), ("sample_every", -2), ("checkpoint_every", -1), ("keep_last", -1),
-     ("output_dir", ""), ("resume", "yes"), ("init_from", ""), ("cpu", 1), ("lr_schedule", "step"),
-     ("final_lr_ratio", 1.5), ("final_lr_ratio", -0.1)],
+    [
+        ("steps", 0),
+        ("steps", 2.5),
+        ("batch_size", -1),
+        ("lr", 0.0),
+        ("weight_decay", -0.1),
+        ("warmup_steps", -1),
+        ("grad_clip", -1.0),
+        ("ema_decays", (1.0,)),
+        ("ema_decays", (0.9, 0.9)),
+        ("ema_decays", 0.9),
+        ("ema_warmup_power", -1.0),
+        ("mixed_precision", "fp8"),
+        ("seed", -1),
+        ("log_every", 0),
+        ("sample_every", -2),
+        ("checkpoint_every", -1),
+        ("keep_last", -1),
+        ("output_dir", ""),
+        ("resume", "yes"),
+        ("init_from", ""),
+        ("cpu", 1),
+        ("lr_schedule", "step"),
+        ("final_lr_ratio", 1.5),
+        ("final_lr_ratio", -0.1),
+    ],
 )
 def test_bad_config_values_name_the_option(option, value):
     with pytest.raises(ConfigError, match=rf"^{option}:"):
@@ -267,11 +346,22 @@ def test_config_defaults_coercion_and_command_line(tmp_path):
     config = TrainConfig(ema_decays=[0.99, 0.999], output_dir=tmp_path)
     assert config.ema_decays == (0.99, 0.999) and config.output_dir == str(tmp_path)
     assert TrainConfig().steps == 2000 and TrainConfig().mixed_precision == "no"
-    argv = ["--steps", "10", "--ema-decays", "0.9", "0.99", "--resume", "--init-from", "runs/a",
-            "--mixed-precision", "bf16"]
+    argv = [
+        "--steps",
+        "10",
+        "--ema-decays",
+        "0.9",
+        "0.99",
+        "--resume",
+        "--init-from",
+        "runs/a",
+        "--mixed-precision",
+        "bf16",
+    ]
     parsed = parse_config(TrainConfig, argv, prog="cfm test train")
-    assert parsed == TrainConfig(steps=10, ema_decays=(0.9, 0.99), resume=True,
-                                 init_from="runs/a", mixed_precision="bf16")
+    assert parsed == TrainConfig(
+        steps=10, ema_decays=(0.9, 0.99), resume=True, init_from="runs/a", mixed_precision="bf16"
+    )
     assert config_from_dict(TrainConfig, config_to_dict(parsed)) == parsed
 
 
@@ -285,6 +375,5 @@ def test_minibatch_ot_with_conditional_batches_fails_before_training(tmp_path):
     with pytest.raises(ConfigError, match="method.coupling: minibatch_ot .* carry a condition"):
         Trainer(model, conditional, train_config(tmp_path / "c"), run_config={}, app="test")
     assert not (tmp_path / "c").exists()
-    trainer = Trainer(model, gaussian_data, train_config(tmp_path / "u", steps=2),
-                      run_config={}, app="test")
+    trainer = Trainer(model, gaussian_data, train_config(tmp_path / "u", steps=2), run_config={}, app="test")
     assert trainer.fit()["step"] == 2

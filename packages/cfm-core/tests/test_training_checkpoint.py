@@ -39,8 +39,17 @@ def _trained_state(steps: int = 3):
 
 def _save(run_dir, step, parts, **kwargs):
     model, ema, optimizer, scheduler = parts
-    return save_checkpoint(run_dir, step, model, app="toy", config={"lr": 0.01, "dims": [2]},
-                           ema=ema, optimizer=optimizer, scheduler=scheduler, **kwargs)
+    return save_checkpoint(
+        run_dir,
+        step,
+        model,
+        app="toy",
+        config={"lr": 0.01, "dims": [2]},
+        ema=ema,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        **kwargs,
+    )
 
 
 def test_round_trip_restores_every_state_exactly(tmp_path):
@@ -49,15 +58,28 @@ def test_round_trip_restores_every_state_exactly(tmp_path):
     path = _save(tmp_path, 3, parts, normalisation={"scale": 2.0}, extra={"classes": 10})
     assert path == tmp_path / "step-0000003"
     assert sorted(p.name for p in path.iterdir()) == [
-        "ema-0.9.safetensors", "ema-0.99.safetensors", "meta.json", "model.safetensors",
-        "optimizer.json", "optimizer.safetensors"]
+        "ema-0.9.safetensors",
+        "ema-0.99.safetensors",
+        "meta.json",
+        "model.safetensors",
+        "optimizer.json",
+        "optimizer.safetensors",
+    ]
 
     checkpoint = load_checkpoint(path)
     assert checkpoint.meta == {
-        "format": 1, "library_version": cfm_core.__version__, "step": 3, "app": "toy",
-        "formulation": {"name": "u"}, "time_convention": model.formulation.time_convention,
-        "config": {"lr": 0.01, "dims": [2]}, "normalisation": {"scale": 2.0},
-        "extra": {"classes": 10}, "ema_decays": [0.9, 0.99], "optimizer": True}
+        "format": 1,
+        "library_version": cfm_core.__version__,
+        "step": 3,
+        "app": "toy",
+        "formulation": {"name": "u"},
+        "time_convention": model.formulation.time_convention,
+        "config": {"lr": 0.01, "dims": [2]},
+        "normalisation": {"scale": 2.0},
+        "extra": {"classes": 10},
+        "ema_decays": [0.9, 0.99],
+        "optimizer": True,
+    }
     for key, value in model.state_dict().items():
         assert torch.equal(checkpoint.model[key], value), key
 
@@ -134,16 +156,16 @@ def test_keep_last_prunes_the_oldest_and_latest_is_the_newest(tmp_path):
         _save(tmp_path, step, parts, keep_last=3)
     (tmp_path / "log.jsonl").write_text("")
     (tmp_path / "step-notes").mkdir()
-    assert sorted(p.name for p in tmp_path.glob("step-0*")) == [
-        "step-0000015", "step-0000020", "step-0000100"]
+    assert sorted(p.name for p in tmp_path.glob("step-0*")) == ["step-0000015", "step-0000020", "step-0000100"]
     assert latest_checkpoint(tmp_path) == tmp_path / "step-0000100"
     assert load_checkpoint(tmp_path).step == 100  # a run directory means its newest checkpoint
     _save(tmp_path, 101, parts)  # keep_last=0 keeps everything
     assert len(list(tmp_path.glob("step-0*"))) == 4
 
 
-@pytest.mark.parametrize("name", ["meta.json", "model.safetensors", "ema-0.99.safetensors",
-                                  "optimizer.safetensors", "optimizer.json"])
+@pytest.mark.parametrize(
+    "name", ["meta.json", "model.safetensors", "ema-0.99.safetensors", "optimizer.safetensors", "optimizer.json"]
+)
 def test_missing_file_is_named(tmp_path, name):
     path = _save(tmp_path, 7, _trained_state(1))
     (path / name).unlink()
@@ -151,8 +173,9 @@ def test_missing_file_is_named(tmp_path, name):
         load_checkpoint(path)
 
 
-@pytest.mark.parametrize("name", ["meta.json", "model.safetensors", "ema-0.9.safetensors",
-                                  "optimizer.safetensors", "optimizer.json"])
+@pytest.mark.parametrize(
+    "name", ["meta.json", "model.safetensors", "ema-0.9.safetensors", "optimizer.safetensors", "optimizer.json"]
+)
 def test_corrupt_file_is_named(tmp_path, name):
     path = _save(tmp_path, 7, _trained_state(1))
     data = (path / name).read_bytes()

@@ -31,11 +31,21 @@ def _worker(rank: int, port: int, out: Path) -> None:
     faulthandler.dump_traceback_later(120, exit=True)  # a hung worker fails the test, not CI
     torch.set_num_threads(1)  # the parent's OpenMP pool does not survive fork: stay serial
     AcceleratorState._reset_state(reset_partial_state=True)  # forget the parent's single process
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(WORLD))
-    trainer = Trainer(make_model(), gaussian_data,
-                      train_config(out / "run", seed=SEED, steps=2, ema_decays=(0.9,)),
-                      run_config={}, app="test")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(WORLD),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(WORLD),
+    )
+    trainer = Trainer(
+        make_model(),
+        gaussian_data,
+        train_config(out / "run", seed=SEED, steps=2, ema_decays=(0.9,)),
+        run_config={},
+        app="test",
+    )
     assert trainer.accelerator.num_processes == WORLD
     assert trainer.accelerator.process_index == rank
     trainer.backward(0)

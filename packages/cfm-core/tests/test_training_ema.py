@@ -35,8 +35,7 @@ def test_update_matches_a_hand_computation_for_two_decays():
         _set(module, a, b)
         ema.update()
         for d, (avg_a, avg_b) in expected.items():
-            expected[d] = ([d * x + (1 - d) * y for x, y in zip(avg_a, a, strict=True)],
-                           d * avg_b + (1 - d) * b)
+            expected[d] = ([d * x + (1 - d) * y for x, y in zip(avg_a, a, strict=True)], d * avg_b + (1 - d) * b)
     # e.g. decay 0.5 on a[0]: 1 -> 2 -> 0.5 -> 0.5
     assert expected[0.5][0][0] == pytest.approx(0.5)
     for d, (avg_a, avg_b) in expected.items():

@@ -24,8 +24,7 @@ class TinyNet(nn.Module):
         embedding = TimeMLPEmbedding(emb_dim, features=SinusoidalTimeEmbedding(emb_dim))
         self.two_time = two_time
         self.time = TwoTimeEmbedding(embedding) if two_time else embedding
-        self.body = nn.Sequential(nn.Linear(DIM + emb_dim, hidden), nn.SiLU(),
-                                  nn.Linear(hidden, DIM))
+        self.body = nn.Sequential(nn.Linear(DIM + emb_dim, hidden), nn.SiLU(), nn.Linear(hidden, DIM))
 
     def forward(self, x, t, r, cond=None):
         emb = self.time(t, r) if self.two_time else self.time(t)
@@ -35,8 +34,7 @@ class TinyNet(nn.Module):
 
 def make_model(seed: int = 0, ratio: float = 0.5, two_time: bool = True) -> CumulativeFlowMap:
     torch.manual_seed(seed)
-    return CumulativeFlowMap(TinyNet(two_time), formulation="u", instantaneous_ratio=ratio,
-                             derivative="jvp")
+    return CumulativeFlowMap(TinyNet(two_time), formulation="u", instantaneous_ratio=ratio, derivative="jvp")
 
 
 def gaussian_data(step: int) -> torch.Tensor:
@@ -45,7 +43,15 @@ def gaussian_data(step: int) -> torch.Tensor:
 
 
 def train_config(output_dir, **overrides) -> TrainConfig:
-    options = dict(steps=6, batch_size=BATCH, lr=1e-2, log_every=1, checkpoint_every=0,
-                   ema_decays=(0.9, 0.5), output_dir=str(output_dir), cpu=True)
+    options = dict(
+        steps=6,
+        batch_size=BATCH,
+        lr=1e-2,
+        log_every=1,
+        checkpoint_every=0,
+        ema_decays=(0.9, 0.5),
+        output_dir=str(output_dir),
+        cpu=True,
+    )
     options.update(overrides)
     return TrainConfig(**options)

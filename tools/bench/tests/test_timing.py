@@ -23,9 +23,7 @@ def test_rounds_interleave_models_and_steps_are_indexed_in_order():
 
 
 def test_a_slower_step_measures_slower():
-    times = interleaved_step_times(
-        {"fast": lambda i: None, "slow": lambda i: time.sleep(0.002)}, repeats=3, rounds=3
-    )
+    times = interleaved_step_times({"fast": lambda i: None, "slow": lambda i: time.sleep(0.002)}, repeats=3, rounds=3)
     assert times["slow"] >= 0.002 > times["fast"]
 
 
@@ -42,8 +40,9 @@ def test_optimizer_step_trains_on_tensor_and_pair_batches():
     step = optimizer_step(model, torch.optim.SGD(model.parameters(), lr=0.1), lambda i: torch.ones(4))
     step(0)
     assert model.w.item() == pytest.approx(1 - 0.1 * 2)
-    step = optimizer_step(model, torch.optim.SGD(model.parameters(), lr=0.1),
-                          lambda i: (torch.ones(4), torch.full((4,), model.w.item())))
+    step = optimizer_step(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), lambda i: (torch.ones(4), torch.full((4,), model.w.item()))
+    )
     step(0)
     assert model.w.item() == pytest.approx(0.8)
 

@@ -66,8 +66,7 @@ class ShapeCondition(nn.Module):
     def __init__(self, dim: int, num_shapes: int = 0, code_dim: int = 0) -> None:
         super().__init__()
         if num_shapes < 0 or code_dim < 0 or (num_shapes and code_dim):
-            raise ValueError(f"use at most one of num_shapes and code_dim (>= 0), got "
-                             f"{num_shapes}, {code_dim}")
+            raise ValueError(f"use at most one of num_shapes and code_dim (>= 0), got {num_shapes}, {code_dim}")
         self.num_shapes, self.code_dim = int(num_shapes), int(code_dim)
         self.table = nn.Embedding(num_shapes + 1, dim) if num_shapes else None
         self.projection = nn.Linear(code_dim, dim) if code_dim else None
@@ -84,8 +83,7 @@ class ShapeCondition(nn.Module):
     def forward(self, cond: Tensor | None, batch: int, device: torch.device) -> Tensor | None:
         if self.table is None and self.projection is None:
             if cond is not None:
-                raise ValueError("this network is unconditional (num_shapes = code_dim = 0) "
-                                 "but got a condition")
+                raise ValueError("this network is unconditional (num_shapes = code_dim = 0) but got a condition")
             return None
         if cond is None:
             cond = self.null_condition.to(device).expand(batch, *self.null_condition.shape)
@@ -94,15 +92,17 @@ class ShapeCondition(nn.Module):
             raise ValueError(f"condition must be a tensor with batch size {batch}, got {shape}")
         if self.table is not None:
             if cond.ndim != 1 or cond.is_floating_point():
-                raise ValueError(f"shape-index condition must be a (B,) integer tensor, "
-                                 f"got {tuple(cond.shape)} {cond.dtype}")
+                raise ValueError(
+                    f"shape-index condition must be a (B,) integer tensor, got {tuple(cond.shape)} {cond.dtype}"
+                )
             if cond.min() < 0 or cond.max() > self.num_shapes:
-                raise ValueError(f"shape indices must lie in 0..{self.num_shapes} "
-                                 f"({self.num_shapes} = null), got {cond.min()}..{cond.max()}")
+                raise ValueError(
+                    f"shape indices must lie in 0..{self.num_shapes} "
+                    f"({self.num_shapes} = null), got {cond.min()}..{cond.max()}"
+                )
             return self.table(cond)
         if cond.ndim != 2 or cond.shape[1] != self.code_dim:
-            raise ValueError(f"shape-code condition must have shape (B, {self.code_dim}), "
-                             f"got {tuple(cond.shape)}")
+            raise ValueError(f"shape-code condition must have shape (B, {self.code_dim}), got {tuple(cond.shape)}")
         return self.projection(cond.to(self.projection.weight.dtype))
 
 
@@ -112,22 +112,27 @@ class _ConditionedBackbone(nn.Module):
 
     kind: str
 
-    def __init__(self, config: dict[str, Any], channels: int, width: int, fourier_levels: int,
-                 time_embedding: TimeEmbedding, num_shapes: int, code_dim: int) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        channels: int,
+        width: int,
+        fourier_levels: int,
+        time_embedding: TimeEmbedding,
+        num_shapes: int,
+        code_dim: int,
+    ) -> None:
         super().__init__()
         if channels < 1 or width < 1:
             raise ValueError(f"need channels >= 1 and a positive width, got {channels}, {width}")
         if time_embedding not in TIME_FEATURES:
-            raise ValueError(f"unknown time_embedding {time_embedding!r}; choose one of "
-                             f"{sorted(TIME_FEATURES)}")
+            raise ValueError(f"unknown time_embedding {time_embedding!r}; choose one of {sorted(TIME_FEATURES)}")
         self._config = dict(config)
         self.channels = int(channels)
         self.point_embedding = FourierPointFeatures(channels, fourier_levels)
         self.input = nn.Linear(self.point_embedding.out_features, width)
         features = TIME_FEATURES[time_embedding](width)
-        self.time_embedding = TwoTimeEmbedding(
-            TimeMLPEmbedding(width, features=features, feature_dim=width)
-        )
+        self.time_embedding = TwoTimeEmbedding(TimeMLPEmbedding(width, features=features, feature_dim=width))
         self.condition = ShapeCondition(width, num_shapes, code_dim)
         self._shared_times = False
 
@@ -211,14 +216,26 @@ class PointMLP(_ConditionedBackbone):
 
     kind = "point_mlp"
 
-    def __init__(self, channels: int = 3, hidden: int = 512, depth: int = 6,
-                 fourier_levels: int = 2, time_embedding: TimeEmbedding = "fourier",
-                 num_shapes: int = 0, code_dim: int = 0) -> None:
-        config = {"channels": channels, "hidden": hidden, "depth": depth,
-                  "fourier_levels": fourier_levels, "time_embedding": time_embedding,
-                  "num_shapes": num_shapes, "code_dim": code_dim}
-        super().__init__(config, channels, hidden, fourier_levels, time_embedding,
-                         num_shapes, code_dim)
+    def __init__(
+        self,
+        channels: int = 3,
+        hidden: int = 512,
+        depth: int = 6,
+        fourier_levels: int = 2,
+        time_embedding: TimeEmbedding = "fourier",
+        num_shapes: int = 0,
+        code_dim: int = 0,
+    ) -> None:
+        config = {
+            "channels": channels,
+            "hidden": hidden,
+            "depth": depth,
+            "fourier_levels": fourier_levels,
+            "time_embedding": time_embedding,
+            "num_shapes": num_shapes,
+            "code_dim": code_dim,
+        }
+        super().__init__(config, channels, hidden, fourier_levels, time_embedding, num_shapes, code_dim)
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
         self.blocks = nn.ModuleList(ModulatedResidualBlock(hidden) for _ in range(depth))
@@ -253,8 +270,7 @@ class AdaLNTransformerBlock(nn.Module):
         self.proj = nn.Linear(width, width)
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         hidden = int(width * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"),
-                                 nn.Linear(hidden, width))
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width))
         self.modulation = nn.Linear(width, 6 * width)
         nn.init.zeros_(self.modulation.weight)
         nn.init.zeros_(self.modulation.bias)
@@ -283,21 +299,35 @@ class PointTransformer(_ConditionedBackbone):
 
     kind = "point_transformer"
 
-    def __init__(self, channels: int = 3, width: int = 256, depth: int = 6, heads: int = 8,
-                 mlp_ratio: float = 4.0, fourier_levels: int = 2,
-                 time_embedding: TimeEmbedding = "fourier", num_shapes: int = 0,
-                 code_dim: int = 0) -> None:
-        config = {"channels": channels, "width": width, "depth": depth, "heads": heads,
-                  "mlp_ratio": mlp_ratio, "fourier_levels": fourier_levels,
-                  "time_embedding": time_embedding, "num_shapes": num_shapes,
-                  "code_dim": code_dim}
-        super().__init__(config, channels, width, fourier_levels, time_embedding,
-                         num_shapes, code_dim)
+    def __init__(
+        self,
+        channels: int = 3,
+        width: int = 256,
+        depth: int = 6,
+        heads: int = 8,
+        mlp_ratio: float = 4.0,
+        fourier_levels: int = 2,
+        time_embedding: TimeEmbedding = "fourier",
+        num_shapes: int = 0,
+        code_dim: int = 0,
+    ) -> None:
+        config = {
+            "channels": channels,
+            "width": width,
+            "depth": depth,
+            "heads": heads,
+            "mlp_ratio": mlp_ratio,
+            "fourier_levels": fourier_levels,
+            "time_embedding": time_embedding,
+            "num_shapes": num_shapes,
+            "code_dim": code_dim,
+        }
+        super().__init__(config, channels, width, fourier_levels, time_embedding, num_shapes, code_dim)
         if depth < 1 or heads < 1 or width % heads:
-            raise ValueError(f"need depth >= 1 and width divisible by heads, got depth {depth}, "
-                             f"width {width}, heads {heads}")
-        self.blocks = nn.ModuleList(AdaLNTransformerBlock(width, heads, mlp_ratio)
-                                    for _ in range(depth))
+            raise ValueError(
+                f"need depth >= 1 and width divisible by heads, got depth {depth}, width {width}, heads {heads}"
+            )
+        self.blocks = nn.ModuleList(AdaLNTransformerBlock(width, heads, mlp_ratio) for _ in range(depth))
         self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.final_modulation = nn.Linear(width, 2 * width)
         self.output = nn.Linear(width, channels)
@@ -344,8 +374,7 @@ def build_backbone(preset: str, **overrides: Any) -> PointMLP | PointTransformer
     """The backbone of :data:`BACKBONE_PRESETS` ``[preset]`` with some arguments overridden
     (e.g. ``channels=6`` or ``num_shapes=10``)."""
     if preset not in BACKBONE_PRESETS:
-        raise ValueError(f"unknown backbone preset {preset!r}; choose one of "
-                         f"{sorted(BACKBONE_PRESETS)}")
+        raise ValueError(f"unknown backbone preset {preset!r}; choose one of {sorted(BACKBONE_PRESETS)}")
     return backbone_from_config({**BACKBONE_PRESETS[preset], **overrides})
 
 

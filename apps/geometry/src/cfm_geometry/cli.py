@@ -7,12 +7,21 @@ APP = App(
     name="geometry",
     help="one shape as a distribution of surface points (Geometry Distributions), in 1-6 steps",
     commands=(
-        Command("train", "train CFM or the multi-step baseline on a mesh or a built-in shape",
-                lazy("cfm_geometry.commands:run_train")),
-        Command("sample", "generate millions of surface points (PLY/NPY, PNG views)",
-                lazy("cfm_geometry.commands:run_sample")),
-        Command("eval", "Chamfer / F-score / Hausdorff at each NFE vs the baseline; plots",
-                lazy("cfm_geometry.commands:run_eval")),
+        Command(
+            "train",
+            "train CFM or the multi-step baseline on a mesh or a built-in shape",
+            lazy("cfm_geometry.commands:run_train"),
+        ),
+        Command(
+            "sample",
+            "generate millions of surface points (PLY/NPY, PNG views)",
+            lazy("cfm_geometry.commands:run_sample"),
+        ),
+        Command(
+            "eval",
+            "Chamfer / F-score / Hausdorff at each NFE vs the baseline; plots",
+            lazy("cfm_geometry.commands:run_eval"),
+        ),
         info_command("geometry"),
     ),
 )

@@ -61,8 +61,13 @@ def backbone_config(net: GeometryNetConfig, formulation: str) -> dict[str, Any]:
     embedding = net.time_embedding
     if embedding == "auto":
         embedding = "fourier" if formulation == "edm" else "sinusoidal"
-    shared = {"kind": net.backbone, "channels": 3, "depth": net.depth,
-              "fourier_levels": net.fourier_levels, "time_embedding": embedding}
+    shared = {
+        "kind": net.backbone,
+        "channels": 3,
+        "depth": net.depth,
+        "fourier_levels": net.fourier_levels,
+        "time_embedding": embedding,
+    }
     if net.backbone == "point_mlp":
         return {**shared, "hidden": net.width}
     return {**shared, "width": net.width, "heads": net.heads}
@@ -129,15 +134,14 @@ def _preview_hook(cfg: GeometryTrainConfig, bank: PointBank, up_axis: str):
         noise = point_noise(cfg.preview_points, per_set, seed=7)
         scores = {}
         for steps in PREVIEW_STEPS:
-            x = flatten_points(model.sample(noise.to(_device(model)), steps=steps).cpu(),
-                               cfg.preview_points)
+            x = flatten_points(model.sample(noise.to(_device(model)), steps=steps).cpu(), cfg.preview_points)
             points, _ = finite_rows(x)
-            scores[f"chamfer_{steps}step"] = (
-                chamfer_distance(points, reference).sum if len(points) else float("nan"))
+            scores[f"chamfer_{steps}step"] = chamfer_distance(points, reference).sum if len(points) else float("nan")
             if steps == 1 and len(points):
                 path = out / "samples" / f"step-{step:07d}.png"
-                save_point_cloud_views(bank.decode(points), path, point_size=0.5, up_axis=up_axis,
-                                       title=f"1 step, training step {step}")
+                save_point_cloud_views(
+                    bank.decode(points), path, point_size=0.5, up_axis=up_axis, title=f"1 step, training step {step}"
+                )
         return scores
 
     return hook
@@ -154,16 +158,21 @@ def train(cfg: GeometryTrainConfig) -> dict[str, Any]:
     model = build_model(run_config)
     up_axis = resolve_up_axis(cfg.up_axis, cfg.surface_spec)
     trainer = Trainer(
-        model, point_batches(bank, cfg.train.batch_size, cfg.train.seed, set_size(cfg)),
-        cfg.train, run_config=run_config, app=APP, normalisation=bank.normalisation.to_dict(),
+        model,
+        point_batches(bank, cfg.train.batch_size, cfg.train.seed, set_size(cfg)),
+        cfg.train,
+        run_config=run_config,
+        app=APP,
+        normalisation=bank.normalisation.to_dict(),
         on_sample=_preview_hook(cfg, bank, up_axis),
         extra={"surface": surface.source, "bounds": surface.bounds.tolist(), "up_axis": up_axis},
     )
     return trainer.fit()
 
 
-def _trained(path: str, option: str = "--checkpoint"
-             ) -> tuple[CumulativeFlowMap, Checkpoint, GeometryTrainConfig, Normalisation]:
+def _trained(
+    path: str, option: str = "--checkpoint"
+) -> tuple[CumulativeFlowMap, Checkpoint, GeometryTrainConfig, Normalisation]:
     """A trained model (EMA weights, on the inference device), its checkpoint, run config and
     normalisation."""
     model, ckpt = load_trained(path, build_model, APP, option=option)
@@ -172,11 +181,14 @@ def _trained(path: str, option: str = "--checkpoint"
 
 def _run_of(ckpt: Checkpoint, option: str) -> tuple[GeometryTrainConfig, Normalisation]:
     try:
-        return (config_from_dict(GeometryTrainConfig, ckpt.meta["config"]),
-                Normalisation.from_dict(ckpt.meta["normalisation"]))
+        return (
+            config_from_dict(GeometryTrainConfig, ckpt.meta["config"]),
+            Normalisation.from_dict(ckpt.meta["normalisation"]),
+        )
     except (KeyError, ValueError, TypeError) as err:
-        raise ConfigError(f"{option}: {ckpt.path} holds no usable geometry run config or "
-                          f"normalisation: {err}") from None
+        raise ConfigError(
+            f"{option}: {ckpt.path} holds no usable geometry run config or normalisation: {err}"
+        ) from None
 
 
 def _run_up_axis(ckpt: Checkpoint, run: GeometryTrainConfig) -> str:
@@ -191,12 +203,12 @@ def sample(cfg: GeometrySampleConfig) -> Path:
     out = Path(cfg.out)
     if out.suffix.lower() not in POINT_OUTPUT_FORMATS:
         raise ConfigError(f"--out: {out} must end in one of {', '.join(POINT_OUTPUT_FORMATS)}")
-    model, ckpt = load_trained(cfg.checkpoint, build_model, APP, cfg.ema_decay,
-                               use_ema=cfg.ema)
+    model, ckpt = load_trained(cfg.checkpoint, build_model, APP, cfg.ema_decay, use_ema=cfg.ema)
     model.to(_inference_device())
     run, normalisation = _run_of(ckpt, "--checkpoint")
-    points, nfe, seconds = generate_points(model, cfg.points, cfg.steps, cfg.sampler,
-                                           cfg.batch_size, cfg.seed, set_size(run))
+    points, nfe, seconds = generate_points(
+        model, cfg.points, cfg.steps, cfg.sampler, cfg.batch_size, cfg.seed, set_size(run)
+    )
     xyz, dropped = finite_rows(normalisation.invert(points.double()))
     if dropped:
         print(f"warning: {dropped} of {cfg.points} generated points are not finite; left out")
@@ -205,22 +217,37 @@ def sample(cfg: GeometrySampleConfig) -> Path:
         written.append(save_points(out.with_suffix(".npy"), xyz))
     if cfg.png:
         up_axis = cfg.up_axis if cfg.up_axis != "auto" else _run_up_axis(ckpt, run)
-        written.append(save_point_cloud_views(
-            xyz, out.with_suffix(".png"), up_axis=up_axis, point_size=0.3,
-            title=f"{cfg.sampler}, {cfg.steps} step(s), NFE {nfe}, {len(xyz)} points"))
-    print(f"generated {len(xyz)} points ({cfg.sampler}, {cfg.steps} step(s), NFE {nfe}) in "
-          f"{seconds:.2f} s; wrote {', '.join(map(str, written))}")
+        written.append(
+            save_point_cloud_views(
+                xyz,
+                out.with_suffix(".png"),
+                up_axis=up_axis,
+                point_size=0.3,
+                title=f"{cfg.sampler}, {cfg.steps} step(s), NFE {nfe}, {len(xyz)} points",
+            )
+        )
+    print(
+        f"generated {len(xyz)} points ({cfg.sampler}, {cfg.steps} step(s), NFE {nfe}) in "
+        f"{seconds:.2f} s; wrote {', '.join(map(str, written))}"
+    )
     return out
 
 
-def _sweep(model: CumulativeFlowMap, label: str, steps_list: Sequence[int], sampler: str,
-           run: GeometryTrainConfig, cfg: GeometryEvalConfig) -> list[SweepEntry]:
+def _sweep(
+    model: CumulativeFlowMap,
+    label: str,
+    steps_list: Sequence[int],
+    sampler: str,
+    run: GeometryTrainConfig,
+    cfg: GeometryEvalConfig,
+) -> list[SweepEntry]:
     """One timed :func:`generate_points` run (batched, with a progress bar) per step count, all
     from the same noise."""
     entries = []
     for steps in steps_list:
-        points, nfe, seconds = generate_points(model, cfg.points, steps, sampler, cfg.batch_size,
-                                               cfg.seed, set_size(run))
+        points, nfe, seconds = generate_points(
+            model, cfg.points, steps, sampler, cfg.batch_size, cfg.seed, set_size(run)
+        )
         entries.append(SweepEntry(label, sampler, int(steps), nfe, seconds, points))
     return entries
 
@@ -232,8 +259,9 @@ def evaluate(cfg: GeometryEvalConfig) -> dict[str, Any]:
     if cfg.baseline is not None:
         baseline, base_ckpt, base_run, base_norm = _trained(cfg.baseline, "--baseline")
         if base_run.surface_spec != run.surface_spec:
-            raise ConfigError(f"--baseline was trained on {base_run.surface_spec!r}, "
-                              f"--checkpoint on {run.surface_spec!r}")
+            raise ConfigError(
+                f"--baseline was trained on {base_run.surface_spec!r}, --checkpoint on {run.surface_spec!r}"
+            )
     else:
         baseline, base_ckpt, base_run, base_norm = model, ckpt, run, normalisation
     method = cfg.baseline_method
@@ -242,16 +270,16 @@ def evaluate(cfg: GeometryEvalConfig) -> dict[str, Any]:
     if cfg.reference is not None:
         surface = load_surface_option(cfg.reference, "--reference")
     else:
-        surface = load_surface_option(
-            run.surface_spec, "--checkpoint (its training shape; pass --reference FILE)")
+        surface = load_surface_option(run.surface_spec, "--checkpoint (its training shape; pass --reference FILE)")
     reference = sample_surface_points(surface, cfg.reference_points or cfg.points, cfg.seed)
     reference = reference[:, :3].astype(np.float64)
     bounds = np.asarray(ckpt.meta.get("extra", {}).get("bounds", surface.bounds))
 
     entries, rows = [], []
     for label, net, net_run, norm, steps, sampler in (
-            ("cfm", model, run, normalisation, cfg.cfm_steps, "cumulative"),
-            ("baseline", baseline, base_run, base_norm, cfg.baseline_steps, method)):
+        ("cfm", model, run, normalisation, cfg.cfm_steps, "cumulative"),
+        ("baseline", baseline, base_run, base_norm, cfg.baseline_steps, method),
+    ):
         units = Units.of(norm, bounds)
         part = _sweep(net, label, steps, sampler, net_run, cfg)
         for entry in part:
@@ -266,15 +294,24 @@ def evaluate(cfg: GeometryEvalConfig) -> dict[str, Any]:
     gaps = _jump_gaps(model, run, cfg, units)
     out = Path(cfg.out) if cfg.out else ckpt.path.parent / "eval"
     result = {
-        "checkpoint": str(ckpt.path), "baseline": str(base_ckpt.path),
-        "surface": surface.source, "points": cfg.points,
-        "reference_points": cfg.reference_points or cfg.points, "seed": cfg.seed,
-        "baseline_method": method, "device": str(_device(model)),
-        "units": {"box_per_original": units.box, "model_per_original": units.model,
-                  "bounding_box_diagonal": units.diagonal},
-        "f_threshold": {"fraction_of_diagonal": cfg.f_threshold,
-                        "original": cfg.f_threshold * units.diagonal,
-                        "box": cfg.f_threshold * units.diagonal * units.box},
+        "checkpoint": str(ckpt.path),
+        "baseline": str(base_ckpt.path),
+        "surface": surface.source,
+        "points": cfg.points,
+        "reference_points": cfg.reference_points or cfg.points,
+        "seed": cfg.seed,
+        "baseline_method": method,
+        "device": str(_device(model)),
+        "units": {
+            "box_per_original": units.box,
+            "model_per_original": units.model,
+            "bounding_box_diagonal": units.diagonal,
+        },
+        "f_threshold": {
+            "fraction_of_diagonal": cfg.f_threshold,
+            "original": cfg.f_threshold * units.diagonal,
+            "box": cfg.f_threshold * units.diagonal * units.box,
+        },
         "definitions": METRIC_DEFINITIONS,
         "rows": rows,
         "jump_gap": gaps,
@@ -291,8 +328,9 @@ def evaluate(cfg: GeometryEvalConfig) -> dict[str, Any]:
 GAP_STARTS, GAP_STEPS = (0.0, 0.25, 0.5, 0.75), 64
 
 
-def _jump_gaps(model: CumulativeFlowMap, run: GeometryTrainConfig, cfg: GeometryEvalConfig,
-               units: Units) -> list[dict[str, float]]:
+def _jump_gaps(
+    model: CumulativeFlowMap, run: GeometryTrainConfig, cfg: GeometryEvalConfig, units: Units
+) -> list[dict[str, float]]:
     """:func:`cfm_core.diagnostics.jump_gap` of the CFM model in box units (empty for set
     networks, whose samples are sets, and with --gap-points 0)."""
     if cfg.gap_points == 0 or set_size(run) is not None:
@@ -300,32 +338,33 @@ def _jump_gaps(model: CumulativeFlowMap, run: GeometryTrainConfig, cfg: Geometry
     noise = point_noise(cfg.gap_points, None, cfg.seed).to(_device(model))
     method = "ddim" if run.method.formulation == "ddim" else "heun"
     box_per_model = units.box / units.model
-    return [{"start": g.start, "t": g.t, "gap_box": g.gap * box_per_model,
-             "spread_box": g.spread * box_per_model}
-            for g in jump_gap(model, noise, GAP_STARTS, GAP_STEPS, method)]
+    return [
+        {"start": g.start, "t": g.t, "gap_box": g.gap * box_per_model, "spread_box": g.spread * box_per_model}
+        for g in jump_gap(model, noise, GAP_STARTS, GAP_STEPS, method)
+    ]
 
 
 METRIC_DEFINITIONS = {
     "chamfer_sum": "mean over generated points of the distance to the nearest reference point "
-                   "plus the reverse (GD's summed two-sided form), original units",
+    "plus the reverse (GD's summed two-sided form), original units",
     "chamfer_mean": "half of chamfer_sum (the 0.5-averaged form), original units",
-    "_box": "suffix: the same in GD's normalised-mesh units (bounding box centred, largest "
-            "|coordinate| 0.99)",
+    "_box": "suffix: the same in GD's normalised-mesh units (bounding box centred, largest |coordinate| 0.99)",
     "_model": "suffix: the same in the unit-variance units the network learns in",
     "f_score": "harmonic mean of precision (generated points within the threshold of the "
-               "reference) and recall (reference points within the threshold of the generated)",
+    "reference) and recall (reference points within the threshold of the generated)",
     "hausdorff": "largest nearest-neighbour distance either way, original units",
     "nfe": "network evaluations per point (EDM Heun: 2 steps - 1)",
     "jump_gap": "mean distance (box units) between one CFM jump to the data end and the CFM "
-                "network's own 64-step ODE (its r = t field), both from the ODE's state at unit "
-                "time `start` (0 = noise); spread_box: RMS distance of the ODE endpoints from "
-                "their mean",
+    "network's own 64-step ODE (its r = t field), both from the ODE's state at unit "
+    "time `start` (0 = noise); spread_box: RMS distance of the ODE endpoints from "
+    "their mean",
 }
 
 
 # ------------------------------------------------------------------------------ outputs --
-def _figures(entries: Sequence[SweepEntry], rows: Sequence[dict], reference: np.ndarray,
-             out: Path, up_axis: str, shape: str) -> None:
+def _figures(
+    entries: Sequence[SweepEntry], rows: Sequence[dict], reference: np.ndarray, out: Path, up_axis: str, shape: str
+) -> None:
     cfm = [e for e in entries if e.label == "cfm"]
     base = [e for e in entries if e.label == "baseline"]
     clouds = {"reference surface samples": reference}
@@ -336,37 +375,50 @@ def _figures(entries: Sequence[SweepEntry], rows: Sequence[dict], reference: np.
     save_view_rows(clouds, out / "samples.png", up_axis)
     curves = {}
     for label, name in (("cfm", "CFM (cumulative)"), ("baseline", "baseline (instantaneous)")):
-        points = [(r["nfe"], r["chamfer_sum_box"]) for r in rows
-                  if r["label"] == label and np.isfinite(r["chamfer_sum_box"])
-                  and r["chamfer_sum_box"] > 0]
+        points = [
+            (r["nfe"], r["chamfer_sum_box"])
+            for r in rows
+            if r["label"] == label and np.isfinite(r["chamfer_sum_box"]) and r["chamfer_sum_box"] > 0
+        ]
         if points:
             curves[name] = tuple(zip(*points, strict=True))
     if curves:
-        save_curves(curves, out / "quality_vs_nfe.png", xlabel="NFE (network evaluations)",
-                    ylabel="Chamfer (sum, box units; lower is better)", logx=True, logy=True,
-                    title=f"{shape}: quality vs NFE")
+        save_curves(
+            curves,
+            out / "quality_vs_nfe.png",
+            xlabel="NFE (network evaluations)",
+            ylabel="Chamfer (sum, box units; lower is better)",
+            logx=True,
+            logy=True,
+            title=f"{shape}: quality vs NFE",
+        )
 
 
 def _print_rows(rows: Sequence[dict]) -> None:
-    print(f"{'model':<9} {'sampler':<10} {'steps':>5} {'NFE':>4} {'CD sum':>10} {'CD box':>9} "
-          f"{'F-score':>7} {'Hausdorff':>9} {'s/1M pts':>9}")
+    print(
+        f"{'model':<9} {'sampler':<10} {'steps':>5} {'NFE':>4} {'CD sum':>10} {'CD box':>9} "
+        f"{'F-score':>7} {'Hausdorff':>9} {'s/1M pts':>9}"
+    )
     for r in rows:
-        print(f"{r['label']:<9} {r['sampler']:<10} {r['steps']:>5} {r['nfe']:>4} "
-              f"{r['chamfer_sum']:>10.4g} {r['chamfer_sum_box']:>9.4g} {r['f_score']:>7.3f} "
-              f"{r['hausdorff']:>9.4g} {r['seconds_per_million_points']:>9.3g}")
+        print(
+            f"{r['label']:<9} {r['sampler']:<10} {r['steps']:>5} {r['nfe']:>4} "
+            f"{r['chamfer_sum']:>10.4g} {r['chamfer_sum_box']:>9.4g} {r['f_score']:>7.3f} "
+            f"{r['hausdorff']:>9.4g} {r['seconds_per_million_points']:>9.3g}"
+        )
 
 
 def _print_gaps(gaps: Sequence[dict]) -> None:
     if gaps:
-        print("jump gap to the model's own ODE (box units; start in unit time, 0 = noise): "
-              + " | ".join(f"{g['start']:.2f}: {g['gap_box']:.4g}" for g in gaps)
-              + f" (ODE endpoints' spread {gaps[0]['spread_box']:.3g})")
+        print(
+            "jump gap to the model's own ODE (box units; start in unit time, 0 = noise): "
+            + " | ".join(f"{g['start']:.2f}: {g['gap_box']:.4g}" for g in gaps)
+            + f" (ODE endpoints' spread {gaps[0]['spread_box']:.3g})"
+        )
 
 
 # ------------------------------------------------------------------------------ argv glue --
 def run_train(argv: Sequence[str]) -> int:
-    train(parse_config(GeometryTrainConfig, argv, prog="cfm geometry train",
-                       presets=TRAIN_PRESETS))
+    train(parse_config(GeometryTrainConfig, argv, prog="cfm geometry train", presets=TRAIN_PRESETS))
     return 0
 
 

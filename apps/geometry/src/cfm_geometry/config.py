@@ -47,18 +47,25 @@ class GeometryNetConfig:
     """Time features: auto = Fourier for edm (ln sigma / 4), sinusoidal otherwise."""
 
     def __post_init__(self) -> None:
-        require_positive({"--net.width": self.width, "--net.depth": self.depth,
-                          "--net.heads": self.heads, "--net.set-size": self.set_size})
+        require_positive(
+            {
+                "--net.width": self.width,
+                "--net.depth": self.depth,
+                "--net.heads": self.heads,
+                "--net.set-size": self.set_size,
+            }
+        )
         if self.fourier_levels < 0:
             raise ConfigError(f"net.fourier_levels must be >= 0, got {self.fourier_levels}")
         if self.backbone == "point_transformer" and self.width % self.heads:
-            raise ConfigError(f"net.width ({self.width}) must be divisible by net.heads "
-                              f"({self.heads})")
+            raise ConfigError(f"net.width ({self.width}) must be divisible by net.heads ({self.heads})")
 
 
 def _edm_method(**options) -> MethodConfig:
-    return MethodConfig(formulation="edm", **{"instantaneous_ratio": CFM_INSTANTANEOUS_RATIO,
-                                              "target_field": CFM_TARGET_FIELD, **options})
+    return MethodConfig(
+        formulation="edm",
+        **{"instantaneous_ratio": CFM_INSTANTANEOUS_RATIO, "target_field": CFM_TARGET_FIELD, **options},
+    )
 
 
 def with_app_defaults(method: MethodConfig) -> MethodConfig:
@@ -94,19 +101,31 @@ class GeometryTrainConfig:
     net: GeometryNetConfig = field(default_factory=GeometryNetConfig)
     method: MethodConfig = field(default_factory=_edm_method)
     """The method; edm's sigma_data defaults to 1 here (unit-variance data)."""
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=50_000, batch_size=1 << 16, lr=1e-3, warmup_steps=1000, lr_schedule=LR_SCHEDULE,
-        ema_decays=(0.9999,),
-        ema_warmup_power=2 / 3, checkpoint_every=5000, sample_every=5000, log_every=100,
-        output_dir="runs/geometry"))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            steps=50_000,
+            batch_size=1 << 16,
+            lr=1e-3,
+            warmup_steps=1000,
+            lr_schedule=LR_SCHEDULE,
+            ema_decays=(0.9999,),
+            ema_warmup_power=2 / 3,
+            checkpoint_every=5000,
+            sample_every=5000,
+            log_every=100,
+            output_dir="runs/geometry",
+        )
+    )
 
     def __post_init__(self) -> None:
         require_positive({"--points": self.points})
         if self.preview_points < 0:
             raise ConfigError(f"preview_points must be >= 0, got {self.preview_points}")
         if self.net.backbone == "point_transformer" and self.train.batch_size % self.net.set_size:
-            raise ConfigError(f"train.batch_size ({self.train.batch_size}) must be a multiple of "
-                              f"net.set_size ({self.net.set_size}) for the point transformer")
+            raise ConfigError(
+                f"train.batch_size ({self.train.batch_size}) must be a multiple of "
+                f"net.set_size ({self.net.set_size}) for the point transformer"
+            )
 
     @property
     def surface_spec(self) -> str:
@@ -114,29 +133,54 @@ class GeometryTrainConfig:
         return self.mesh if self.mesh is not None else self.shape
 
 
-def _preset(points: int, net: GeometryNetConfig, output_dir: str,
-            method: MethodConfig | None = None, **train) -> GeometryTrainConfig:
+def _preset(
+    points: int, net: GeometryNetConfig, output_dir: str, method: MethodConfig | None = None, **train
+) -> GeometryTrainConfig:
     base = GeometryTrainConfig()
-    return replace(base, points=points, net=net, method=method or _edm_method(),
-                   train=replace(base.train, output_dir=output_dir, **train))
+    return replace(
+        base,
+        points=points,
+        net=net,
+        method=method or _edm_method(),
+        train=replace(base.train, output_dir=output_dir, **train),
+    )
 
 
 _QUICK_NET = GeometryNetConfig(width=128, depth=3)
-_QUICK_TRAIN = {"steps": 2000, "batch_size": 2048, "lr": 2e-3, "warmup_steps": 100,
-                "ema_decays": (0.999,), "ema_warmup_power": 0.75, "checkpoint_every": 1000,
-                "sample_every": 1000, "log_every": 50}
+_QUICK_TRAIN = {
+    "steps": 2000,
+    "batch_size": 2048,
+    "lr": 2e-3,
+    "warmup_steps": 100,
+    "ema_decays": (0.999,),
+    "ema_warmup_power": 0.75,
+    "checkpoint_every": 1000,
+    "sample_every": 1000,
+    "log_every": 50,
+}
 
 TRAIN_PRESETS = {
     # A few minutes on a laptop CPU: a 128 x 3 per-point MLP, 2000 steps of 2048 points.
     "quick": _preset(1 << 18, _QUICK_NET, "runs/geometry-quick", **_QUICK_TRAIN),
     # The multi-step EDM baseline of `quick` (same network and budget, every row at r = t).
-    "quick-baseline": _preset(1 << 18, _QUICK_NET, "runs/geometry-quick-baseline",
-                              _edm_method(instantaneous_ratio=1.0), **_QUICK_TRAIN),
+    "quick-baseline": _preset(
+        1 << 18, _QUICK_NET, "runs/geometry-quick-baseline", _edm_method(instantaneous_ratio=1.0), **_QUICK_TRAIN
+    ),
     # Geometry Distributions' size: 512 x 6 MLP, 2^25 surface samples, 2^18 points per step and
     # lr 1e-3 (GD on one GPU); GD trains 512k steps, raise --train.steps to match.
-    "gd": _preset(1 << 25, GeometryNetConfig(), "runs/geometry-gd", steps=100_000,
-                  batch_size=1 << 18, lr=1e-3, warmup_steps=512, ema_decays=(0.9999,),
-                  checkpoint_every=10_000, sample_every=10_000, log_every=100),
+    "gd": _preset(
+        1 << 25,
+        GeometryNetConfig(),
+        "runs/geometry-gd",
+        steps=100_000,
+        batch_size=1 << 18,
+        lr=1e-3,
+        warmup_steps=512,
+        ema_decays=(0.9999,),
+        checkpoint_every=10_000,
+        sample_every=10_000,
+        log_every=100,
+    ),
 }
 
 Sampler = Literal["cumulative", "euler", "heun"]
@@ -172,8 +216,7 @@ class GeometrySampleConfig:
     """Sample with an EMA average of the weights (--ema-decay picks which); --no-ema: the raw weights."""
 
     def __post_init__(self) -> None:
-        require_positive({"--points": self.points, "--steps": self.steps,
-                          "--batch-size": self.batch_size})
+        require_positive({"--points": self.points, "--steps": self.steps, "--batch-size": self.batch_size})
 
 
 @dataclass
@@ -222,12 +265,17 @@ class GeometryEvalConfig:
     def __post_init__(self) -> None:
         if self.gap_points < 0:
             raise ConfigError(f"--gap-points must be >= 0, got {self.gap_points}")
-        require_positive({"--points": self.points, "--f-threshold": self.f_threshold,
-                          "--batch-size": self.batch_size,
-                          "--reference-points": self.reference_points})
-        if not self.cfm_steps or min(self.cfm_steps) < 1 or (
-                self.baseline_steps and min(self.baseline_steps) < 1):
+        require_positive(
+            {
+                "--points": self.points,
+                "--f-threshold": self.f_threshold,
+                "--batch-size": self.batch_size,
+                "--reference-points": self.reference_points,
+            }
+        )
+        if not self.cfm_steps or min(self.cfm_steps) < 1 or (self.baseline_steps and min(self.baseline_steps) < 1):
             raise ConfigError("--cfm-steps and --baseline-steps must be positive integers")
         if self.f_threshold >= 1:
-            raise ConfigError(f"--f-threshold is a fraction of the bounding-box diagonal and must "
-                              f"be below 1, got {self.f_threshold}")
+            raise ConfigError(
+                f"--f-threshold is a fraction of the bounding-box diagonal and must be below 1, got {self.f_threshold}"
+            )

@@ -65,8 +65,10 @@ def sample_surface_points(
     if int(n) != n or n < 1:
         raise ValueError(f"the number of points must be a positive integer, got {n!r}")
     n = int(n)
-    for wanted, present, what in ((with_normals, surface.has_normals, "normals"),
-                                  (with_colors, surface.has_colors, "colours")):
+    for wanted, present, what in (
+        (with_normals, surface.has_normals, "normals"),
+        (with_colors, surface.has_colors, "colours"),
+    ):
         if wanted and not present:
             raise SurfaceError(f"{surface.source}: has no {what} to sample")
     rng = np.random.default_rng(seed)
@@ -84,12 +86,11 @@ def sample_surface_points(
     return np.concatenate(parts, axis=0)
 
 
-def _sample_mesh(surface: Surface, count: int, rng: np.random.Generator,
-                 with_normals: bool, with_colors: bool) -> np.ndarray:
+def _sample_mesh(
+    surface: Surface, count: int, rng: np.random.Generator, with_normals: bool, with_colors: bool
+) -> np.ndarray:
     mesh = surface.mesh
-    points, faces, barycentric = trimesh.sample.sample_surface(
-        mesh, count, seed=rng, return_barycentric=True
-    )
+    points, faces, barycentric = trimesh.sample.sample_surface(mesh, count, seed=rng, return_barycentric=True)
     columns = [points]
     if with_normals:
         columns.append(mesh.face_normals[faces])
@@ -123,21 +124,26 @@ class PointBank:
         with_normals, with_colors: which extra channels ``points`` holds.
     """
 
-    def __init__(self, points: torch.Tensor, normalisation: Normalisation,
-                 with_normals: bool = False, with_colors: bool = False) -> None:
+    def __init__(
+        self, points: torch.Tensor, normalisation: Normalisation, with_normals: bool = False, with_colors: bool = False
+    ) -> None:
         channels = 3 + 3 * with_normals + 3 * with_colors
         if points.ndim != 2 or points.shape[1] != channels or len(points) == 0:
-            raise ValueError(
-                f"points must have shape (N > 0, {channels}), got {tuple(points.shape)}"
-            )
+            raise ValueError(f"points must have shape (N > 0, {channels}), got {tuple(points.shape)}")
         self.points = points
         self.normalisation = normalisation
         self.with_normals, self.with_colors = bool(with_normals), bool(with_colors)
 
     @classmethod
-    def from_surface(cls, surface: Surface, num_points: int, seed: int,
-                     with_normals: bool = False, with_colors: bool = False,
-                     device: torch.device | str | None = None) -> PointBank:
+    def from_surface(
+        cls,
+        surface: Surface,
+        num_points: int,
+        seed: int,
+        with_normals: bool = False,
+        with_colors: bool = False,
+        device: torch.device | str | None = None,
+    ) -> PointBank:
         """Sample ``num_points`` surface points (seeded), fit the normalisation to them and the
         shape's bounding box, and keep the normalised points (float32, on ``device``)."""
         samples = sample_surface_points(surface, num_points, seed, with_normals, with_colors)
@@ -158,8 +164,7 @@ class PointBank:
 
     def to(self, device: torch.device | str) -> PointBank:
         """The same bank with its points on ``device``."""
-        return PointBank(self.points.to(device), self.normalisation,
-                         self.with_normals, self.with_colors)
+        return PointBank(self.points.to(device), self.normalisation, self.with_normals, self.with_colors)
 
     def batch_for_step(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
         """The minibatch of training step ``step``: ``batch_size`` points drawn with replacement.
@@ -184,15 +189,15 @@ class PointBank:
         out = self.normalisation.invert(points)
         if self.with_normals:
             normals = out[..., 3:6]
-            out[..., 3:6] = normals / np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True),
-                                                 1e-12)
+            out[..., 3:6] = normals / np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
         if self.with_colors:
             out[..., -3:] = np.clip(out[..., -3:] / COLOR_SCALE + 0.5, 0.0, 1.0)
         return out
 
 
-def save_points(path: str | os.PathLike, points: np.ndarray, normals: np.ndarray | None = None,
-                colors: np.ndarray | None = None) -> Path:
+def save_points(
+    path: str | os.PathLike, points: np.ndarray, normals: np.ndarray | None = None, colors: np.ndarray | None = None
+) -> Path:
     """Write a point cloud atomically (temporary file in the same folder, then ``os.replace``).
 
     Formats by extension: ``.ply`` (binary, via trimesh; normals as ``nx ny nz``, colours as
@@ -203,8 +208,7 @@ def save_points(path: str | os.PathLike, points: np.ndarray, normals: np.ndarray
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in POINT_OUTPUT_FORMATS:
-        raise ValueError(f"{path}: unknown point format {path.suffix!r}; "
-                         f"use one of {POINT_OUTPUT_FORMATS}")
+        raise ValueError(f"{path}: unknown point format {path.suffix!r}; use one of {POINT_OUTPUT_FORMATS}")
     points = _checked_columns(points, None, "points")
     normals = _checked_columns(normals, len(points), "normals")
     colors = _checked_columns(colors, len(points), "colors")
@@ -251,8 +255,11 @@ def _ply_bytes(points: np.ndarray, normals: np.ndarray | None, colors: np.ndarra
     if normals is None:
         return trimesh.PointCloud(points, colors=rgba).export(file_type="ply")
     # trimesh writes normals only for meshes: a mesh without faces is a point cloud with normals.
-    cloud = trimesh.Trimesh(vertices=points, faces=np.zeros((0, 3), dtype=np.int64),
-                            vertex_normals=normals, vertex_colors=rgba, process=False)
+    cloud = trimesh.Trimesh(
+        vertices=points,
+        faces=np.zeros((0, 3), dtype=np.int64),
+        vertex_normals=normals,
+        vertex_colors=rgba,
+        process=False,
+    )
     return trimesh.exchange.ply.export_ply(cloud, vertex_normal=True)
-
-

@@ -40,8 +40,7 @@ def point_noise(points: int, set_size: int | None, seed: int, first_point: int =
     block = max(1, NOISE_BLOCK_POINTS // per_row)
     first, count = first_point // per_row, math.ceil(points / per_row)
     blocks = range(first // block, (first + count - 1) // block + 1)
-    noise = torch.cat([torch.randn(block, *row_shape, generator=_block_generator(seed, index))
-                       for index in blocks])
+    noise = torch.cat([torch.randn(block, *row_shape, generator=_block_generator(seed, index)) for index in blocks])
     offset = first - blocks[0] * block
     return noise[offset : offset + count]
 
@@ -56,8 +55,7 @@ def flatten_points(samples: Tensor, points: int) -> Tensor:
     return samples.reshape(-1, samples.shape[-1])[:points]
 
 
-def run_sampler(model: CumulativeFlowMap, noise: Tensor, steps: int, sampler: str
-                ) -> tuple[Tensor, int]:
+def run_sampler(model: CumulativeFlowMap, noise: Tensor, steps: int, sampler: str) -> tuple[Tensor, int]:
     """One batch: CFM ``steps`` jumps (``cumulative``) or the r = t field's ``euler`` / ``heun``
     solver; returns the samples and the number of network evaluations."""
     if sampler == "cumulative":
@@ -78,9 +76,15 @@ def default_batch_points(device: torch.device) -> int:
     return DEFAULT_BATCH_POINTS.get(device.type, DEFAULT_BATCH_POINTS["cuda"])
 
 
-def generate_points(model: CumulativeFlowMap, points: int, steps: int, sampler: str,
-                    batch_size: int | None, seed: int, set_size: int | None = None
-                    ) -> tuple[Tensor, int, float]:
+def generate_points(
+    model: CumulativeFlowMap,
+    points: int,
+    steps: int,
+    sampler: str,
+    batch_size: int | None,
+    seed: int,
+    set_size: int | None = None,
+) -> tuple[Tensor, int, float]:
     """``points`` generated points ``(points, 3)`` in the network's (normalised) units, on the
     CPU, sampled in batches of about ``batch_size`` points (None: :func:`default_batch_points`)
     on the model's device with a progress bar (so memory stays bounded whatever ``points``);
@@ -93,8 +97,10 @@ def generate_points(model: CumulativeFlowMap, points: int, steps: int, sampler: 
     chunks, nfe = [], 0
     _synchronise(device)
     started = time.perf_counter()
-    with _shared_times(model), tqdm(total=points, desc=f"{sampler} x{steps}", unit="pt",
-                                     unit_scale=True, dynamic_ncols=True) as bar:
+    with (
+        _shared_times(model),
+        tqdm(total=points, desc=f"{sampler} x{steps}", unit="pt", unit_scale=True, dynamic_ncols=True) as bar,
+    ):
         for start in range(0, points, per_batch):
             count = min(per_batch, points - start)
             noise = point_noise(count, set_size, seed, first_point=start).to(device)

@@ -26,9 +26,20 @@ from cfm_geometry.normalisation import MAX_ABS_COORDINATE, Normalisation
 
 #: The score names :func:`score_points` returns (all floats).
 SCORE_NAMES = (
-    "chamfer_sum", "chamfer_mean", "chamfer_gen_to_ref", "chamfer_ref_to_gen",
-    "chamfer_sum_box", "chamfer_mean_box", "chamfer_sum_model", "chamfer_mean_model",
-    "f_score", "precision", "recall", "hausdorff", "hausdorff_box", "nonfinite_points",
+    "chamfer_sum",
+    "chamfer_mean",
+    "chamfer_gen_to_ref",
+    "chamfer_ref_to_gen",
+    "chamfer_sum_box",
+    "chamfer_mean_box",
+    "chamfer_sum_model",
+    "chamfer_mean_model",
+    "f_score",
+    "precision",
+    "recall",
+    "hausdorff",
+    "hausdorff_box",
+    "nonfinite_points",
 )
 
 
@@ -53,8 +64,11 @@ class Units:
         half_extent = float(np.max(hi - lo)) / 2
         if not half_extent > 0:
             raise ValueError(f"the shape has zero extent (bounds {lo} .. {hi})")
-        return cls(box=MAX_ABS_COORDINATE / half_extent, model=1.0 / normalisation.scale,
-                   diagonal=float(np.linalg.norm(hi - lo)))
+        return cls(
+            box=MAX_ABS_COORDINATE / half_extent,
+            model=1.0 / normalisation.scale,
+            diagonal=float(np.linalg.norm(hi - lo)),
+        )
 
 
 def score_points(generated, reference, units: Units, f_threshold: float) -> dict[str, float]:
@@ -68,18 +82,23 @@ def score_points(generated, reference, units: Units, f_threshold: float) -> dict
     """
     points, dropped = finite_rows(generated)
     if len(points) == 0:
-        return {name: (float(dropped) if name == "nonfinite_points" else math.nan)
-                for name in SCORE_NAMES}
+        return {name: (float(dropped) if name == "nonfinite_points" else math.nan) for name in SCORE_NAMES}
     chamfer = chamfer_distance(points, reference)
     f, precision, recall = f_score(points, reference, f_threshold * units.diagonal)
     hausdorff = hausdorff_distance(points, reference)
     return {
-        "chamfer_sum": chamfer.sum, "chamfer_mean": chamfer.mean,
-        "chamfer_gen_to_ref": chamfer.a_to_b, "chamfer_ref_to_gen": chamfer.b_to_a,
-        "chamfer_sum_box": chamfer.sum * units.box, "chamfer_mean_box": chamfer.mean * units.box,
+        "chamfer_sum": chamfer.sum,
+        "chamfer_mean": chamfer.mean,
+        "chamfer_gen_to_ref": chamfer.a_to_b,
+        "chamfer_ref_to_gen": chamfer.b_to_a,
+        "chamfer_sum_box": chamfer.sum * units.box,
+        "chamfer_mean_box": chamfer.mean * units.box,
         "chamfer_sum_model": chamfer.sum * units.model,
         "chamfer_mean_model": chamfer.mean * units.model,
-        "f_score": f, "precision": precision, "recall": recall,
-        "hausdorff": hausdorff, "hausdorff_box": hausdorff * units.box,
+        "f_score": f,
+        "precision": precision,
+        "recall": recall,
+        "hausdorff": hausdorff,
+        "hausdorff_box": hausdorff * units.box,
         "nonfinite_points": float(dropped),
     }

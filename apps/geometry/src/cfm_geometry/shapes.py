@@ -20,25 +20,34 @@ import numpy as np
 import trimesh
 
 
-def torus_knot(p: int = 2, q: int = 3, major: float = 0.6, minor: float = 0.25,
-               tube: float = 0.06, segments: int = 480, sides: int = 16) -> trimesh.Trimesh:
+def torus_knot(
+    p: int = 2,
+    q: int = 3,
+    major: float = 0.6,
+    minor: float = 0.25,
+    tube: float = 0.06,
+    segments: int = 480,
+    sides: int = 16,
+) -> trimesh.Trimesh:
     """A tube of radius ``tube`` around the ``(p, q)`` torus knot on the torus with radii
     ``major`` and ``minor``. The tube's cross-section frame is the z axis projected off the
     tangent (the knot's tangent is never vertical), so the surface closes without a seam twist."""
 
     def knot(theta: np.ndarray) -> np.ndarray:
         radius = major + minor * np.cos(q * theta)
-        return np.stack([radius * np.cos(p * theta), radius * np.sin(p * theta),
-                         minor * np.sin(q * theta)], axis=-1)
+        return np.stack([radius * np.cos(p * theta), radius * np.sin(p * theta), minor * np.sin(q * theta)], axis=-1)
 
     def knot_tangent(theta: np.ndarray) -> np.ndarray:
         radius = major + minor * np.cos(q * theta)
         d_radius = -minor * q * np.sin(q * theta)
-        tangent = np.stack([
-            d_radius * np.cos(p * theta) - p * radius * np.sin(p * theta),
-            d_radius * np.sin(p * theta) + p * radius * np.cos(p * theta),
-            minor * q * np.cos(q * theta),
-        ], axis=-1)
+        tangent = np.stack(
+            [
+                d_radius * np.cos(p * theta) - p * radius * np.sin(p * theta),
+                d_radius * np.sin(p * theta) + p * radius * np.cos(p * theta),
+                minor * q * np.cos(q * theta),
+            ],
+            axis=-1,
+        )
         return tangent / np.linalg.norm(tangent, axis=-1, keepdims=True)
 
     def surface(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -58,9 +67,7 @@ def lattice(cells: int = 3, voxels_per_cell: int = 8, half_size: float = 0.9) ->
     voxel thick (``2 half_size / (cells voxels_per_cell + 1)`` wide) spanning ``[-half_size,
     half_size]^3``. Struts meet in full crosses, so the surface is a closed 2-manifold."""
     if cells < 1 or voxels_per_cell < 2:
-        raise ValueError(
-            f"need cells >= 1 and voxels_per_cell >= 2, got {cells}, {voxels_per_cell}"
-        )
+        raise ValueError(f"need cells >= 1 and voxels_per_cell >= 2, got {cells}, {voxels_per_cell}")
     resolution = cells * voxels_per_cell + 1
     on_grid = np.arange(resolution) % voxels_per_cell == 0
     x, y, z = np.meshgrid(on_grid, on_grid, on_grid, indexing="ij")
@@ -82,8 +89,7 @@ def saddle(half_width: float = 0.9, resolution: int = 48) -> trimesh.Trimesh:
     return parametric_mesh(surface, resolution, resolution, wrap_u=False, wrap_v=False)
 
 
-def open_cylinder(radius: float = 0.5, height: float = 1.6, sides: int = 64,
-                  rings: int = 24) -> trimesh.Trimesh:
+def open_cylinder(radius: float = 0.5, height: float = 1.6, sides: int = 64, rings: int = 24) -> trimesh.Trimesh:
     """A capless cylinder around the z axis: open, with two boundary loops."""
 
     def surface(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -108,8 +114,9 @@ def blob(radius: float = 0.7, bump: float = 0.2, subdivisions: int = 5) -> trime
     return mesh
 
 
-def parametric_mesh(surface: Callable[[np.ndarray, np.ndarray], np.ndarray], nu: int, nv: int,
-                    wrap_u: bool, wrap_v: bool) -> trimesh.Trimesh:
+def parametric_mesh(
+    surface: Callable[[np.ndarray, np.ndarray], np.ndarray], nu: int, nv: int, wrap_u: bool, wrap_v: bool
+) -> trimesh.Trimesh:
     """Triangulate ``surface(u, v) -> xyz`` on an ``nu x nv`` grid over ``[0, 1]^2``. A wrapped
     direction is periodic (its last row joins the first, with no duplicated vertices)."""
     u = np.arange(nu) / nu if wrap_u else np.linspace(0.0, 1.0, nu)

@@ -64,17 +64,13 @@ class Surface:
         vertices = np.asarray(mesh.vertices, dtype=np.float64)
         faces = np.asarray(mesh.faces)
         if len(vertices) == 0 or len(faces) == 0:
-            raise SurfaceError(
-                f"{source}: empty mesh ({len(vertices)} vertices, {len(faces)} faces)"
-            )
+            raise SurfaceError(f"{source}: empty mesh ({len(vertices)} vertices, {len(faces)} faces)")
         _check_finite(vertices, source, "vertex")
         if faces.min() < 0 or faces.max() >= len(vertices):
             raise SurfaceError(f"{source}: face indices outside 0..{len(vertices) - 1}")
         diagonal2 = float(np.sum(np.ptp(vertices, axis=0) ** 2))
         if not (mesh.area_faces > _RELATIVE_AREA_EPS * diagonal2).any():
-            raise SurfaceError(
-                f"{source}: all {len(faces)} faces have zero area; nothing to sample"
-            )
+            raise SurfaceError(f"{source}: all {len(faces)} faces have zero area; nothing to sample")
         return cls(source=source, mesh=mesh)
 
     @classmethod
@@ -173,17 +169,13 @@ def detect_format(path: Path) -> str:
 def _check_finite(values: np.ndarray, source: str, what: str) -> None:
     bad = ~np.isfinite(values).all(axis=-1)
     if bad.any():
-        raise SurfaceError(
-            f"{source}: {int(bad.sum())} of {len(values)} {what} rows hold NaN or inf"
-        )
+        raise SurfaceError(f"{source}: {int(bad.sum())} of {len(values)} {what} rows hold NaN or inf")
 
 
 def _columns_surface(array: np.ndarray, source: str) -> Surface:
     """A point cloud from an ``(N, 3)`` (xyz) or ``(N, 6)`` (xyz + normals) array."""
     if array.ndim != 2 or array.shape[1] not in (3, 6):
-        raise SurfaceError(
-            f"{source}: expected an (N, 3) x y z or (N, 6) x y z nx ny nz array, got {array.shape}"
-        )
+        raise SurfaceError(f"{source}: expected an (N, 3) x y z or (N, 6) x y z nx ny nz array, got {array.shape}")
     normals = array[:, 3:6] if array.shape[1] == 6 else None
     return Surface.from_points(array[:, :3], source, normals=normals)
 
@@ -217,9 +209,7 @@ def _point_cloud_surface(cloud: trimesh.PointCloud | trimesh.Trimesh, source: st
     names = () if raw is None else (raw.keys() if isinstance(raw, dict) else raw.dtype.names)
     normals = None
     if {"nx", "ny", "nz"} <= set(names):
-        normals = np.column_stack(
-            [np.asarray(raw[k], dtype=np.float64).ravel() for k in ("nx", "ny", "nz")]
-        )
+        normals = np.column_stack([np.asarray(raw[k], dtype=np.float64).ravel() for k in ("nx", "ny", "nz")])
     colors = getattr(cloud, "colors", None)
     has_colors = colors is not None and len(colors) == len(cloud.vertices)
     colors = np.asarray(colors, dtype=np.float64)[:, :3] / 255.0 if has_colors else None

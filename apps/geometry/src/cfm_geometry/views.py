@@ -14,8 +14,9 @@ from PIL import Image
 from cfm_geometry.generation import finite_rows
 
 
-def save_view_rows(clouds: Mapping[str, object], path: str | os.PathLike, up_axis: str,
-                   point_size: float = 0.3) -> Path:
+def save_view_rows(
+    clouds: Mapping[str, object], path: str | os.PathLike, up_axis: str, point_size: float = 0.3
+) -> Path:
     """Write one PNG holding, for each ``title -> (N, 3) points`` of ``clouds`` in order, a row of
     :func:`cfm_core.plotting.save_point_cloud_views` views titled ``title``. Non-finite points
     are left out (and counted in the title); a cloud with none finite gets no row."""
@@ -31,8 +32,9 @@ def save_view_rows(clouds: Mapping[str, object], path: str | os.PathLike, up_axi
                 continue
             if dropped:
                 title = f"{title} ({dropped} non-finite points not drawn)"
-            row = save_point_cloud_views(finite, Path(scratch) / f"row{index}.png",
-                                         point_size=point_size, title=title, up_axis=up_axis)
+            row = save_point_cloud_views(
+                finite, Path(scratch) / f"row{index}.png", point_size=point_size, title=title, up_axis=up_axis
+            )
             with Image.open(row) as image:
                 rows.append(image.convert("RGB"))
     if not rows:

@@ -53,11 +53,16 @@ class DigitClassifier(nn.Module):
     def __init__(self, channels: int, num_classes: int, width: int = 32) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(),
-            nn.Linear(2 * width * 16, 2 * width), nn.ReLU(),
+            nn.Conv2d(channels, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(2 * width * 16, 2 * width),
+            nn.ReLU(),
         )
         self.head = nn.Linear(2 * width, num_classes)
 
@@ -75,12 +80,14 @@ def _shifted(images: Tensor, shift: int, generator: torch.Generator) -> Tensor:
     side = images.shape[-1]
     padded = F.pad(images, (shift,) * 4, value=-1.0)
     offsets = torch.randint(0, 2 * shift + 1, (images.shape[0], 2), generator=generator)
-    return torch.stack([p[:, dy : dy + side, dx : dx + side]
-                        for p, (dy, dx) in zip(padded, offsets.tolist(), strict=True)])
+    return torch.stack(
+        [p[:, dy : dy + side, dx : dx + side] for p, (dy, dx) in zip(padded, offsets.tolist(), strict=True)]
+    )
 
 
-def train_classifier(images: Tensor, labels: Tensor, num_classes: int,
-                     recipe: ClassifierRecipe = ClassifierRecipe()) -> DigitClassifier:
+def train_classifier(
+    images: Tensor, labels: Tensor, num_classes: int, recipe: ClassifierRecipe = ClassifierRecipe()
+) -> DigitClassifier:
     """Train a :class:`DigitClassifier` on ``images`` in ``[-1, 1]`` (CPU, deterministic)."""
     generator = torch.Generator().manual_seed(recipe.seed)
     torch.manual_seed(recipe.seed)
@@ -88,8 +95,7 @@ def train_classifier(images: Tensor, labels: Tensor, num_classes: int,
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr)
     batches = -(-images.shape[0] // recipe.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, recipe.epochs * batches)
-    for _ in tqdm(range(recipe.epochs), desc="training the digit classifier", unit="epoch",
-                  leave=False):
+    for _ in tqdm(range(recipe.epochs), desc="training the digit classifier", unit="epoch", leave=False):
         order = torch.randperm(images.shape[0], generator=generator)
         for start in range(0, images.shape[0], recipe.batch_size):
             index = order[start : start + recipe.batch_size]
@@ -124,8 +130,12 @@ class CachedClassifier:
     test_accuracy: float
 
 
-def builtin_classifier(name: str, resolution: int, cache_dir: str | os.PathLike | None = None,
-                       recipe: ClassifierRecipe = ClassifierRecipe()) -> CachedClassifier:
+def builtin_classifier(
+    name: str,
+    resolution: int,
+    cache_dir: str | os.PathLike | None = None,
+    recipe: ClassifierRecipe = ClassifierRecipe(),
+) -> CachedClassifier:
     """The classifier of built-in dataset ``name`` at ``resolution``, from the cache or trained
     now (and cached) on its training split; its accuracy is measured on the test split."""
     train = load_builtin(name, resolution, split="train")
@@ -139,8 +149,7 @@ def builtin_classifier(name: str, resolution: int, cache_dir: str | os.PathLike 
             model.load_state_dict(load_file(path))
             model = model.eval().requires_grad_(False)
         except (OSError, RuntimeError, SafetensorError) as err:
-            raise ValueError(
-                f"the cached classifier {path} is unreadable ({err}); delete it") from None
+            raise ValueError(f"the cached classifier {path} is unreadable ({err}); delete it") from None
     else:
         print(f"training the {name} classifier once (cached in {path})")
         model = train_classifier(train.images, train.labels, train.num_classes, recipe)
@@ -148,4 +157,3 @@ def builtin_classifier(name: str, resolution: int, cache_dir: str | os.PathLike 
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
     test = load_builtin(name, resolution, split="test")
     return CachedClassifier(model, path, accuracy(model, test.images, test.labels))
-

@@ -7,16 +7,28 @@ APP = App(
     name="image",
     help="images: built-in digits/faces, image folders or webdataset shards; two-time UNet",
     commands=(
-        Command("train", "train CFM or the multi-step baseline (presets: quick, digits, faces, "
-                "cifar)", lazy("cfm_image.commands:run_train")),
-        Command("sample", "sample a trained model at any number of steps (PNG grid / files)",
-                lazy("cfm_image.commands:run_sample")),
-        Command("eval", "quality at each NFE (digit-classifier Frechet distance, accuracy, "
-                "entropies; FID with local weights), grids and plots",
-                lazy("cfm_image.commands:run_eval")),
-        Command("demo", "train CFM on the digits in minutes on a CPU, then evaluate it at 1, 2, 4 "
-                "steps beside the multi-step baseline (the README's main job)",
-                lazy("cfm_image.commands:run_demo")),
+        Command(
+            "train",
+            "train CFM or the multi-step baseline (presets: quick, digits, faces, cifar)",
+            lazy("cfm_image.commands:run_train"),
+        ),
+        Command(
+            "sample",
+            "sample a trained model at any number of steps (PNG grid / files)",
+            lazy("cfm_image.commands:run_sample"),
+        ),
+        Command(
+            "eval",
+            "quality at each NFE (digit-classifier Frechet distance, accuracy, "
+            "entropies; FID with local weights), grids and plots",
+            lazy("cfm_image.commands:run_eval"),
+        ),
+        Command(
+            "demo",
+            "train CFM on the digits in minutes on a CPU, then evaluate it at 1, 2, 4 "
+            "steps beside the multi-step baseline (the README's main job)",
+            lazy("cfm_image.commands:run_demo"),
+        ),
         info_command("image"),
     ),
 )

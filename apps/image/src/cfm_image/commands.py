@@ -60,9 +60,14 @@ def architecture(cfg: ImageTrainConfig) -> dict[str, Any]:
     if embedding == "auto":
         embedding = "fourier" if cfg.method.formulation == "edm" else "sinusoidal"
     try:
-        return unet_config(cfg.net.preset, **cfg.net.overrides(), in_channels=data.channels,
-                           resolution=data.resolution, num_classes=data.num_classes,
-                           time_embedding=embedding)
+        return unet_config(
+            cfg.net.preset,
+            **cfg.net.overrides(),
+            in_channels=data.channels,
+            resolution=data.resolution,
+            num_classes=data.num_classes,
+            time_embedding=embedding,
+        )
     except ValueError as err:
         raise ConfigError(f"net: {err}") from None
 
@@ -78,15 +83,15 @@ def build_model(run_config: dict[str, Any]) -> CumulativeFlowMap:
     return build_cfm(net, cfg.method, None if classes is None else torch.tensor(classes))
 
 
-def generation_labels(num_classes: int | None, n: int, labels: Sequence[int] | None = None,
-                      unconditional: bool = False) -> Tensor | None:
+def generation_labels(
+    num_classes: int | None, n: int, labels: Sequence[int] | None = None, unconditional: bool = False
+) -> Tensor | None:
     """The class of each of ``n`` generated images: ``labels`` repeated, ``0, 1, 2, ...`` in
     turn by default, the null class (``num_classes``) with ``unconditional``, ``None`` for an
     unconditional model."""
     if num_classes is None:
         if labels is not None or unconditional:
-            raise ConfigError("this model is unconditional: --labels and --unconditional do not "
-                              "apply")
+            raise ConfigError("this model is unconditional: --labels and --unconditional do not apply")
         return None
     if unconditional:
         return torch.full((n,), num_classes, dtype=torch.long)
@@ -101,14 +106,14 @@ def _device(model: torch.nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def _generate(model: CumulativeFlowMap, noise: Tensor, steps: int, sampler: str,
-              labels: Tensor | None, guidance: float = 1.0) -> Tensor:
+def _generate(
+    model: CumulativeFlowMap, noise: Tensor, steps: int, sampler: str, labels: Tensor | None, guidance: float = 1.0
+) -> Tensor:
     device = _device(model)
     cond = None if labels is None else labels.to(device)
     if sampler == "cumulative":
         return model.sample(noise.to(device), steps=steps, cond=cond, guidance=guidance)
-    return model.sample_instantaneous(noise.to(device), steps=steps, method=sampler, cond=cond,
-                                      guidance=guidance)
+    return model.sample_instantaneous(noise.to(device), steps=steps, method=sampler, cond=cond, guidance=guidance)
 
 
 def _sample_hook(data: ImageDataConfig):
@@ -118,13 +123,12 @@ def _sample_hook(data: ImageDataConfig):
     labels = generation_labels(data.num_classes, 8 * nrow)
 
     def hook(model: CumulativeFlowMap, step: int, out: Path) -> None:
-        noise = torch.randn(8 * nrow, data.channels, data.resolution, data.resolution,
-                            generator=torch.Generator().manual_seed(7))
-        panels = {f"CFM, {s} step{'s' * (s > 1)}": _generate(model, noise, s, "cumulative", labels)
-                  for s in (1, 2, 4)}
+        noise = torch.randn(
+            8 * nrow, data.channels, data.resolution, data.resolution, generator=torch.Generator().manual_seed(7)
+        )
+        panels = {f"CFM, {s} step{'s' * (s > 1)}": _generate(model, noise, s, "cumulative", labels) for s in (1, 2, 4)}
         panels["r = t field, Euler 32 steps"] = _generate(model, noise, 32, "euler", labels)
-        save_panels(panels, out / "samples" / f"step-{step:07d}.png", nrow,
-                    title=f"{data.name}, step {step}")
+        save_panels(panels, out / "samples" / f"step-{step:07d}.png", nrow, title=f"{data.name}, step {step}")
 
     return hook
 
@@ -138,17 +142,20 @@ def _check_warm_start(cfg: ImageTrainConfig) -> None:
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"train.init_from: {err}") from None
     if source.meta.get("app") != APP:
-        raise ConfigError(f"train.init_from: {source.path} was trained by app "
-                          f"{source.meta.get('app')!r}, not {APP!r}")
+        raise ConfigError(f"train.init_from: {source.path} was trained by app {source.meta.get('app')!r}, not {APP!r}")
     theirs = config_from_dict(ImageTrainConfig, source.meta["config"])
     if theirs.method.formulation != cfg.method.formulation:
-        raise ConfigError(f"train.init_from: {source.path} uses formulation "
-                          f"{theirs.method.formulation!r}, this run {cfg.method.formulation!r}")
+        raise ConfigError(
+            f"train.init_from: {source.path} uses formulation "
+            f"{theirs.method.formulation!r}, this run {cfg.method.formulation!r}"
+        )
     mine, other = architecture(cfg), architecture(theirs)
     differ = sorted(k for k in mine if mine[k] != other[k])
     if differ:
-        raise ConfigError(f"train.init_from: {source.path} has another UNet or image shape: "
-                          + ", ".join(f"{k} {other[k]} there, {mine[k]} here" for k in differ))
+        raise ConfigError(
+            f"train.init_from: {source.path} has another UNet or image shape: "
+            + ", ".join(f"{k} {other[k]} there, {mine[k]} here" for k in differ)
+        )
 
 
 # ----------------------------------------------------------------------------- commands --
@@ -161,13 +168,21 @@ def make_trainer(cfg: ImageTrainConfig) -> Trainer:
     seed_initial_weights(cfg.train.seed)
     model = build_model(run_config)
     batches = training_batches(source, data, cfg.train.batch_size, cfg.train.seed)
-    print(f"training on {data.name}: {data.channels}x{data.resolution}x{data.resolution}, "
-          f"{'unconditional' if data.num_classes is None else f'{data.num_classes} classes'}, "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, formulation "
-          f"{cfg.method.formulation}, r = t share {cfg.method.instantaneous_ratio}")
-    return Trainer(model, batches, cfg.train, run_config=run_config, app=APP,
-                   normalisation={"pixels": "x / 127.5 - 1, in [-1, 1]"},
-                   on_sample=_sample_hook(data))
+    print(
+        f"training on {data.name}: {data.channels}x{data.resolution}x{data.resolution}, "
+        f"{'unconditional' if data.num_classes is None else f'{data.num_classes} classes'}, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, formulation "
+        f"{cfg.method.formulation}, r = t share {cfg.method.instantaneous_ratio}"
+    )
+    return Trainer(
+        model,
+        batches,
+        cfg.train,
+        run_config=run_config,
+        app=APP,
+        normalisation={"pixels": "x / 127.5 - 1, in [-1, 1]"},
+        on_sample=_sample_hook(data),
+    )
 
 
 def train(cfg: ImageTrainConfig) -> dict[str, Any]:
@@ -177,20 +192,21 @@ def train(cfg: ImageTrainConfig) -> dict[str, Any]:
 
 def sample(cfg: ImageSampleConfig) -> dict[str, Any]:
     """Sample a trained model; write a grid and/or individual PNGs; return what was written."""
-    model, ckpt = load_trained(cfg.checkpoint, build_model, APP, cfg.ema_decay,
-                               use_ema=cfg.ema)
+    model, ckpt = load_trained(cfg.checkpoint, build_model, APP, cfg.ema_decay, use_ema=cfg.ema)
     data = config_from_dict(ImageTrainConfig, ckpt.meta["config"]).data
     labels = generation_labels(data.num_classes, cfg.n, cfg.labels, cfg.unconditional)
     if cfg.guidance != 1.0 and (labels is None or cfg.unconditional):
         raise ConfigError("--guidance needs a class-conditional model and class labels")
     model.to("cuda" if torch.cuda.is_available() else "cpu")
-    noise = torch.randn(cfg.n, data.channels, data.resolution, data.resolution,
-                        generator=torch.Generator().manual_seed(cfg.seed))
+    noise = torch.randn(
+        cfg.n, data.channels, data.resolution, data.resolution, generator=torch.Generator().manual_seed(cfg.seed)
+    )
     chunks = []
     for start in range(0, cfg.n, cfg.batch_size):
         part = None if labels is None else labels[start : start + cfg.batch_size]
-        chunks.append(_generate(model, noise[start : start + cfg.batch_size], cfg.steps,
-                                cfg.sampler, part, cfg.guidance).cpu())
+        chunks.append(
+            _generate(model, noise[start : start + cfg.batch_size], cfg.steps, cfg.sampler, part, cfg.guidance).cpu()
+        )
     images = torch.cat(chunks)
     written: dict[str, Any] = {"n": cfg.n, "steps": cfg.steps, "sampler": cfg.sampler}
     if cfg.grid is not None:
@@ -201,8 +217,10 @@ def sample(cfg: ImageSampleConfig) -> dict[str, Any]:
         written["individual"] = [str(p) for p in save_individual(images, cfg.individual_dir)]
     if not torch.isfinite(images).all():
         print("warning: some samples are not finite (NaN/inf); they are drawn grey/black/white")
-    print(f"sampled {cfg.n} images ({cfg.sampler}, {cfg.steps} step(s)) from {ckpt.path}; wrote "
-          + ", ".join(filter(None, [written.get("grid"), cfg.individual_dir])))
+    print(
+        f"sampled {cfg.n} images ({cfg.sampler}, {cfg.steps} step(s)) from {ckpt.path}; wrote "
+        + ", ".join(filter(None, [written.get("grid"), cfg.individual_dir]))
+    )
     return written
 
 
@@ -211,8 +229,9 @@ def _same_images(a: ImageDataConfig, b: ImageDataConfig) -> bool:
     return all(getattr(a, k) == getattr(b, k) for k in keys)
 
 
-def _scorer(data: ImageDataConfig, cfg: ImageEvalConfig,
-            fid: InceptionFID | None) -> tuple[ImageScorer, dict[str, Any]]:
+def _scorer(
+    data: ImageDataConfig, cfg: ImageEvalConfig, fid: InceptionFID | None
+) -> tuple[ImageScorer, dict[str, Any]]:
     """The scorer of a data config, and what it rests on (classifier, FID) for the report."""
     real, _ = reference_images(data, max(cfg.n, 2000))
     notes: dict[str, Any] = {"reference_images": int(real.shape[0])}
@@ -226,8 +245,7 @@ def _scorer(data: ImageDataConfig, cfg: ImageEvalConfig,
         print(f"FID skipped: {FID_SKIP_REASON}")
     else:
         print(f"FID: Inception features of {real.shape[0]} reference images ({fid.weights})")
-        notes["fid"] = {"status": "computed", "weights": str(fid.weights),
-                        "reference_images": int(real.shape[0])}
+        notes["fid"] = {"status": "computed", "weights": str(fid.weights), "reference_images": int(real.shape[0])}
     return ImageScorer(real, classifier, fid), notes
 
 
@@ -249,8 +267,7 @@ def evaluate(cfg: ImageEvalConfig, fid: InceptionFID | None = None) -> dict[str,
     baseline, baseline_name = model, OWN_FIELD
     if cfg.baseline is not None:
         baseline, base_ckpt = load_trained(cfg.baseline, build_model, APP, option="--baseline")
-        if not _same_images(config_from_dict(ImageTrainConfig, base_ckpt.meta["config"]).data,
-                            data):
+        if not _same_images(config_from_dict(ImageTrainConfig, base_ckpt.meta["config"]).data, data):
             raise ConfigError("--baseline was trained on other images than --checkpoint")
         baseline_name = str(base_ckpt.path)
     labels = generation_labels(data.num_classes, cfg.n)
@@ -258,16 +275,25 @@ def evaluate(cfg: ImageEvalConfig, fid: InceptionFID | None = None) -> dict[str,
         raise ConfigError("--guidance needs a class-conditional model")
     scorer, notes = _scorer(data, cfg, fid)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    noise = torch.randn(cfg.n, data.channels, data.resolution, data.resolution,
-                        generator=torch.Generator().manual_seed(cfg.seed))
+    noise = torch.randn(
+        cfg.n, data.channels, data.resolution, data.resolution, generator=torch.Generator().manual_seed(cfg.seed)
+    )
     model, baseline = model.to(device), baseline.to(device)
     for warm_up in (model, baseline):  # one-off costs (allocations, kernels) stay out of timings
         _generate(warm_up, noise[:2], 1, "cumulative", generation_labels(data.num_classes, 2))
     cond = None if labels is None else labels.to(device)
     with torch.no_grad():
-        entries = nfe_sweep(noise.to(device), model, cfg.cfm_steps, baseline, cfg.baseline_steps,
-                            cfg.baseline_method, cond=cond, guidance=cfg.guidance,
-                            batch_size=cfg.batch_size)
+        entries = nfe_sweep(
+            noise.to(device),
+            model,
+            cfg.cfm_steps,
+            baseline,
+            cfg.baseline_steps,
+            cfg.baseline_method,
+            cond=cond,
+            guidance=cfg.guidance,
+            batch_size=cfg.batch_size,
+        )
     for entry in entries:
         entry.samples = entry.samples.cpu()
     rows = sweep_table(entries, [scorer(e.samples, labels) for e in entries])
@@ -278,24 +304,33 @@ def evaluate(cfg: ImageEvalConfig, fid: InceptionFID | None = None) -> dict[str,
         scores = scorer(real, None if labels is None else real_labels, frechet=False)
         notes["held_out"] = {"images": int(real.shape[0]), **scores}
     out = Path(cfg.out) if cfg.out else ckpt.path.parent / "eval"
-    result = {"checkpoint": str(ckpt.path), "baseline": baseline_name, "data": data.name,
-              "n": cfg.n, "seed": cfg.seed, "guidance": cfg.guidance,
-              "baseline_method": cfg.baseline_method, "primary_metric": scorer.primary,
-              **notes, "rows": rows}
+    result = {
+        "checkpoint": str(ckpt.path),
+        "baseline": baseline_name,
+        "data": data.name,
+        "n": cfg.n,
+        "seed": cfg.seed,
+        "guidance": cfg.guidance,
+        "baseline_method": cfg.baseline_method,
+        "primary_metric": scorer.primary,
+        **notes,
+        "rows": rows,
+    }
     save_json(out / "metrics.json", result)
     nrow = grid_columns(data.num_classes)
     save_run_grids(entries, out / "grids", nrow)
     real = None
     if held_out is not None:
-        real = held_out[0] if data.num_classes is None else one_column_per_class(
-            held_out[0], held_out[1], data.num_classes)
+        real = (
+            held_out[0]
+            if data.num_classes is None
+            else one_column_per_class(held_out[0], held_out[1], data.num_classes)
+        )
     save_comparison(entries, real, out / "samples.png", nrow, data.name)
-    save_quality_curve(rows, scorer.primary, out / "quality_vs_nfe.png",
-                       f"{data.name}: quality vs network evaluations")
+    save_quality_curve(rows, scorer.primary, out / "quality_vs_nfe.png", f"{data.name}: quality vs network evaluations")
     print_rows(rows, scorer.metric_names(labels is not None), notes.get("held_out"))
     print(f"baseline: {baseline_name}")
-    print(f"wrote {out / 'metrics.json'}, {out / 'samples.png'}, {out / 'quality_vs_nfe.png'} "
-          f"and {out / 'grids'}/")
+    print(f"wrote {out / 'metrics.json'}, {out / 'samples.png'}, {out / 'quality_vs_nfe.png'} and {out / 'grids'}/")
     return result
 
 
@@ -309,17 +344,34 @@ def demo(cfg: ImageDemoConfig) -> dict[str, Any]:
     labels = (("cfm", 0.5), ("baseline", 1.0)) if cfg.baseline == "trained" else (("cfm", 0.5),)
     for label, ratio in labels:
         method = replace(quick.method, formulation=cfg.formulation, instantaneous_ratio=ratio)
-        run = replace(quick, method=method, train=replace(
-            quick.train, steps=cfg.steps, seed=cfg.seed, output_dir=str(out / label),
-            checkpoint_every=cfg.steps, sample_every=cfg.steps))
+        run = replace(
+            quick,
+            method=method,
+            train=replace(
+                quick.train,
+                steps=cfg.steps,
+                seed=cfg.seed,
+                output_dir=str(out / label),
+                checkpoint_every=cfg.steps,
+                sample_every=cfg.steps,
+            ),
+        )
         print(f"== training {label} ({cfg.formulation}, r = t share {ratio}) on the digits")
         train(run)
         runs[label] = str(out / label)
     print("== evaluating")
-    return evaluate(ImageEvalConfig(checkpoint=runs["cfm"], baseline=runs.get("baseline"),
-                                    baseline_steps=cfg.baseline_steps, n=cfg.n,
-                                    classifier_cache=cfg.classifier_cache,
-                                    fid_weights=cfg.fid_weights, out=str(out / "eval")), fid)
+    return evaluate(
+        ImageEvalConfig(
+            checkpoint=runs["cfm"],
+            baseline=runs.get("baseline"),
+            baseline_steps=cfg.baseline_steps,
+            n=cfg.n,
+            classifier_cache=cfg.classifier_cache,
+            fid_weights=cfg.fid_weights,
+            out=str(out / "eval"),
+        ),
+        fid,
+    )
 
 
 # ------------------------------------------------------------------------------ argv glue --

@@ -53,8 +53,7 @@ class ImageDataConfig:
             raise ConfigError("give --data.folder or --data.shards, not both")
         if self.is_builtin and self.channels == 3:
             raise ConfigError(f"data.channels: the built-in {self.builtin} images are grey (1)")
-        require_positive({"--data.resolution": self.resolution,
-                          "--data.num-classes": self.num_classes}, integer=True)
+        require_positive({"--data.resolution": self.resolution, "--data.num-classes": self.num_classes}, integer=True)
         if self.shuffle_buffer < 0:
             raise ConfigError(f"data.shuffle_buffer must be >= 0, got {self.shuffle_buffer}")
 
@@ -96,8 +95,7 @@ class ImageNetConfig:
 
     def overrides(self) -> dict[str, Any]:
         """The architecture options set on the command line (``None`` means the preset's)."""
-        names = ("base_channels", "channel_mults", "num_res_blocks", "attention_resolutions",
-                 "num_heads", "dropout")
+        names = ("base_channels", "channel_mults", "num_res_blocks", "attention_resolutions", "num_heads", "dropout")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
@@ -111,12 +109,23 @@ class ImageTrainConfig:
 
     data: ImageDataConfig = field(default_factory=ImageDataConfig)
     net: ImageNetConfig = field(default_factory=ImageNetConfig)
-    method: MethodConfig = field(default_factory=lambda: MethodConfig(
-        formulation=DEFAULT_FORMULATION, cond_dropout=COND_DROPOUT))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=20000, batch_size=128, lr=1e-3, warmup_steps=200, ema_decays=(0.999,),
-        ema_warmup_power=0.75, checkpoint_every=2000, sample_every=2000, log_every=100,
-        output_dir="runs/image"))
+    method: MethodConfig = field(
+        default_factory=lambda: MethodConfig(formulation=DEFAULT_FORMULATION, cond_dropout=COND_DROPOUT)
+    )
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            steps=20000,
+            batch_size=128,
+            lr=1e-3,
+            warmup_steps=200,
+            ema_decays=(0.999,),
+            ema_warmup_power=0.75,
+            checkpoint_every=2000,
+            sample_every=2000,
+            log_every=100,
+            output_dir="runs/image",
+        )
+    )
 
 
 def _preset(
@@ -139,26 +148,48 @@ def _preset(
 QUICK_STEPS = 1500
 """Training steps of the quick preset (about 3 minutes on one CPU thread, see the README)."""
 
-_QUICK_TRAIN = dict(steps=QUICK_STEPS, batch_size=64, lr=2e-3, warmup_steps=100,
-                   checkpoint_every=QUICK_STEPS, sample_every=500, log_every=50)
+_QUICK_TRAIN = dict(
+    steps=QUICK_STEPS,
+    batch_size=64,
+    lr=2e-3,
+    warmup_steps=100,
+    checkpoint_every=QUICK_STEPS,
+    sample_every=500,
+    log_every=50,
+)
 
 TRAIN_PRESETS = {
     # The README's main job: 16x16 digits, the micro UNet, a few minutes on a CPU.
     "quick": _preset(net="micro", train=dict(_QUICK_TRAIN, output_dir="runs/image-quick")),
     # The multi-step baseline of quick (r = t only): the warm start of --train.init-from.
-    "quick-baseline": _preset(net="micro", method=dict(instantaneous_ratio=1.0), train=dict(
-        _QUICK_TRAIN, output_dir="runs/image-quick-baseline")),
+    "quick-baseline": _preset(
+        net="micro",
+        method=dict(instantaneous_ratio=1.0),
+        train=dict(_QUICK_TRAIN, output_dir="runs/image-quick-baseline"),
+    ),
     # Longer digits run with the tiny UNet (hours on a CPU, minutes on a GPU).
     "digits": _preset(net="tiny", train=dict(steps=20000, output_dir="runs/image-digits")),
     # The 100 built-in face crops at 32x32.
-    "faces": _preset(data=ImageDataConfig(builtin="faces"), net="tiny",
-                     train=dict(steps=20000, output_dir="runs/image-faces")),
+    "faces": _preset(
+        data=ImageDataConfig(builtin="faces"), net="tiny", train=dict(steps=20000, output_dir="runs/image-faces")
+    ),
     # DDPM's CIFAR-10 UNet for 32x32 RGB data you bring (--data.folder or --data.shards), on a GPU.
     "cifar": _preset(
-        data=ImageDataConfig(resolution=32), net="cifar",
-        train=dict(steps=400000, batch_size=128, lr=2e-4, warmup_steps=5000,
-                   ema_decays=(0.9999,), ema_warmup_power=0.0, mixed_precision="bf16",
-                   checkpoint_every=10000, sample_every=10000, output_dir="runs/image-cifar")),
+        data=ImageDataConfig(resolution=32),
+        net="cifar",
+        train=dict(
+            steps=400000,
+            batch_size=128,
+            lr=2e-4,
+            warmup_steps=5000,
+            ema_decays=(0.9999,),
+            ema_warmup_power=0.0,
+            mixed_precision="bf16",
+            checkpoint_every=10000,
+            sample_every=10000,
+            output_dir="runs/image-cifar",
+        ),
+    ),
 }
 
 
@@ -196,8 +227,9 @@ class ImageSampleConfig:
     """Sample with an EMA average of the weights (--ema-decay picks which); --no-ema: the raw weights."""
 
     def __post_init__(self) -> None:
-        require_positive({"--steps": self.steps, "--n": self.n, "--batch-size": self.batch_size,
-                          "--nrow": self.nrow}, integer=True)
+        require_positive(
+            {"--steps": self.steps, "--n": self.n, "--batch-size": self.batch_size, "--nrow": self.nrow}, integer=True
+        )
         if self.grid is None and self.individual_dir is None:
             raise ConfigError("nothing to write: give --grid and/or --individual-dir")
         if self.labels is not None and self.unconditional:
@@ -249,8 +281,7 @@ class ImageEvalConfig:
         if self.n < 10:
             raise ConfigError(f"--n must be at least 10, got {self.n}")
         require_positive({"--batch-size": self.batch_size}, integer=True)
-        if not self.cfm_steps or min(self.cfm_steps) < 1 or (
-                self.baseline_steps and min(self.baseline_steps) < 1):
+        if not self.cfm_steps or min(self.cfm_steps) < 1 or (self.baseline_steps and min(self.baseline_steps) < 1):
             raise ConfigError("--cfm-steps and --baseline-steps must be positive integers")
 
 

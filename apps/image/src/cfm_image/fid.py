@@ -25,9 +25,11 @@ WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 """torch-fidelity's name of the Inception-v3 FID weights."""
 BATCH_SIZE = 50
 """Images per Inception forward pass."""
-SKIP_REASON = (f"no Inception weights given. FID needs a local copy of torch-fidelity's "
-               f"Inception-v3 weights ({WEIGHTS_FILE}) and nothing is downloaded; enable it "
-               f"with {WEIGHTS_OPTION} PATH")
+SKIP_REASON = (
+    f"no Inception weights given. FID needs a local copy of torch-fidelity's "
+    f"Inception-v3 weights ({WEIGHTS_FILE}) and nothing is downloaded; enable it "
+    f"with {WEIGHTS_OPTION} PATH"
+)
 """Why FID was not computed, and how to enable it (printed and recorded)."""
 
 
@@ -54,13 +56,17 @@ class InceptionFID:
         self.weights = require_path(weights, "Inception weights file", WEIGHTS_OPTION)
         try:
             metric = FrechetInceptionDistance(
-                feature=2048, normalize=False, reset_real_features=False,
-                feature_extractor_weights_path=str(self.weights))
+                feature=2048,
+                normalize=False,
+                reset_real_features=False,
+                feature_extractor_weights_path=str(self.weights),
+            )
         except Exception as err:  # torch.load / load_state_dict on a wrong or damaged file
             reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
             raise ConfigError(
                 f"{WEIGHTS_OPTION}: cannot load {self.weights} as torch-fidelity's Inception-v3 "
-                f"weights ({WEIGHTS_FILE}): {reason}") from None
+                f"weights ({WEIGHTS_FILE}): {reason}"
+            ) from None
         self.metric = metric.to(device)
         self.reference_size = 0
 
@@ -87,8 +93,7 @@ class InceptionFID:
 
     def _batches(self, images: Tensor):
         device = self.metric.device
-        for start in tqdm(range(0, images.shape[0], BATCH_SIZE), desc="Inception features",
-                          unit="batch", leave=False):
+        for start in tqdm(range(0, images.shape[0], BATCH_SIZE), desc="Inception features", unit="batch", leave=False):
             yield inception_input(images[start : start + BATCH_SIZE]).to(device)
 
     @torch.no_grad()

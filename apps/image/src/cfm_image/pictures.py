@@ -22,8 +22,7 @@ from cfm_image.data.imaging import tensor_to_uint8
 def displayable(images: Tensor) -> Tensor:
     """``images`` on the CPU, clamped to ``[-1, 1]``, with NaN shown as grey and inf as
     black/white (so that a diverged run still draws)."""
-    return torch.nan_to_num(images.detach().float().cpu(), nan=0.0, posinf=1.0,
-                            neginf=-1.0).clamp(-1, 1)
+    return torch.nan_to_num(images.detach().float().cpu(), nan=0.0, posinf=1.0, neginf=-1.0).clamp(-1, 1)
 
 
 def image_grid(images: Tensor, nrow: int | None = None, padding: int = 1) -> Tensor:
@@ -34,8 +33,7 @@ def image_grid(images: Tensor, nrow: int | None = None, padding: int = 1) -> Ten
     count, channels, height, width = images.shape
     ncol = nrow or math.ceil(math.sqrt(count))
     rows = math.ceil(count / ncol)
-    grid = torch.ones(channels, rows * (height + padding) + padding,
-                      ncol * (width + padding) + padding)
+    grid = torch.ones(channels, rows * (height + padding) + padding, ncol * (width + padding) + padding)
     for k, image in enumerate(displayable(images)):
         top = padding + (k // ncol) * (height + padding)
         left = padding + (k % ncol) * (width + padding)
@@ -61,8 +59,9 @@ def save_individual(images: Tensor, folder: str | os.PathLike) -> list[Path]:
     return [save_png(image, Path(folder) / f"{k:05d}.png") for k, image in enumerate(images)]
 
 
-def save_panels(panels: Mapping[str, Tensor], path: str | os.PathLike, nrow: int | None = None,
-                title: str | None = None) -> Path:
+def save_panels(
+    panels: Mapping[str, Tensor], path: str | os.PathLike, nrow: int | None = None, title: str | None = None
+) -> Path:
     """A figure with one titled grid per entry of ``panels`` (name -> images), side by side."""
     if not panels:
         raise ValueError("no panels to draw")

@@ -17,9 +17,14 @@ from torch import Tensor
 
 from cfm_image.pictures import save_grid, save_panels
 
-SHORT_NAMES = {"classifier_fd": "classifier FD", "classifier_accuracy": "accuracy",
-               "class_entropy_mean": "H(y|x) mean", "class_entropy_marginal": "H(y) hist",
-               "pixel_energy": "pixel energy", "fid": "FID"}
+SHORT_NAMES = {
+    "classifier_fd": "classifier FD",
+    "classifier_accuracy": "accuracy",
+    "class_entropy_mean": "H(y|x) mean",
+    "class_entropy_marginal": "H(y) hist",
+    "pixel_energy": "pixel energy",
+    "fid": "FID",
+}
 """Column titles of the printed table."""
 GRID_IMAGES = 100
 """Images per grid in the evaluation's pictures."""
@@ -50,13 +55,11 @@ def entry_name(entry: SweepEntry) -> str:
 def save_run_grids(entries: Sequence[SweepEntry], folder: Path, nrow: int) -> None:
     """``folder/cfm-<steps>.png`` and ``folder/baseline-<sampler>-<steps>.png``."""
     for entry in entries:
-        name = f"cfm-{entry.steps}" if entry.label == "cfm" else (
-            f"baseline-{entry.sampler}-{entry.steps}")
+        name = f"cfm-{entry.steps}" if entry.label == "cfm" else (f"baseline-{entry.sampler}-{entry.steps}")
         save_grid(entry.samples[:GRID_IMAGES], folder / f"{name}.png", nrow)
 
 
-def save_comparison(entries: Sequence[SweepEntry], real: Tensor | None, path: Path, nrow: int,
-                    title: str) -> Path:
+def save_comparison(entries: Sequence[SweepEntry], real: Tensor | None, path: Path, nrow: int, title: str) -> Path:
     """Panels: the real images, CFM at each jump count, and the baseline at CFM's largest NFE
     and at its own largest."""
     panels = {} if real is None else {"data (held out)": real[:GRID_IMAGES]}
@@ -76,31 +79,47 @@ def save_quality_curve(rows: Sequence[dict], metric: str, path: Path, title: str
     """``metric`` against NFE for CFM and the baseline (log axes; y linear if any value <= 0)."""
     curves = {}
     for label, name in (("cfm", "CFM (cumulative)"), ("baseline", "baseline (instantaneous)")):
-        points = [(r["nfe"], r[metric]) for r in rows
-                  if r["label"] == label and math.isfinite(r[metric])]
+        points = [(r["nfe"], r[metric]) for r in rows if r["label"] == label and math.isfinite(r[metric])]
         if points:
             curves[name] = tuple(zip(*points, strict=True))
     if curves:
         positive = all(y > 0 for _, ys in curves.values() for y in ys)
-        save_curves(curves, path, xlabel="NFE", logx=True, logy=positive, title=title,
-                    ylabel=f"{SHORT_NAMES.get(metric, metric)} (lower is better)")
+        save_curves(
+            curves,
+            path,
+            xlabel="NFE",
+            logx=True,
+            logy=positive,
+            title=title,
+            ylabel=f"{SHORT_NAMES.get(metric, metric)} (lower is better)",
+        )
 
 
 def print_rows(rows: Sequence[dict], metrics: Sequence[str], held_out: dict | None = None) -> None:
     """The sweep as a text table (and the held-out data's scores for scale)."""
-    print(f"{'model':<9} {'sampler':<10} {'steps':>5} {'NFE':>4} "
-          + " ".join(f"{SHORT_NAMES.get(m, m):>12.12}" for m in metrics) + f" {'ms/image':>9}")
+    print(
+        f"{'model':<9} {'sampler':<10} {'steps':>5} {'NFE':>4} "
+        + " ".join(f"{SHORT_NAMES.get(m, m):>12.12}" for m in metrics)
+        + f" {'ms/image':>9}"
+    )
     for r in rows:
-        print(f"{r['label']:<9} {r['sampler']:<10} {r['steps']:>5} {r['nfe']:>4} "
-              + " ".join(f"{r[m]:>12.4f}" for m in metrics) + f" {r['ms_per_sample']:>9.3f}")
+        print(
+            f"{r['label']:<9} {r['sampler']:<10} {r['steps']:>5} {r['nfe']:>4} "
+            + " ".join(f"{r[m]:>12.4f}" for m in metrics)
+            + f" {r['ms_per_sample']:>9.3f}"
+        )
     if held_out is not None:
         cells = [f"{held_out[m]:>12.4f}" if m in held_out else f"{'-':>12}" for m in metrics]
-        print(f"{'data':<9} {'held out':<10} {'':>5} {'':>4} " + " ".join(cells)
-              + f"   ({held_out['images']} real test images)")
+        print(
+            f"{'data':<9} {'held out':<10} {'':>5} {'':>4} "
+            + " ".join(cells)
+            + f"   ({held_out['images']} real test images)"
+        )
 
 
 def save_json(path: Path, data: Any) -> None:
     """Write ``data`` as JSON atomically (NaN and inf become null)."""
+
     def clean(value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
             return None

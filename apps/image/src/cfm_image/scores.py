@@ -60,8 +60,9 @@ class ImageScorer:
         fid: an :class:`InceptionFID` (its reference becomes ``real``), or ``None``.
     """
 
-    def __init__(self, real: Tensor, classifier: DigitClassifier | None = None,
-                 fid: InceptionFID | None = None) -> None:
+    def __init__(
+        self, real: Tensor, classifier: DigitClassifier | None = None, fid: InceptionFID | None = None
+    ) -> None:
         self.real_pixels = real[:PIXEL_REFERENCE].flatten(1)
         self.classifier, self.fid = classifier, fid
         self.real_features = None
@@ -70,8 +71,7 @@ class ImageScorer:
         if fid is not None:
             fid.set_reference(real)
 
-    def __call__(self, images: Tensor, labels: Tensor | None = None,
-                 frechet: bool = True) -> dict[str, float]:
+    def __call__(self, images: Tensor, labels: Tensor | None = None, frechet: bool = True) -> dict[str, float]:
         """The scores of ``images`` (NaN everywhere when any value is not finite); ``labels``
         are the classes they were generated for; ``frechet=False`` leaves out the Frechet
         distances (classifier_fd, fid), which mostly measure sample size on a small set."""
@@ -83,8 +83,7 @@ class ImageScorer:
         if self.classifier is not None:
             features = _batched(self.classifier.features, images)
             if frechet:
-                scores["classifier_fd"] = frechet_distance_from_features(features,
-                                                                         self.real_features)
+                scores["classifier_fd"] = frechet_distance_from_features(features, self.real_features)
             logits = self.classifier.head(features)
             scores.update(class_scores(logits, labels))
         if self.fid is not None and frechet:
@@ -106,4 +105,3 @@ class ImageScorer:
     def primary(self) -> str:
         """The headline metric: classifier_fd, else fid, else pixel_energy (lower is better)."""
         return self.metric_names(False)[0]
-

@@ -63,8 +63,9 @@ def _shard_meta(urls: str | list[str]) -> dict:
 def _builtin(cfg: ImageDataConfig, split: str):
     dataset = load_builtin(cfg.builtin, cfg.resolution, split=split)
     labelled = dataset.num_classes is not None and not cfg.unconditional
-    resolved = replace(cfg, resolution=dataset.resolution, channels=1,
-                       num_classes=dataset.num_classes if labelled else None)
+    resolved = replace(
+        cfg, resolution=dataset.resolution, channels=1, num_classes=dataset.num_classes if labelled else None
+    )
     return dataset, resolved
 
 
@@ -76,8 +77,9 @@ def _folder(cfg: ImageDataConfig):
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"data.folder: {err}") from None
     labelled = cfg.labels and not cfg.unconditional
-    resolved = replace(cfg, resolution=resolution, channels=channels,
-                       num_classes=dataset.num_classes if labelled else None)
+    resolved = replace(
+        cfg, resolution=resolution, channels=channels, num_classes=dataset.num_classes if labelled else None
+    )
     return dataset, resolved
 
 
@@ -90,12 +92,20 @@ def _shards(cfg: ImageDataConfig, seed: int, repeat: bool):
     if cfg.labels and not cfg.unconditional:
         num_classes = cfg.num_classes or len(meta.get("class_names") or ()) or None
         if num_classes is None:
-            raise ConfigError(f"data.num_classes: labelled shards need the number of classes "
-                              f"(no class_names in a {SHARD_META} beside the shards)")
+            raise ConfigError(
+                f"data.num_classes: labelled shards need the number of classes "
+                f"(no class_names in a {SHARD_META} beside the shards)"
+            )
     try:
-        stream = ShardStream(urls, resolution=resolution, channels=channels, repeat=repeat,
-                             shuffle_shards=repeat, shuffle_buffer=cfg.shuffle_buffer if repeat
-                             else 0, seed=seed)
+        stream = ShardStream(
+            urls,
+            resolution=resolution,
+            channels=channels,
+            repeat=repeat,
+            shuffle_shards=repeat,
+            shuffle_buffer=cfg.shuffle_buffer if repeat else 0,
+            seed=seed,
+        )
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"data.shards: {err}") from None
     return stream, replace(cfg, resolution=resolution, channels=channels, num_classes=num_classes)
@@ -114,8 +124,7 @@ def open_training_data(cfg: ImageDataConfig, seed: int = 0):
     return _builtin(cfg, "train")
 
 
-def training_batches(source: Dataset | ShardStream, data: ImageDataConfig, batch_size: int,
-                     seed: int = 0):
+def training_batches(source: Dataset | ShardStream, data: ImageDataConfig, batch_size: int, seed: int = 0):
     """The trainer's ``data(step)``: images, with labels when ``data.num_classes`` is set."""
     batches = step_batches(source, batch_size, seed)
 
@@ -124,19 +133,21 @@ def training_batches(source: Dataset | ShardStream, data: ImageDataConfig, batch
         if data.num_classes is None:
             return images
         if labels is None:
-            raise ValueError(f"{data.name}: the images carry no class labels, but the model is "
-                             "class-conditional (drop --data.labels or pass --data.unconditional)")
+            raise ValueError(
+                f"{data.name}: the images carry no class labels, but the model is "
+                "class-conditional (drop --data.labels or pass --data.unconditional)"
+            )
         if int(labels.max()) >= data.num_classes:
-            raise ValueError(f"{data.name}: label {int(labels.max())} out of range for "
-                             f"{data.num_classes} classes (set --data.num-classes)")
+            raise ValueError(
+                f"{data.name}: label {int(labels.max())} out of range for "
+                f"{data.num_classes} classes (set --data.num-classes)"
+            )
         return images, labels
 
     return batch
 
 
-def reference_images(
-    data: ImageDataConfig, limit: int, seed: int = 0
-) -> tuple[Tensor, Tensor | None]:
+def reference_images(data: ImageDataConfig, limit: int, seed: int = 0) -> tuple[Tensor, Tensor | None]:
     """Up to ``limit`` real images (and labels) of a resolved data config, for evaluation.
 
     Built-in data: the training split (the held-out split is :func:`held_out_images`); a folder:

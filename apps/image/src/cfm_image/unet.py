@@ -105,11 +105,7 @@ class ResBlock(nn.Module):
         self.norm2 = _group_norm(out_channels)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = _zero(_conv3x3(out_channels, out_channels))
-        self.skip = (
-            nn.Identity()
-            if in_channels == out_channels
-            else nn.Conv2d(in_channels, out_channels, 1)
-        )
+        self.skip = nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
@@ -125,9 +121,7 @@ class AttentionBlock(nn.Module):
     def __init__(self, channels: int, num_heads: int) -> None:
         super().__init__()
         if channels % num_heads:
-            raise ValueError(
-                f"attention width {channels} is not divisible by num_heads={num_heads}"
-            )
+            raise ValueError(f"attention width {channels} is not divisible by num_heads={num_heads}")
         self.num_heads = num_heads
         self.norm = _group_norm(channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
@@ -157,9 +151,7 @@ class Stage(nn.Module):
     ) -> None:
         super().__init__()
         self.res = ResBlock(in_channels, out_channels, emb_dim, dropout)
-        self.attn = (
-            None if attention_heads is None else AttentionBlock(out_channels, attention_heads)
-        )
+        self.attn = None if attention_heads is None else AttentionBlock(out_channels, attention_heads)
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         x = self.res(x, emb)
@@ -246,12 +238,8 @@ class UNet(nn.Module):
             if time_embedding == "sinusoidal"
             else FourierTimeEmbedding(base_channels)
         )
-        self.time_embedding = TwoTimeEmbedding(
-            TimeMLPEmbedding(emb_dim, features=features, feature_dim=base_channels)
-        )
-        self.class_embedding = (
-            None if num_classes is None else nn.Embedding(num_classes + 1, emb_dim)
-        )
+        self.time_embedding = TwoTimeEmbedding(TimeMLPEmbedding(emb_dim, features=features, feature_dim=base_channels))
+        self.class_embedding = None if num_classes is None else nn.Embedding(num_classes + 1, emb_dim)
 
         def heads_at(side: int) -> int | None:
             return num_heads if side in attention_resolutions else None
@@ -261,9 +249,7 @@ class UNet(nn.Module):
         skip_channels, channels, side = [base_channels], base_channels, resolution
         for level, mult in enumerate(channel_mults):
             for _ in range(num_res_blocks):
-                self.down.append(
-                    Stage(channels, base_channels * mult, emb_dim, dropout, heads_at(side))
-                )
+                self.down.append(Stage(channels, base_channels * mult, emb_dim, dropout, heads_at(side)))
                 channels = base_channels * mult
                 skip_channels.append(channels)
             if level < levels - 1:
@@ -302,9 +288,7 @@ class UNet(nn.Module):
         emb = self.time_embedding(t, r)
         if self.class_embedding is not None:
             if cond is None:
-                cond = torch.full(
-                    (x.shape[0],), self.num_classes, dtype=torch.long, device=x.device
-                )
+                cond = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
             emb = emb + self.class_embedding(cond.long())
         emb = F.silu(emb)
         h = self.input_conv(x)
@@ -315,19 +299,13 @@ class UNet(nn.Module):
         for block in self.middle:
             h = block(h, emb)
         for block in self.up:
-            h = (
-                block(torch.cat([h, skips.pop()], dim=1), emb)
-                if isinstance(block, Stage)
-                else block(h, emb)
-            )
+            h = block(torch.cat([h, skips.pop()], dim=1), emb) if isinstance(block, Stage) else block(h, emb)
         return self.output_conv(F.silu(self.output_norm(h)))
 
     def _check_inputs(self, x: Tensor, t: Tensor, r: Tensor, cond: Tensor | None) -> None:
         expected = (self.in_channels, self.resolution, self.resolution)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(
-                f"UNet expects images (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"UNet expects images (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
         for name, time in (("t", t), ("r", r)):
             if time.shape != (x.shape[0],):
                 raise ValueError(f"{name} must have shape ({x.shape[0]},), got {tuple(time.shape)}")
@@ -337,8 +315,7 @@ class UNet(nn.Module):
             raise ValueError("this UNet is unconditional (num_classes=None) but got class labels")
         if cond.shape != (x.shape[0],) or cond.dtype.is_floating_point:
             raise ValueError(
-                f"cond must be integer class labels of shape ({x.shape[0]},), "
-                f"got {cond.dtype} {tuple(cond.shape)}"
+                f"cond must be integer class labels of shape ({x.shape[0]},), got {cond.dtype} {tuple(cond.shape)}"
             )
 
 
@@ -352,34 +329,24 @@ def _check_architecture(config: Mapping[str, Any]) -> None:
         if config[name] is not None and config[name] < 1:
             raise ValueError(f"{name} must be positive or None, got {config[name]}")
     if config["base_channels"] % 2:
-        raise ValueError(
-            f"base_channels must be even (the time-feature width), got {config['base_channels']}"
-        )
+        raise ValueError(f"base_channels must be even (the time-feature width), got {config['base_channels']}")
     mults, resolution = config["channel_mults"], config["resolution"]
     if not mults or any(m < 1 for m in mults):
         raise ValueError(f"channel_mults must be a non-empty list of positive ints, got {mults}")
     factor = 2 ** (len(mults) - 1)
     if resolution % factor:
-        raise ValueError(
-            f"resolution {resolution} is not divisible by {factor}, which {len(mults)} levels need"
-        )
+        raise ValueError(f"resolution {resolution} is not divisible by {factor}, which {len(mults)} levels need")
     sides = [resolution // 2**k for k in range(len(mults))]
     unknown = sorted(set(config["attention_resolutions"]) - set(sides))
     if unknown:
-        raise ValueError(
-            f"attention_resolutions {unknown} match no feature resolution; this UNet has {sides}"
-        )
+        raise ValueError(f"attention_resolutions {unknown} match no feature resolution; this UNet has {sides}")
     if not 0.0 <= config["dropout"] < 1.0:
         raise ValueError(f"dropout must lie in [0, 1), got {config['dropout']}")
     if config["time_embedding"] not in TIME_EMBEDDINGS:
-        raise ValueError(
-            f"unknown time_embedding {config['time_embedding']!r}; choose one of {TIME_EMBEDDINGS}"
-        )
+        raise ValueError(f"unknown time_embedding {config['time_embedding']!r}; choose one of {TIME_EMBEDDINGS}")
 
 
-_PARAMETERS = {
-    name: p for name, p in inspect.signature(UNet.__init__).parameters.items() if name != "self"
-}
+_PARAMETERS = {name: p for name, p in inspect.signature(UNet.__init__).parameters.items() if name != "self"}
 _REQUIRED = tuple(name for name, p in _PARAMETERS.items() if p.default is inspect.Parameter.empty)
 
 

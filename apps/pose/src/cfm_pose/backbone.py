@@ -43,8 +43,7 @@ class PointSetEncoder(nn.Module):
     ``(B, M, 3) -> (B, code_dim)``; invariant to the order of the points.
     """
 
-    def __init__(self, code_dim: int = 256, hidden: int = 128, depth: int = 3,
-                 fourier_levels: int = 6) -> None:
+    def __init__(self, code_dim: int = 256, hidden: int = 128, depth: int = 3, fourier_levels: int = 6) -> None:
         super().__init__()
         self.point_features = FourierPointFeatures(3, fourier_levels)
         layers: list[nn.Module] = [nn.Linear(self.point_features.out_features, hidden), nn.SiLU()]
@@ -94,13 +93,18 @@ class PoseMLPConfig:
         if self.mode not in MODES:
             raise ValueError(f"unknown PoseMLP mode {self.mode!r}; choose from {MODES}")
         if self.time_features not in TIME_FEATURES:
-            raise ValueError(f"unknown time features {self.time_features!r}; "
-                             f"choose from {TIME_FEATURES}")
+            raise ValueError(f"unknown time features {self.time_features!r}; choose from {TIME_FEATURES}")
         if self.mode == "per_point" and self.data_dim != 3:
-            raise ValueError(f"per_point mode generates 3-D points; data_dim must be 3, "
-                             f"got {self.data_dim}")
-        sizes = (self.data_dim, self.hidden, self.depth, self.time_dim, self.code_dim,
-                 self.encoder_hidden, self.encoder_depth)
+            raise ValueError(f"per_point mode generates 3-D points; data_dim must be 3, got {self.data_dim}")
+        sizes = (
+            self.data_dim,
+            self.hidden,
+            self.depth,
+            self.time_dim,
+            self.code_dim,
+            self.encoder_hidden,
+            self.encoder_depth,
+        )
         if min(sizes) < 1 or self.fourier_levels < 0 or self.time_dim % 2:
             raise ValueError(f"invalid PoseMLP sizes in {self}")
 
@@ -112,17 +116,18 @@ class PoseMLP(nn.Module):
         super().__init__()
         self.cfg = PoseMLPConfig(**options)
         cfg = self.cfg
-        features = (SinusoidalTimeEmbedding(cfg.time_dim) if cfg.time_features == "sinusoidal"
-                    else FourierTimeEmbedding(cfg.time_dim))
+        features = (
+            SinusoidalTimeEmbedding(cfg.time_dim)
+            if cfg.time_features == "sinusoidal"
+            else FourierTimeEmbedding(cfg.time_dim)
+        )
         self.time_embedding = TwoTimeEmbedding(TimeMLPEmbedding(cfg.time_dim, features=features))
-        self.encoder = PointSetEncoder(cfg.code_dim, cfg.encoder_hidden, cfg.encoder_depth,
-                                       cfg.fourier_levels)
+        self.encoder = PointSetEncoder(cfg.code_dim, cfg.encoder_hidden, cfg.encoder_depth, cfg.fourier_levels)
         self.point_features = FourierPointFeatures(3, cfg.fourier_levels)
         in_dim = cfg.data_dim if cfg.mode == "vector" else 3 + self.point_features.out_features
         self.input = nn.Linear(in_dim + cfg.code_dim, cfg.hidden)
         self.code_to_cond = nn.Linear(cfg.code_dim, cfg.time_dim)
-        self.blocks = nn.ModuleList(ModulatedResidualBlock(cfg.hidden, cfg.time_dim)
-                                    for _ in range(cfg.depth))
+        self.blocks = nn.ModuleList(ModulatedResidualBlock(cfg.hidden, cfg.time_dim) for _ in range(cfg.depth))
         self.output = nn.Sequential(nn.LayerNorm(cfg.hidden), nn.Linear(cfg.hidden, cfg.data_dim))
 
     def config(self) -> dict[str, Any]:
@@ -142,8 +147,7 @@ class PoseMLP(nn.Module):
         if self.cfg.mode == "vector" and (x.ndim != 2 or x.shape[1] != self.cfg.data_dim):
             raise ValueError(f"x must have shape (B, {self.cfg.data_dim}), got {tuple(x.shape)}")
         if self.cfg.mode == "per_point" and x.shape != cond.shape:
-            raise ValueError(f"per_point x {tuple(x.shape)} must match its paired points "
-                             f"{tuple(cond.shape)}")
+            raise ValueError(f"per_point x {tuple(x.shape)} must match its paired points {tuple(cond.shape)}")
 
     def forward(self, x: Tensor, t: Tensor, r: Tensor, cond: Tensor | None = None) -> Tensor:
         self._check(x, cond)
@@ -152,8 +156,9 @@ class PoseMLP(nn.Module):
         if self.cfg.mode == "vector":
             h = self.input(torch.cat([x, code], dim=-1))
         else:
-            per_point = torch.cat([x, self.point_features(cond.to(x.dtype)),
-                                   code[:, None].expand(-1, x.shape[1], -1)], dim=-1)
+            per_point = torch.cat(
+                [x, self.point_features(cond.to(x.dtype)), code[:, None].expand(-1, x.shape[1], -1)], dim=-1
+            )
             h = self.input(per_point)
             c = c[:, None]
         for block in self.blocks:

@@ -16,13 +16,32 @@ from dataclasses import dataclass
 import numpy as np
 
 SMPL_JOINT_NAMES = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
-    "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_hand", "right_hand",
+    "pelvis",
+    "left_hip",
+    "right_hip",
+    "spine1",
+    "left_knee",
+    "right_knee",
+    "spine2",
+    "left_ankle",
+    "right_ankle",
+    "spine3",
+    "left_foot",
+    "right_foot",
+    "neck",
+    "left_collar",
+    "right_collar",
+    "head",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hand",
+    "right_hand",
 )
-SMPL_PARENTS = np.array([-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18,
-                         19, 20, 21])
+SMPL_PARENTS = np.array([-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21])
 BODY_JOINTS = 22
 """Pelvis to wrists: the joints SMPL, SMPL-H and SMPL-X share (names and hierarchy)."""
 FINGERS = ("index", "middle", "pinky", "ring", "thumb")
@@ -44,8 +63,14 @@ def _smplx_layout() -> tuple[tuple[str, ...], np.ndarray]:
 SMPLX_JOINT_NAMES, SMPLX_PARENTS = _smplx_layout()
 
 SMPL_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
-SMPLX_EXTRA_KEYS = ("hands_componentsl", "hands_componentsr", "hands_meanl", "hands_meanr",
-                    "lmk_faces_idx", "lmk_bary_coords")
+SMPLX_EXTRA_KEYS = (
+    "hands_componentsl",
+    "hands_componentsr",
+    "hands_meanl",
+    "hands_meanr",
+    "lmk_faces_idx",
+    "lmk_bary_coords",
+)
 SMPLX_OPTIONAL_KEYS = ("dynamic_lmk_faces_idx", "dynamic_lmk_bary_coords")
 """Only smplx's ``use_face_contour=True`` reads these; kept (checked) when a file has them."""
 
@@ -85,11 +110,28 @@ class BodyFamily:
         return 9 * (self.num_joints - 1)
 
 
-SMPL = BodyFamily("smpl", "SMPL", "SMPL", (".pkl", ".npz"), SMPL_JOINT_NAMES, SMPL_PARENTS,
-                  SMPL_KEYS, (), (("body", 63), ("smpl_hands", 6)))
-SMPLX = BodyFamily("smplx", "SMPL-X", "SMPLX", (".npz", ".pkl"), SMPLX_JOINT_NAMES,
-                   SMPLX_PARENTS, SMPL_KEYS + SMPLX_EXTRA_KEYS, SMPLX_OPTIONAL_KEYS,
-                   (("body", 63), ("face", 9), ("fingers", 90)))
+SMPL = BodyFamily(
+    "smpl",
+    "SMPL",
+    "SMPL",
+    (".pkl", ".npz"),
+    SMPL_JOINT_NAMES,
+    SMPL_PARENTS,
+    SMPL_KEYS,
+    (),
+    (("body", 63), ("smpl_hands", 6)),
+)
+SMPLX = BodyFamily(
+    "smplx",
+    "SMPL-X",
+    "SMPLX",
+    (".npz", ".pkl"),
+    SMPLX_JOINT_NAMES,
+    SMPLX_PARENTS,
+    SMPL_KEYS + SMPLX_EXTRA_KEYS,
+    SMPLX_OPTIONAL_KEYS,
+    (("body", 63), ("face", 9), ("fingers", 90)),
+)
 FAMILIES = {family.key: family for family in (SMPL, SMPLX)}
 OTHER_FAMILIES = {52: "SMPL-H"}
 """Joint counts of SMPL-family models this app does not read (reported by name)."""

@@ -28,8 +28,14 @@ from cfm_pose.smpl_model import BodyModelFile
 
 POSE_ARGUMENTS = {
     "smpl": (("body_pose", 69),),
-    "smplx": (("body_pose", 63), ("jaw_pose", 3), ("leye_pose", 3), ("reye_pose", 3),
-              ("left_hand_pose", 45), ("right_hand_pose", 45)),
+    "smplx": (
+        ("body_pose", 63),
+        ("jaw_pose", 3),
+        ("leye_pose", 3),
+        ("reye_pose", 3),
+        ("left_hand_pose", 45),
+        ("right_hand_pose", 45),
+    ),
 }
 """How a family's pose vector (:mod:`cfm_pose.body_families`) splits into smplx's arguments."""
 
@@ -37,10 +43,14 @@ POSE_ARGUMENTS = {
 def _smplx_module(model: BodyModelFile, num_betas: int, gender: str) -> torch.nn.Module:
     with tempfile.TemporaryDirectory(prefix="cfm-pose-smplx-") as folder:
         path = Path(folder) / "SMPLX_MODEL.npz"
-        np.savez(path, **{key: value.astype(np.float32) if value.dtype == np.float64 else value
-                          for key, value in model.arrays.items()})
-        return smplx.SMPLX(str(path), ext="npz", num_betas=num_betas, gender=gender,
-                           use_pca=False, flat_hand_mean=True)
+        np.savez(
+            path,
+            **{
+                key: value.astype(np.float32) if value.dtype == np.float64 else value
+                for key, value in model.arrays.items()
+            },
+        )
+        return smplx.SMPLX(str(path), ext="npz", num_betas=num_betas, gender=gender, use_pca=False, flat_hand_mean=True)
 
 
 def build_body_model(model: BodyModelFile, num_betas: int, gender: str) -> torch.nn.Module:
@@ -49,8 +59,7 @@ def build_body_model(model: BodyModelFile, num_betas: int, gender: str) -> torch
     300 (SMPL) or 400 (SMPL-X, shape plus expression)."""
     with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a note on short shape spaces
         if model.family is SMPL:
-            module = smplx.SMPL(str(model.path), data_struct=Struct(**model.arrays),
-                                num_betas=num_betas, gender=gender)
+            module = smplx.SMPL(str(model.path), data_struct=Struct(**model.arrays), num_betas=num_betas, gender=gender)
         else:
             module = _smplx_module(model, num_betas, gender)
     keypoints = module.vertex_joint_selector.extra_joints_idxs
@@ -60,8 +69,9 @@ def build_body_model(model: BodyModelFile, num_betas: int, gender: str) -> torch
 
 
 @torch.no_grad()
-def pose_bodies(module: torch.nn.Module, family: BodyFamily, betas: np.ndarray,
-                poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pose_bodies(
+    module: torch.nn.Module, family: BodyFamily, betas: np.ndarray, poses: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Posed ``vertices (B, V, 3)`` and the family's regressed ``joints (B, J, 3)`` for shape
     parameters ``betas (B, module.num_betas)`` and pose vectors ``poses (B, family.pose_dim)``
     (root rotation and translation zero)."""
@@ -71,8 +81,10 @@ def pose_bodies(module: torch.nn.Module, family: BodyFamily, betas: np.ndarray,
     arguments = dict(zip(names, parts, strict=True))
     if family is not SMPL:
         arguments["expression"] = torch.zeros(batch, module.num_expression_coeffs)
-    output = module(betas=torch.as_tensor(betas, dtype=torch.float32),
-                    global_orient=torch.zeros(batch, 3), transl=torch.zeros(batch, 3),
-                    **arguments)
-    return (output.vertices.double().numpy(),
-            output.joints[:, :family.num_joints].double().numpy())
+    output = module(
+        betas=torch.as_tensor(betas, dtype=torch.float32),
+        global_orient=torch.zeros(batch, 3),
+        transl=torch.zeros(batch, 3),
+        **arguments,
+    )
+    return (output.vertices.double().numpy(), output.joints[:, : family.num_joints].double().numpy())

@@ -23,8 +23,7 @@ def segment_distances(points: np.ndarray, starts: np.ndarray, ends: np.ndarray) 
     return np.linalg.norm(points[:, None, :] - closest, axis=-1)
 
 
-def capsule_bounds(starts: np.ndarray, ends: np.ndarray, radii: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def capsule_bounds(starts: np.ndarray, ends: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The exact bounding box ``(lower, upper)`` of a union of capsules."""
     r = radii[:, None]
     lower = np.minimum(starts, ends) - r
@@ -40,8 +39,9 @@ def _orthonormal_frames(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, np.cross(direction, first)
 
 
-def _sample_capsule_surfaces(starts: np.ndarray, ends: np.ndarray, radii: np.ndarray,
-                             count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _sample_capsule_surfaces(
+    starts: np.ndarray, ends: np.ndarray, radii: np.ndarray, count: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """``count`` points uniform on the summed surfaces of the capsules, and each one's capsule."""
     axis = ends - starts
     lengths = np.linalg.norm(axis, axis=-1)
@@ -66,9 +66,14 @@ def _sample_capsule_surfaces(starts: np.ndarray, ends: np.ndarray, radii: np.nda
     return np.where(on_cylinder[:, None], cylinder_points, cap_points), owner
 
 
-def sample_capsule_union_surface(starts: np.ndarray, ends: np.ndarray, radii: np.ndarray,
-                                 count: int, rng: np.random.Generator,
-                                 inside_margin: float = 1e-9) -> np.ndarray:
+def sample_capsule_union_surface(
+    starts: np.ndarray,
+    ends: np.ndarray,
+    radii: np.ndarray,
+    count: int,
+    rng: np.random.Generator,
+    inside_margin: float = 1e-9,
+) -> np.ndarray:
     """``(count, 3)`` points uniform on the outer surface of the union of capsules.
 
     Rejection sampling (module doc): batches of candidates are drawn until ``count`` survive; a

@@ -25,8 +25,7 @@ from scipy.spatial import cKDTree
 _CHUNK = 1024
 
 
-def _kernel_sums(seeds: np.ndarray, tree: cKDTree, bandwidth: float
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def _kernel_sums(seeds: np.ndarray, tree: cKDTree, bandwidth: float) -> tuple[np.ndarray, np.ndarray]:
     """``(sum_i K x_i (S, 3), sum_i K (S,))`` over the points of ``tree``, for every seed.
 
     Only pairs closer than the bandwidth contribute, so a k-d tree finds them; seeds are processed
@@ -36,19 +35,16 @@ def _kernel_sums(seeds: np.ndarray, tree: cKDTree, bandwidth: float
     weighted = np.zeros_like(seeds)
     mass = np.zeros(len(seeds))
     for first in range(0, len(seeds), _CHUNK):
-        pairs = cKDTree(seeds[first:first + _CHUNK]).sparse_distance_matrix(
-            tree, bandwidth, output_type="ndarray")
+        pairs = cKDTree(seeds[first : first + _CHUNK]).sparse_distance_matrix(tree, bandwidth, output_type="ndarray")
         rows = pairs["i"] + first
         kernel = bandwidth**2 - pairs["v"] ** 2
         mass += np.bincount(rows, weights=kernel, minlength=len(seeds))
         for axis in range(3):
-            weighted[:, axis] += np.bincount(rows, weights=kernel * points[pairs["j"], axis],
-                                             minlength=len(seeds))
+            weighted[:, axis] += np.bincount(rows, weights=kernel * points[pairs["j"], axis], minlength=len(seeds))
     return weighted, mass
 
 
-def mean_shift(points: np.ndarray, bandwidth: float, step: float = 0.3, max_iter: int = 40
-               ) -> np.ndarray:
+def mean_shift(points: np.ndarray, bandwidth: float, step: float = 0.3, max_iter: int = 40) -> np.ndarray:
     """The converged positions ``(N, 3)`` of mean-shift seeds started at ``points`` (step 1)."""
     tree = cKDTree(points)
     seeds = points.copy()
@@ -64,8 +60,9 @@ def mean_shift(points: np.ndarray, bandwidth: float, step: float = 0.3, max_iter
     return seeds
 
 
-def extract_joints(points: np.ndarray, bandwidth: float = 0.04, min_count: int = 5,
-                   step: float = 0.3, max_iter: int = 40) -> np.ndarray:
+def extract_joints(
+    points: np.ndarray, bandwidth: float = 0.04, min_count: int = 5, step: float = 0.3, max_iter: int = 40
+) -> np.ndarray:
     """``(K, 3)`` joint positions found in ``points (N, 3)`` (module doc); ``K`` may be 0.
 
     ``bandwidth`` is in the units of the points (RigNet's learned value is 0.0429 on shapes

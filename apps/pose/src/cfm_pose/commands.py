@@ -52,12 +52,18 @@ def build_model(run_config: dict[str, Any]) -> CumulativeFlowMap:
     """The CumulativeFlowMap a pose run config describes (fresh weights)."""
     cfg = config_from_dict(PoseTrainConfig, run_config)
     encoding = encoding_for(cfg)
-    net = PoseMLP(data_dim=encoding.data_dim,
-                  mode="vector" if encoding.kind == "fixed" else "per_point",
-                  hidden=cfg.net.hidden, depth=cfg.net.depth, time_dim=cfg.net.time_dim,
-                  time_features="fourier" if cfg.method.formulation == "edm" else "sinusoidal",
-                  code_dim=cfg.net.code_dim, encoder_hidden=cfg.net.encoder_hidden,
-                  encoder_depth=cfg.net.encoder_depth, fourier_levels=cfg.net.fourier_levels)
+    net = PoseMLP(
+        data_dim=encoding.data_dim,
+        mode="vector" if encoding.kind == "fixed" else "per_point",
+        hidden=cfg.net.hidden,
+        depth=cfg.net.depth,
+        time_dim=cfg.net.time_dim,
+        time_features="fourier" if cfg.method.formulation == "edm" else "sinusoidal",
+        code_dim=cfg.net.code_dim,
+        encoder_hidden=cfg.net.encoder_hidden,
+        encoder_depth=cfg.net.encoder_depth,
+        fourier_levels=cfg.net.fourier_levels,
+    )
     return build_cfm(net, cfg.method)
 
 
@@ -70,8 +76,14 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _predict(model: CumulativeFlowMap, encoding: PoseEncoding, shapes: ShapeBatch,
-             steps: int, extraction: ExtractionConfig, seed: int) -> list[np.ndarray]:
+def _predict(
+    model: CumulativeFlowMap,
+    encoding: PoseEncoding,
+    shapes: ShapeBatch,
+    steps: int,
+    extraction: ExtractionConfig,
+    seed: int,
+) -> list[np.ndarray]:
     """Predicted joint sets of ``shapes`` with ``steps`` cumulative jumps."""
     x, cond = encoding.encode(shapes)
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
@@ -81,15 +93,17 @@ def _predict(model: CumulativeFlowMap, encoding: PoseEncoding, shapes: ShapeBatc
     return encoding.joints(sample, extraction)
 
 
-def _predictions(shapes: ShapeBatch, joint_sets: Sequence[np.ndarray], encoding: PoseEncoding,
-                 count: int) -> list[Prediction]:
-    return [Prediction(shapes.points[b], joints, skeleton_edges(joints, encoding.layout))
-            for b, joints in enumerate(joint_sets[:count])]
+def _predictions(
+    shapes: ShapeBatch, joint_sets: Sequence[np.ndarray], encoding: PoseEncoding, count: int
+) -> list[Prediction]:
+    return [
+        Prediction(shapes.points[b], joints, skeleton_edges(joints, encoding.layout))
+        for b, joints in enumerate(joint_sets[:count])
+    ]
 
 
 def _ground_truth(shapes: ShapeBatch, count: int) -> list[Prediction]:
-    return [Prediction(shapes.points[b], s.joints, s.bone_pairs())
-            for b, s in enumerate(shapes.skeletons[:count])]
+    return [Prediction(shapes.points[b], s.joints, s.bone_pairs()) for b, s in enumerate(shapes.skeletons[:count])]
 
 
 def _sample_hook(source: ShapeSource, encoding: PoseEncoding, seed: int):
@@ -101,13 +115,11 @@ def _sample_hook(source: ShapeSource, encoding: PoseEncoding, seed: int):
         scores = {}
         for steps in (1, 2):
             joints = _predict(model, encoding, shapes, steps, ExtractionConfig(), seed=7)
-            rows[f"{steps} jump{'s' * (steps > 1)}"] = _predictions(shapes, joints, encoding,
-                                                                    PREVIEW_SHAPES)
+            rows[f"{steps} jump{'s' * (steps > 1)}"] = _predictions(shapes, joints, encoding, PREVIEW_SHAPES)
             cd = score_predictions(joints, shapes, encoding.layout)["cd_j2j"]
             if cd is not None:
                 scores[f"cd_j2j_{steps}step"] = cd
-        save_prediction_grid(rows, out / "samples" / f"step-{step:07d}.png",
-                             title=f"held-out shapes, step {step}")
+        save_prediction_grid(rows, out / "samples" / f"step-{step:07d}.png", title=f"held-out shapes, step {step}")
         return scores
 
     return hook
@@ -121,11 +133,15 @@ def train(cfg: PoseTrainConfig) -> dict[str, Any]:
     encoding = encoding_for(cfg)
     run_config = config_to_dict(cfg)
     seed_initial_weights(cfg.train.seed)
-    trainer = Trainer(build_model(run_config),
-                      pose_batches(source, encoding, cfg.train.batch_size, cfg.train.seed),
-                      cfg.train, run_config=run_config, app=APP,
-                      normalisation=encoding.normalisation(),
-                      on_sample=_sample_hook(source, encoding, cfg.train.seed + 1))
+    trainer = Trainer(
+        build_model(run_config),
+        pose_batches(source, encoding, cfg.train.batch_size, cfg.train.seed),
+        cfg.train,
+        run_config=run_config,
+        app=APP,
+        normalisation=encoding.normalisation(),
+        on_sample=_sample_hook(source, encoding, cfg.train.seed + 1),
+    )
     return trainer.fit()
 
 
@@ -142,45 +158,50 @@ def sample(cfg: PoseSampleConfig) -> Path:
     encoding = encoding_for(run)
     shape = load_input_shape(cfg.input, run.n_points, cfg.seed)
     cond = torch.as_tensor(shape.normalized_points, dtype=torch.float32)[None].to(_device())
-    noise = torch.randn((1, *encoding.data_shape(run.n_points)),
-                        generator=torch.Generator().manual_seed(cfg.seed)).to(_device())
+    noise = torch.randn((1, *encoding.data_shape(run.n_points)), generator=torch.Generator().manual_seed(cfg.seed)).to(
+        _device()
+    )
     with torch.no_grad():
         if cfg.sampler == "cumulative":
             x, nfe = model.sample(noise, steps=cfg.steps, cond=cond, return_nfe=True)
         else:
-            x, nfe = model.sample_instantaneous(noise, steps=cfg.steps, method=cfg.sampler,
-                                                cond=cond, return_nfe=True)
+            x, nfe = model.sample_instantaneous(noise, steps=cfg.steps, method=cfg.sampler, cond=cond, return_nfe=True)
     joints = shape.normalization.invert(encoding.joints(x, cfg.extraction)[0])
     out = Path(cfg.out)
-    record = {"input": str(cfg.input), "checkpoint": str(ckpt.path), "sampler": cfg.sampler,
-              "steps": cfg.steps, "nfe": nfe, "representation": encoding.kind,
-              "frame": "the input file's own coordinates",
-              "input_normalisation": shape.normalization.to_dict(),
-              **skeleton_record(joints, encoding.layout)}
+    record = {
+        "input": str(cfg.input),
+        "checkpoint": str(ckpt.path),
+        "sampler": cfg.sampler,
+        "steps": cfg.steps,
+        "nfe": nfe,
+        "representation": encoding.kind,
+        "frame": "the input file's own coordinates",
+        "input_normalisation": shape.normalization.to_dict(),
+        **skeleton_record(joints, encoding.layout),
+    }
     if encoding.kind == "per_point":
         record["extraction"] = config_to_dict(cfg.extraction)
     write_json(out, record)
     write_npy(out.with_suffix(".npy"), joints)
     prediction = Prediction(shape.points, joints, skeleton_edges(joints, encoding.layout))
-    png = save_prediction_png(prediction, out.with_suffix(".png"),
-                              title=f"{Path(cfg.input).name}: {len(joints)} joints, "
-                                    f"{cfg.sampler} {cfg.steps} step(s), NFE {nfe}")
+    png = save_prediction_png(
+        prediction,
+        out.with_suffix(".png"),
+        title=f"{Path(cfg.input).name}: {len(joints)} joints, {cfg.sampler} {cfg.steps} step(s), NFE {nfe}",
+    )
     print(f"wrote {out} ({len(joints)} joints, NFE {nfe}), {out.with_suffix('.npy')} and {png}")
     return out
 
 
 def _check_baseline(run: PoseTrainConfig, base: PoseTrainConfig) -> None:
     ours, theirs = encoding_for(run), encoding_for(base)
-    if (run.data, ours.kind, ours.data_dim, run.n_points) != (
-            base.data, theirs.kind, theirs.data_dim, base.n_points):
-        raise ConfigError("--baseline was trained on other data or another representation than "
-                          "--checkpoint")
+    if (run.data, ours.kind, ours.data_dim, run.n_points) != (base.data, theirs.kind, theirs.data_dim, base.n_points):
+        raise ConfigError("--baseline was trained on other data or another representation than --checkpoint")
 
 
 def _held_out(cfg: PoseEvalConfig, run: PoseTrainConfig) -> ShapeBatch:
     if run.data != "rignet" and cfg.seed == run.train.seed:
-        raise ConfigError(f"--seed {cfg.seed} is the training seed; held-out shapes need "
-                          "another one")
+        raise ConfigError(f"--seed {cfg.seed} is the training seed; held-out shapes need another one")
     return make_source(run, cfg.data_path).held_out(cfg.n_shapes, cfg.seed)
 
 
@@ -195,37 +216,54 @@ def evaluate(cfg: PoseEvalConfig) -> dict[str, Any]:
     encoding = encoding_for(run)
     shapes = _held_out(cfg, run)
     _, cond = encoding.encode(shapes)
-    noise = torch.randn((len(shapes), *encoding.data_shape(run.n_points)),
-                        generator=torch.Generator().manual_seed(cfg.seed))
+    noise = torch.randn(
+        (len(shapes), *encoding.data_shape(run.n_points)), generator=torch.Generator().manual_seed(cfg.seed)
+    )
     noise, cond = noise.to(_device()), cond.to(_device())
     with torch.no_grad():
         for warm in {id(model): model, id(baseline): baseline}.values():  # first-call overheads
             warm.sample(noise[:1], steps=1, cond=cond[:1])
-        entries = nfe_sweep(noise, model, cfg.cfm_steps, baseline, cfg.baseline_steps,
-                            cfg.baseline_method, cond=cond, batch_size=cfg.batch_size)
+        entries = nfe_sweep(
+            noise,
+            model,
+            cfg.cfm_steps,
+            baseline,
+            cfg.baseline_steps,
+            cfg.baseline_method,
+            cond=cond,
+            batch_size=cfg.batch_size,
+        )
     scores, predictions = [], {}
     for entry in tqdm(entries, desc="cfm pose eval: joints and scores", unit="run"):
         tic = time.perf_counter()
         joints = encoding.joints(entry.samples, cfg.extraction)
         extract_ms = 1000 * (time.perf_counter() - tic) / len(shapes)
-        scores.append({**score_predictions(joints, shapes, encoding.layout),
-                       "extract_ms_per_shape": extract_ms,
-                       "total_ms_per_shape": 1000 * entry.seconds_per_sample + extract_ms})
+        scores.append(
+            {
+                **score_predictions(joints, shapes, encoding.layout),
+                "extract_ms_per_shape": extract_ms,
+                "total_ms_per_shape": 1000 * entry.seconds_per_sample + extract_ms,
+            }
+        )
         predictions[_label(entry)] = _predictions(shapes, joints, encoding, cfg.figure_shapes)
-    rows = [{**row, "ms_per_shape": row.pop("ms_per_sample")}
-            for row in sweep_table(entries, scores)]
+    rows = [{**row, "ms_per_shape": row.pop("ms_per_sample")} for row in sweep_table(entries, scores)]
     out = Path(cfg.out) if cfg.out else ckpt.path.parent / "eval"
-    result = {"checkpoint": str(ckpt.path), "baseline": str(cfg.baseline or ckpt.path),
-              "data": run.data, "representation": encoding.kind, "n_shapes": len(shapes),
-              "seed": cfg.seed, "baseline_method": cfg.baseline_method,
-              "extraction": (config_to_dict(cfg.extraction) if encoding.kind == "per_point"
-                             else None),
-              "units": "unit-box shape frame (RigNet normalisation)", "rows": rows}
+    result = {
+        "checkpoint": str(ckpt.path),
+        "baseline": str(cfg.baseline or ckpt.path),
+        "data": run.data,
+        "representation": encoding.kind,
+        "n_shapes": len(shapes),
+        "seed": cfg.seed,
+        "baseline_method": cfg.baseline_method,
+        "extraction": (config_to_dict(cfg.extraction) if encoding.kind == "per_point" else None),
+        "units": "unit-box shape frame (RigNet normalisation)",
+        "rows": rows,
+    }
     write_json(out / "metrics.json", result)
     _figures(entries, rows, predictions, shapes, encoding, cfg.figure_shapes, out)
     _print_rows(rows)
-    print(f"wrote {out / 'metrics.json'}, {out / 'predictions.png'} and "
-          f"{out / 'quality_vs_nfe.png'}")
+    print(f"wrote {out / 'metrics.json'}, {out / 'predictions.png'} and {out / 'quality_vs_nfe.png'}")
     return result
 
 
@@ -247,8 +285,15 @@ def _label(entry: SweepEntry) -> str:
     return f"baseline {entry.sampler}, NFE {entry.nfe}"
 
 
-def _figures(entries: Sequence[SweepEntry], rows: Sequence[dict], predictions: dict,
-             shapes: ShapeBatch, encoding: PoseEncoding, count: int, out: Path) -> None:
+def _figures(
+    entries: Sequence[SweepEntry],
+    rows: Sequence[dict],
+    predictions: dict,
+    shapes: ShapeBatch,
+    encoding: PoseEncoding,
+    count: int,
+    out: Path,
+) -> None:
     grid = {"ground truth": _ground_truth(shapes, count)}
     for label in ("cfm", "baseline"):
         runs = sorted((e for e in entries if e.label == label), key=lambda e: e.nfe)
@@ -258,25 +303,34 @@ def _figures(entries: Sequence[SweepEntry], rows: Sequence[dict], predictions: d
     metric = "mpjpe" if encoding.kind == "fixed" else "cd_j2j"
     curves = {}
     for label, name in (("cfm", "CFM (cumulative)"), ("baseline", "baseline (instantaneous)")):
-        points = [(r["nfe"], r[metric]) for r in rows
-                  if r["label"] == label and r[metric] is not None]
+        points = [(r["nfe"], r[metric]) for r in rows if r["label"] == label and r[metric] is not None]
         if points:
             curves[name] = tuple(zip(*points, strict=True))
     if curves:
-        save_curves(curves, out / "quality_vs_nfe.png", xlabel="NFE",
-                    ylabel=f"{metric} (unit-box units, lower is better)", logx=True,
-                    title="joint error vs network evaluations")
+        save_curves(
+            curves,
+            out / "quality_vs_nfe.png",
+            xlabel="NFE",
+            ylabel=f"{metric} (unit-box units, lower is better)",
+            logx=True,
+            title="joint error vs network evaluations",
+        )
 
 
 def _print_rows(rows: Sequence[dict]) -> None:
-    names = [k for k in ("cd_j2j", "iou", "precision", "recall", "mpjpe", "bone_length_error",
-                         "joints") if k in rows[0]]
-    print(f"{'model':<9} {'sampler':<10} {'steps':>5} {'NFE':>5} "
-          + " ".join(f"{n[:9]:>9}" for n in names) + f" {'ms/shape':>9}")
+    names = [
+        k for k in ("cd_j2j", "iou", "precision", "recall", "mpjpe", "bone_length_error", "joints") if k in rows[0]
+    ]
+    print(
+        f"{'model':<9} {'sampler':<10} {'steps':>5} {'NFE':>5} "
+        + " ".join(f"{n[:9]:>9}" for n in names)
+        + f" {'ms/shape':>9}"
+    )
     for r in rows:
         cells = " ".join("        -" if r[n] is None else f"{r[n]:>9.4f}" for n in names)
-        print(f"{r['label']:<9} {r['sampler']:<10} {r['steps']:>5} {r['nfe']:>5} {cells} "
-              f"{r['total_ms_per_shape']:>9.2f}")
+        print(
+            f"{r['label']:<9} {r['sampler']:<10} {r['steps']:>5} {r['nfe']:>5} {cells} {r['total_ms_per_shape']:>9.2f}"
+        )
 
 
 # ------------------------------------------------------------------------------ argv glue --

@@ -102,15 +102,20 @@ class PoseNetConfig:
     """Sin/cos octaves of the point coordinates."""
 
     def __post_init__(self) -> None:
-        require_positive({"--net.hidden": self.hidden, "--net.depth": self.depth,
-                          "--net.time-dim": self.time_dim, "--net.code-dim": self.code_dim,
-                          "--net.encoder-hidden": self.encoder_hidden,
-                          "--net.encoder-depth": self.encoder_depth})
+        require_positive(
+            {
+                "--net.hidden": self.hidden,
+                "--net.depth": self.depth,
+                "--net.time-dim": self.time_dim,
+                "--net.code-dim": self.code_dim,
+                "--net.encoder-hidden": self.encoder_hidden,
+                "--net.encoder-depth": self.encoder_depth,
+            }
+        )
         if self.time_dim % 2:
             raise ConfigError(f"--net.time-dim must be even, got {self.time_dim}")
         if self.fourier_levels < 0:
-            raise ConfigError(f"--net.fourier-levels must not be negative, got "
-                              f"{self.fourier_levels}")
+            raise ConfigError(f"--net.fourier-levels must not be negative, got {self.fourier_levels}")
 
 
 @dataclass
@@ -132,35 +137,50 @@ class PoseTrainConfig:
     rignet: RigNetConfig = field(default_factory=RigNetConfig)
     net: PoseNetConfig = field(default_factory=PoseNetConfig)
     method: MethodConfig = field(default_factory=lambda: MethodConfig(formulation="ddim"))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=3000, batch_size=16, lr=1e-3, warmup_steps=100, ema_decays=(0.999,),
-        ema_warmup_power=0.75, checkpoint_every=1000, log_every=50, sample_every=1000, output_dir="runs/pose"))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            steps=3000,
+            batch_size=16,
+            lr=1e-3,
+            warmup_steps=100,
+            ema_decays=(0.999,),
+            ema_warmup_power=0.75,
+            checkpoint_every=1000,
+            log_every=50,
+            sample_every=1000,
+            output_dir="runs/pose",
+        )
+    )
 
     def __post_init__(self) -> None:
         if self.n_points < 16:
             raise ConfigError(f"--n-points must be at least 16, got {self.n_points}")
         require_positive({"--data-scale": self.data_scale})
         if self.data == "smpl" and not self.smpl.model:
-            raise ConfigError("--data smpl needs --smpl.model PATH (an SMPL or SMPL-X .pkl/.npz, "
-                              "or a folder)")
+            raise ConfigError("--data smpl needs --smpl.model PATH (an SMPL or SMPL-X .pkl/.npz, or a folder)")
         if self.data == "rignet" and not self.rignet.root:
             raise ConfigError("--data rignet needs --rignet.root PATH (a RigNet folder)")
 
 
 def _preset(steps: int, output_dir: str, template: Template = "mixed", **method) -> PoseTrainConfig:
     base = PoseTrainConfig(procedural=ProceduralConfig(template))
-    return replace(base, method=MethodConfig(**{"formulation": "ddim", **method}),
-                   train=replace(base.train, steps=steps, output_dir=output_dir))
+    return replace(
+        base,
+        method=MethodConfig(**{"formulation": "ddim", **method}),
+        train=replace(base.train, steps=steps, output_dir=output_dir),
+    )
 
 
 TRAIN_PRESETS = {
-    "quick": replace(_preset(600, "runs/pose-quick"), n_points=512,
-                     net=PoseNetConfig(hidden=128, depth=3, code_dim=128, encoder_hidden=64)),
+    "quick": replace(
+        _preset(600, "runs/pose-quick"),
+        n_points=512,
+        net=PoseNetConfig(hidden=128, depth=3, code_dim=128, encoder_hidden=64),
+    ),
     "baseline": _preset(3000, "runs/pose-baseline", instantaneous_ratio=1.0),
     "cfm-u": _preset(3000, "runs/pose-u", formulation="u"),
     "biped": _preset(3000, "runs/pose-biped", template="biped"),
-    "biped-baseline": _preset(3000, "runs/pose-biped-baseline", template="biped",
-                              instantaneous_ratio=1.0),
+    "biped-baseline": _preset(3000, "runs/pose-biped-baseline", template="biped", instantaneous_ratio=1.0),
 }
 
 
@@ -175,8 +195,7 @@ class ExtractionConfig:
     """Fewest generated points a joint must gather."""
 
     def __post_init__(self) -> None:
-        require_positive({"--extraction.bandwidth": self.bandwidth,
-                          "--extraction.min-count": self.min_count})
+        require_positive({"--extraction.bandwidth": self.bandwidth, "--extraction.min-count": self.min_count})
 
 
 @dataclass
@@ -244,8 +263,9 @@ class PoseEvalConfig:
     """Output folder (default: <run dir>/eval)."""
 
     def __post_init__(self) -> None:
-        require_positive({"--n-shapes": self.n_shapes, "--batch-size": self.batch_size,
-                          "--figure-shapes": self.figure_shapes})
+        require_positive(
+            {"--n-shapes": self.n_shapes, "--batch-size": self.batch_size, "--figure-shapes": self.figure_shapes}
+        )
         if not self.cfm_steps:
             raise ConfigError("--cfm-steps needs at least one jump count")
         for name, counts in (("cfm-steps", self.cfm_steps), ("baseline-steps", self.baseline_steps)):

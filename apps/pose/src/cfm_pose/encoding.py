@@ -65,8 +65,9 @@ class PoseEncoding:
         if self.kind == "fixed":
             names = shapes.skeletons[0].names
             if names != self.layout.names:
-                raise ValueError(f"fixed-topology data has joints {names[:3]}..., the model "
-                                 f"expects {self.layout.names[:3]}...")
+                raise ValueError(
+                    f"fixed-topology data has joints {names[:3]}..., the model expects {self.layout.names[:3]}..."
+                )
             points, x = fixed_topology_batch(shapes.points, shapes.skeletons)
             centre = torch.as_tensor(np.tile(FRAME_CENTRE, len(names)), dtype=torch.float32)
         else:
@@ -90,9 +91,13 @@ class PoseEncoding:
 
     def normalisation(self) -> dict:
         """JSON record of the map between the shape frame and the generated coordinates."""
-        return {"shape_frame": "RigNet: unit box, centred in x and z, standing on y = 0",
-                "generated": "(p - centre) * scale", "centre": FRAME_CENTRE.tolist(),
-                "scale": self.scale, "representation": self.kind}
+        return {
+            "shape_frame": "RigNet: unit box, centred in x and z, standing on y = 0",
+            "generated": "(p - centre) * scale",
+            "centre": FRAME_CENTRE.tolist(),
+            "scale": self.scale,
+            "representation": self.kind,
+        }
 
 
 def encoding_for(cfg: PoseTrainConfig) -> PoseEncoding:

@@ -70,8 +70,7 @@ class JointScores:
     recall: float
 
 
-def joint_iou_precision_recall(pred: np.ndarray, gt: np.ndarray, tolerance: np.ndarray
-                               ) -> JointScores:
+def joint_iou_precision_recall(pred: np.ndarray, gt: np.ndarray, tolerance: np.ndarray) -> JointScores:
     """IoU (Hungarian matching), precision and recall (nearest neighbours) within per-GT-joint
     tolerances ``tolerance (G,)`` (module doc)."""
     pred, gt = _joint_set(pred, "predicted"), _joint_set(gt, "ground-truth")
@@ -88,8 +87,9 @@ def joint_iou_precision_recall(pred: np.ndarray, gt: np.ndarray, tolerance: np.n
     nearest_gt = dist.argmin(axis=1)
     precise = dist[np.arange(len(pred)), nearest_gt] < tolerance[nearest_gt]
     found = dist.min(axis=0) < tolerance
-    return JointScores(iou=2.0 * float(matched) / (len(pred) + len(gt)),
-                       precision=float(precise.mean()), recall=float(found.mean()))
+    return JointScores(
+        iou=2.0 * float(matched) / (len(pred) + len(gt)), precision=float(precise.mean()), recall=float(found.mean())
+    )
 
 
 def _pose_batch(array: np.ndarray, what: str) -> np.ndarray:
@@ -112,8 +112,7 @@ def bone_length_error(pred: np.ndarray, gt: np.ndarray, parents: np.ndarray) -> 
     pred, gt = _pose_batch(pred, "predicted"), _pose_batch(gt, "ground-truth")
     parents = np.asarray(parents)
     if pred.shape != gt.shape or parents.shape != (pred.shape[1],):
-        raise ValueError(f"shapes do not fit: pred {pred.shape}, gt {gt.shape}, "
-                         f"parents {parents.shape}")
+        raise ValueError(f"shapes do not fit: pred {pred.shape}, gt {gt.shape}, parents {parents.shape}")
     check_parents(parents)
     children = np.flatnonzero(parents >= 0)
     if len(children) == 0:

@@ -25,8 +25,7 @@ from cfm_pose.encoding import JointLayout
 
 POINT_COLOUR = (0.55, 0.65, 0.8)
 JOINT_COLOUR = (0.85, 0.1, 0.1)
-VIEWS = (("front (from +z)", (0, 1), False), ("side (from -x)", (2, 1), False),
-         ("top (from +y)", (0, 2), True))
+VIEWS = (("front (from +z)", (0, 1), False), ("side (from -x)", (2, 1), False), ("top (from +y)", (0, 2), True))
 """Orthographic views of the ``sample`` picture (y up): title, the (horizontal, vertical) data
 axes, and whether the vertical one points down the page."""
 _AXIS_NAMES = "xyz"
@@ -61,18 +60,23 @@ class Prediction:
     edges: np.ndarray
 
 
-def _draw(ax: Axes, prediction: Prediction, axes: tuple[int, int], point_size: float,
-          joint_size: float, outlined: bool) -> None:
+def _draw(
+    ax: Axes, prediction: Prediction, axes: tuple[int, int], point_size: float, joint_size: float, outlined: bool
+) -> None:
     """The points (blue) and, on top of them, the bones (red lines) and joints (red dots, with a
     white outline if ``outlined``) projected on the data axes ``axes`` (horizontal, vertical)."""
     p, axes = prediction, list(axes)
-    ax.scatter(*p.points[:, axes].T, s=point_size, color=POINT_COLOUR, linewidths=0,
-               rasterized=True)
+    ax.scatter(*p.points[:, axes].T, s=point_size, color=POINT_COLOUR, linewidths=0, rasterized=True)
     if len(p.edges):
-        ax.add_collection(LineCollection(p.joints[p.edges][..., axes], colors=[JOINT_COLOUR],
-                                         linewidths=1.2, zorder=3))
-    ax.scatter(*p.joints[:, axes].T, s=joint_size, color=JOINT_COLOUR,
-               edgecolors="white" if outlined else "face", linewidths=0.5, zorder=4)
+        ax.add_collection(LineCollection(p.joints[p.edges][..., axes], colors=[JOINT_COLOUR], linewidths=1.2, zorder=3))
+    ax.scatter(
+        *p.joints[:, axes].T,
+        s=joint_size,
+        color=JOINT_COLOUR,
+        edgecolors="white" if outlined else "face",
+        linewidths=0.5,
+        zorder=4,
+    )
 
 
 def save_prediction_png(prediction: Prediction, path: Path, title: str, dpi: int = 120) -> Path:
@@ -88,17 +92,21 @@ def save_prediction_png(prediction: Prediction, path: Path, title: str, dpi: int
         _draw(ax, p, axes, point_size=2.0, joint_size=16.0, outlined=True)
         horizontal, vertical = axes
         limits = (centre[vertical] - half, centre[vertical] + half)
-        ax.set(xlim=(centre[horizontal] - half, centre[horizontal] + half),
-               ylim=limits[::-1] if downward else limits, aspect="equal",
-               xlabel=_AXIS_NAMES[horizontal], ylabel=_AXIS_NAMES[vertical], title=name)
+        ax.set(
+            xlim=(centre[horizontal] - half, centre[horizontal] + half),
+            ylim=limits[::-1] if downward else limits,
+            aspect="equal",
+            xlabel=_AXIS_NAMES[horizontal],
+            ylabel=_AXIS_NAMES[vertical],
+            title=name,
+        )
         ax.tick_params(labelsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     return write_atomically(path, lambda file: fig.savefig(file, format="png", dpi=dpi))
 
 
-def save_prediction_grid(rows: Mapping[str, Sequence[Prediction]], path: Path, title: str,
-                         dpi: int = 110) -> Path:
+def save_prediction_grid(rows: Mapping[str, Sequence[Prediction]], path: Path, title: str, dpi: int = 110) -> Path:
     """Front views (x right, y up) of several shapes (columns) under several predictors (rows,
     labelled on the left): input points in blue, joints and bones in red."""
     if not rows or not all(rows.values()):

@@ -66,8 +66,9 @@ def _shared_factors(names: tuple[str, ...], jitter: float, rng: np.random.Genera
     return np.array([drawn[_mirror_group(n)] for n in names])
 
 
-def _pose_joints(template: SkeletonTemplate, offsets: np.ndarray, yaw_range: float,
-                 rng: np.random.Generator) -> np.ndarray:
+def _pose_joints(
+    template: SkeletonTemplate, offsets: np.ndarray, yaw_range: float, rng: np.random.Generator
+) -> np.ndarray:
     """Forward kinematics with random local rotations (module doc, step 2)."""
     count = template.num_joints
     axes = rng.normal(size=(count, 3))
@@ -85,8 +86,7 @@ def _pose_joints(template: SkeletonTemplate, offsets: np.ndarray, yaw_range: flo
     return joints
 
 
-def joint_tolerances(parents: np.ndarray, bone_radii: np.ndarray, root_radius: float
-                     ) -> np.ndarray:
+def joint_tolerances(parents: np.ndarray, bone_radii: np.ndarray, root_radius: float) -> np.ndarray:
     """Mean radius of the capsules touching each joint (bones ``parent -> j`` and the root ball)."""
     total = np.zeros(len(parents))
     count = np.zeros(len(parents))
@@ -100,9 +100,14 @@ def joint_tolerances(parents: np.ndarray, bone_radii: np.ndarray, root_radius: f
     return total / count
 
 
-def random_character(rng: np.random.Generator, template: str | None = None, n_points: int = 2048,
-                     length_jitter: float = 0.2, radius_jitter: float = 0.2,
-                     yaw_range: float = 0.5) -> Character:
+def random_character(
+    rng: np.random.Generator,
+    template: str | None = None,
+    n_points: int = 2048,
+    length_jitter: float = 0.2,
+    radius_jitter: float = 0.2,
+    yaw_range: float = 0.5,
+) -> Character:
     """A random character (module doc); ``template=None`` picks a template uniformly."""
     name = template if template is not None else str(rng.choice(sorted(TEMPLATES)))
     tpl = get_template(name)
@@ -123,10 +128,10 @@ def random_character(rng: np.random.Generator, template: str | None = None, n_po
     return Character(name, skeleton, norm.apply(points), radii * norm.scale, tolerance)
 
 
-def character_batch(step: int, batch_size: int, seed: int = 0, n_points: int = 2048,
-                    template: str | None = None) -> list[Character]:
+def character_batch(
+    step: int, batch_size: int, seed: int = 0, n_points: int = 2048, template: str | None = None
+) -> list[Character]:
     """The ``batch_size`` characters of training step ``step`` (deterministic; module doc)."""
     if step < 0 or batch_size <= 0:
         raise ValueError(f"need step >= 0 and batch_size > 0, got {step} and {batch_size}")
-    return [random_character(np.random.default_rng([seed, step, i]), template, n_points)
-            for i in range(batch_size)]
+    return [random_character(np.random.default_rng([seed, step, i]), template, n_points) for i in range(batch_size)]

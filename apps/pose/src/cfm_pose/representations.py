@@ -57,8 +57,7 @@ def pdt_targets(points: np.ndarray, skeleton: Skeleton, rule: str = "bone") -> n
     starts, ends = skeleton.joints[pairs[:, 0]], skeleton.joints[pairs[:, 1]]
     nearest = segment_distances(points, starts, ends).argmin(axis=1)
     direction = ends[nearest] - starts[nearest]
-    along = ((points - starts[nearest]) * direction).sum(-1) / np.maximum(
-        (direction**2).sum(-1), 1e-300)
+    along = ((points - starts[nearest]) * direction).sum(-1) / np.maximum((direction**2).sum(-1), 1e-300)
     return np.where((along <= 0.5)[:, None], starts[nearest], ends[nearest])
 
 
@@ -69,8 +68,9 @@ def _stack(arrays: Sequence[np.ndarray], what: str) -> torch.Tensor:
     return torch.as_tensor(np.stack(arrays), dtype=torch.float32)
 
 
-def fixed_topology_batch(points: Sequence[np.ndarray], skeletons: Sequence[Skeleton]
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+def fixed_topology_batch(
+    points: Sequence[np.ndarray], skeletons: Sequence[Skeleton]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(points (B, N, 3), x (B, J * 3))`` for shapes whose skeletons share one joint layout."""
     if len({s.names for s in skeletons}) != 1:
         raise ValueError("fixed-topology batches need skeletons of one template (same joints)")
@@ -78,8 +78,9 @@ def fixed_topology_batch(points: Sequence[np.ndarray], skeletons: Sequence[Skele
     return _stack(points, "point sets"), joints_to_vector(joints)
 
 
-def pdt_batch(points: Sequence[np.ndarray], skeletons: Sequence[Skeleton], rule: str = "bone"
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+def pdt_batch(
+    points: Sequence[np.ndarray], skeletons: Sequence[Skeleton], rule: str = "bone"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(points (B, N, 3), x (B, N, 3))``: input points and their PDT targets (module doc)."""
     targets = [pdt_targets(p, s, rule) for p, s in zip(points, skeletons, strict=True)]
     return _stack(points, "point sets"), _stack(targets, "targets")

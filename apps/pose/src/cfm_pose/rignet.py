@@ -81,8 +81,7 @@ def load_rig_info(path: str | Path) -> Skeleton:
                 raise ValueError(f"{path}:{number}: unknown joint {name!r} in 'hier' line")
         if parents[index[child]] != -2:
             role = "the root" if parents[index[child]] == -1 else "a joint with a parent"
-            raise ValueError(f"{path}:{number}: joint {child!r} is {role} and cannot get "
-                             f"parent {parent!r}")
+            raise ValueError(f"{path}:{number}: joint {child!r} is {role} and cannot get parent {parent!r}")
         parents[index[child]] = index[parent]
     orphans = [names[i] for i in np.flatnonzero(parents == -2)]
     if orphans:
@@ -108,8 +107,7 @@ def load_obj_mesh(path: str | Path) -> trimesh.Trimesh:
     return mesh
 
 
-def load_rignet_character(obj_path: str | Path, rig_info_path: str | Path
-                          ) -> tuple[trimesh.Trimesh, Skeleton]:
+def load_rignet_character(obj_path: str | Path, rig_info_path: str | Path) -> tuple[trimesh.Trimesh, Skeleton]:
     """The mesh and skeleton of one RigNet character (module doc)."""
     return load_obj_mesh(obj_path), load_rig_info(rig_info_path)
 
@@ -137,8 +135,7 @@ class RigNetFolder:
 
     def __getitem__(self, item: int) -> tuple[str, trimesh.Trimesh, Skeleton]:
         character_id = self.ids[item]
-        mesh, skeleton = load_rignet_character(self.mesh_path(character_id),
-                                               self.rig_path(character_id))
+        mesh, skeleton = load_rignet_character(self.mesh_path(character_id), self.rig_path(character_id))
         return character_id, mesh, skeleton
 
 
@@ -150,8 +147,9 @@ def _read_split(path: Path) -> list[str]:
     return ids
 
 
-def load_rignet_folder(root: str | Path, split: str | None = None, mesh_dir: str = "obj",
-                       rig_dir: str = "rig_info") -> RigNetFolder:
+def load_rignet_folder(
+    root: str | Path, split: str | None = None, mesh_dir: str = "obj", rig_dir: str = "rig_info"
+) -> RigNetFolder:
     """The characters of a RigNet folder, all of them or one split (``"train"``, ``"val"``,
     ``"test"``, read from ``<split>_final.txt``). Every listed character must have both files."""
     root = Path(root)

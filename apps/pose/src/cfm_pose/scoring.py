@@ -23,8 +23,9 @@ from cfm_pose.metrics import bone_length_error, cd_j2j, joint_iou_precision_reca
 from cfm_pose.sources import ShapeBatch
 
 
-def score_predictions(predicted: Sequence[np.ndarray], shapes: ShapeBatch,
-                      layout: JointLayout | None) -> dict[str, float | None]:
+def score_predictions(
+    predicted: Sequence[np.ndarray], shapes: ShapeBatch, layout: JointLayout | None
+) -> dict[str, float | None]:
     """The scores of ``predicted[b] (K_b, 3)`` against ``shapes.skeletons[b]`` (module doc)."""
     if len(predicted) != len(shapes):
         raise ValueError(f"{len(predicted)} predictions for {len(shapes)} shapes")
@@ -37,8 +38,9 @@ def score_predictions(predicted: Sequence[np.ndarray], shapes: ShapeBatch,
         "gt_joints": float(np.mean([len(g) for g in truth])),
     }
     if shapes.tolerances is not None and layout is None:
-        matched = [joint_iou_precision_recall(p, g, tau)
-                   for p, g, tau in zip(predicted, truth, shapes.tolerances, strict=True)]
+        matched = [
+            joint_iou_precision_recall(p, g, tau) for p, g, tau in zip(predicted, truth, shapes.tolerances, strict=True)
+        ]
         for name in ("iou", "precision", "recall"):
             scores[name] = float(np.mean([getattr(m, name) for m in matched]))
     if layout is not None:

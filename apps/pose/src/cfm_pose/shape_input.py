@@ -41,8 +41,7 @@ def _load_npy(path: Path) -> np.ndarray:
     except (OSError, ValueError) as err:
         raise ConfigError(f"--input: {path} is not a readable .npy array ({err})") from None
     if array.ndim != 2 or array.shape[1] != 3 or len(array) == 0:
-        raise ConfigError(f"--input: {path} must hold an (N, 3) array of points, got shape "
-                          f"{array.shape}")
+        raise ConfigError(f"--input: {path} must hold an (N, 3) array of points, got shape {array.shape}")
     return np.asarray(array, np.float64)
 
 
@@ -50,8 +49,7 @@ def _load_geometry(path: Path) -> trimesh.Trimesh | trimesh.PointCloud:
     try:
         loaded = trimesh.load(path, process=False)
     except Exception as err:  # trimesh raises many kinds for unreadable files
-        raise ConfigError(f"--input: {path} is not a readable mesh or point cloud ({err})"
-                          ) from None
+        raise ConfigError(f"--input: {path} is not a readable mesh or point cloud ({err})") from None
     if isinstance(loaded, trimesh.Scene):
         loaded = loaded.to_geometry() if loaded.geometry else None
     if not isinstance(loaded, (trimesh.Trimesh, trimesh.PointCloud)) or len(loaded.vertices) == 0:

@@ -32,8 +32,7 @@ from cfm_pose.body_families import FAMILIES, OTHER_FAMILIES, SMPLX, BodyFamily
 from cfm_pose.files import load_npz
 from cfm_pose.skeleton import check_parents
 
-MODEL_KEYS = tuple(dict.fromkeys(key for family in FAMILIES.values()
-                                 for key in family.keys + family.optional_keys))
+MODEL_KEYS = tuple(dict.fromkeys(key for family in FAMILIES.values() for key in family.keys + family.optional_keys))
 """Every array any family reads: what is taken from an ``.npz`` model file."""
 INDEX_KEYS = ("f", "kintree_table", "lmk_faces_idx", "dynamic_lmk_faces_idx")
 """Integer arrays; every other model array is real-valued."""
@@ -74,10 +73,18 @@ class _SparseStub:
 # Globals a plain SMPL pickle may name (arrays, sets, Python 2 object reconstruction); anything
 # else is refused, so a model file cannot run arbitrary code while it is read.
 _SAFE_GLOBALS = {
-    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "object"), ("builtins", "slice"),
-    ("builtins", "complex"), ("builtins", "bytearray"), ("_codecs", "encode"),
-    ("copyreg", "_reconstructor"), ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "object"),
+    ("builtins", "slice"),
+    ("builtins", "complex"),
+    ("builtins", "bytearray"),
+    ("_codecs", "encode"),
+    ("copyreg", "_reconstructor"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
     ("numpy._core.numeric", "_frombuffer"),
 }
 
@@ -96,7 +103,7 @@ class ChumpyFreeUnpickler(pickle.Unpickler):
         if module.startswith("scipy.sparse") and name.endswith(("_matrix", "_array")):
             return self._stub(_SparseStub, "sparse_format", name)
         if module.startswith("numpy.core"):
-            module = "numpy._core" + module[len("numpy.core"):]
+            module = "numpy._core" + module[len("numpy.core") :]
         module = _PYTHON2_MODULES.get(module, module)
         if (module, name) not in _SAFE_GLOBALS:
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a model file")
@@ -126,8 +133,7 @@ def _sparse_to_dense(stub: _SparseStub, where: str) -> np.ndarray:
         else:
             raise KeyError(stub.sparse_format)
     except (KeyError, ValueError, TypeError) as error:
-        raise ValueError(f"{where}: unsupported sparse matrix {stub.sparse_format} "
-                         f"({error})") from error
+        raise ValueError(f"{where}: unsupported sparse matrix {stub.sparse_format} ({error})") from error
     return matrix.toarray()
 
 
@@ -136,8 +142,9 @@ def _to_array(value: Any, where: str) -> np.ndarray:
     if isinstance(value, _ChumpyStub):
         state = value.state if isinstance(value.state, dict) else {}
         if "x" not in state:
-            raise ValueError(f"{where} is a chumpy expression ({value.chumpy_class}) that "
-                             "cannot be evaluated without chumpy")
+            raise ValueError(
+                f"{where} is a chumpy expression ({value.chumpy_class}) that cannot be evaluated without chumpy"
+            )
         return _to_array(state["x"], where)
     if isinstance(value, _SparseStub):
         return _sparse_to_dense(value, where)
@@ -146,11 +153,9 @@ def _to_array(value: Any, where: str) -> np.ndarray:
     return np.asarray(value)
 
 
-def _expect_shape(arrays: dict[str, np.ndarray], key: str, shape: tuple[int | None, ...],
-                  path: Path) -> None:
+def _expect_shape(arrays: dict[str, np.ndarray], key: str, shape: tuple[int | None, ...], path: Path) -> None:
     actual = arrays[key].shape
-    if len(actual) != len(shape) or any(
-            s is not None and s != a for s, a in zip(shape, actual, strict=True)):
+    if len(actual) != len(shape) or any(s is not None and s != a for s, a in zip(shape, actual, strict=True)):
         wanted = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
         raise ValueError(f"{path}: '{key}' has shape {actual}, expected {wanted}")
 
@@ -165,17 +170,19 @@ def detect_family(raw: dict[str, Any], path: Path) -> BodyFamily:
         if joints == family.num_joints:
             return family
     if joints in OTHER_FAMILIES:
-        raise ValueError(f"{path}: 'J_regressor' has {joints} joints: an {OTHER_FAMILIES[joints]} "
-                         "model; this app reads SMPL (24 joints) and SMPL-X (55 joints) files")
-    raise ValueError(f"{path}: 'J_regressor' has shape {regressor.shape}, expected 24 rows (SMPL) "
-                     "or 55 rows (SMPL-X), one per joint")
+        raise ValueError(
+            f"{path}: 'J_regressor' has {joints} joints: an {OTHER_FAMILIES[joints]} "
+            "model; this app reads SMPL (24 joints) and SMPL-X (55 joints) files"
+        )
+    raise ValueError(
+        f"{path}: 'J_regressor' has shape {regressor.shape}, expected 24 rows (SMPL) or 55 rows (SMPL-X), one per joint"
+    )
 
 
 def _check_hierarchy(table: np.ndarray, family: BodyFamily, path: Path) -> None:
     count = family.num_joints
     if not np.array_equal(table[1], np.arange(count)):
-        raise ValueError(f"{path}: 'kintree_table' row 1 must list the joints 0..{count - 1} "
-                         "in order")
+        raise ValueError(f"{path}: 'kintree_table' row 1 must list the joints 0..{count - 1} in order")
     parents = table[0].copy()
     parents[0] = -1
     try:
@@ -185,17 +192,21 @@ def _check_hierarchy(table: np.ndarray, family: BodyFamily, path: Path) -> None:
     wrong = np.flatnonzero(parents != family.parents)
     if len(wrong):
         joint = int(wrong[0])
-        raise ValueError(f"{path}: 'kintree_table' is not {family.label}'s hierarchy: joint "
-                         f"{joint} ({family.names[joint]}) has parent {parents[joint]}, expected "
-                         f"{family.parents[joint]}")
+        raise ValueError(
+            f"{path}: 'kintree_table' is not {family.label}'s hierarchy: joint "
+            f"{joint} ({family.names[joint]}) has parent {parents[joint]}, expected "
+            f"{family.parents[joint]}"
+        )
 
 
 def _check_smplx_parts(arrays: dict[str, np.ndarray], path: Path) -> None:
     """Shapes of the arrays only SMPL-X has (hands, landmarks, expression directions)."""
     if arrays["shapedirs"].shape[2] < SMPLX_MIN_SHAPE_COMPONENTS:
-        raise ValueError(f"{path}: 'shapedirs' has {arrays['shapedirs'].shape[2]} components; "
-                         f"SMPL-X needs at least {SMPLX_MIN_SHAPE_COMPONENTS} (10 shape and 10 "
-                         "expression directions)")
+        raise ValueError(
+            f"{path}: 'shapedirs' has {arrays['shapedirs'].shape[2]} components; "
+            f"SMPL-X needs at least {SMPLX_MIN_SHAPE_COMPONENTS} (10 shape and 10 "
+            "expression directions)"
+        )
     for side in "lr":
         _expect_shape(arrays, f"hands_components{side}", (None, HAND_POSE_DIM), path)
         _expect_shape(arrays, f"hands_mean{side}", (HAND_POSE_DIM,), path)
@@ -207,19 +218,18 @@ def _check_smplx_parts(arrays: dict[str, np.ndarray], path: Path) -> None:
         if missing:
             raise ValueError(f"{path}: the face-contour landmarks lack {missing}")
         _expect_shape(arrays, "dynamic_lmk_faces_idx", (None, None), path)
-        _expect_shape(arrays, "dynamic_lmk_bary_coords",
-                      (*arrays["dynamic_lmk_faces_idx"].shape, 3), path)
+        _expect_shape(arrays, "dynamic_lmk_bary_coords", (*arrays["dynamic_lmk_faces_idx"].shape, 3), path)
 
 
-def check_smpl_arrays(raw: dict[str, Any], path: Path,
-                      family: BodyFamily | None = None) -> dict[str, np.ndarray]:
+def check_smpl_arrays(raw: dict[str, Any], path: Path, family: BodyFamily | None = None) -> dict[str, np.ndarray]:
     """The arrays of ``raw`` as clean numpy arrays, checked for keys, shapes, values and the
     hierarchy of ``family`` (default: the detected one, :func:`detect_family`)."""
     family = family or detect_family(raw, path)
     missing = [key for key in family.keys if key not in raw]
     if missing:
-        raise ValueError(f"{path}: not an {family.label} model ({family.num_joints} joints in "
-                         f"'J_regressor'), missing keys {missing}")
+        raise ValueError(
+            f"{path}: not an {family.label} model ({family.num_joints} joints in 'J_regressor'), missing keys {missing}"
+        )
     present = family.keys + tuple(key for key in family.optional_keys if key in raw)
     arrays = {key: _to_array(raw[key], f"{path}: '{key}'") for key in present}
     count, joints = arrays["v_template"].shape[0], family.num_joints
@@ -239,11 +249,9 @@ def check_smpl_arrays(raw: dict[str, Any], path: Path,
             raise ValueError(f"{path}: '{key}' is not numeric ({error})") from error
         if key not in INDEX_KEYS and not np.isfinite(arrays[key]).all():
             raise ValueError(f"{path}: '{key}' contains NaN or inf")
-    bounds = {"f": count, "lmk_faces_idx": len(arrays["f"]),
-              "dynamic_lmk_faces_idx": len(arrays["f"])}
+    bounds = {"f": count, "lmk_faces_idx": len(arrays["f"]), "dynamic_lmk_faces_idx": len(arrays["f"])}
     for key, bound in bounds.items():
-        if key in arrays and arrays[key].size and (arrays[key].min() < 0
-                                                   or arrays[key].max() >= bound):
+        if key in arrays and arrays[key].size and (arrays[key].min() < 0 or arrays[key].max() >= bound):
             what = "vertex" if key == "f" else "face"
             raise ValueError(f"{path}: '{key}' has {what} indices outside [0, {bound})")
     _check_hierarchy(arrays["kintree_table"], family, path)
@@ -258,17 +266,14 @@ def _load_raw(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as file:
             raw = ChumpyFreeUnpickler(file, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError,
-            TypeError, ValueError) as error:
-        raise ValueError(f"{path}: not a readable SMPL pickle ({type(error).__name__}: "
-                         f"{error})") from error
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable SMPL pickle ({type(error).__name__}: {error})") from error
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: an SMPL pickle holds a dict, found {type(raw).__name__}")
     return raw
 
 
-def resolve_smpl_path(model_path: str | Path, gender: str = "neutral",
-                      model_type: str = "auto") -> Path:
+def resolve_smpl_path(model_path: str | Path, gender: str = "neutral", model_type: str = "auto") -> Path:
     """A model file as given, or the file of ``gender`` inside a folder, as smplx names them:
     ``SMPL_<GENDER>.pkl`` (or ``.npz``), ``SMPLX_<GENDER>.npz`` (or ``.pkl``). With
     ``model_type="auto"`` the folder must hold one family's file for that gender."""
@@ -278,8 +283,7 @@ def resolve_smpl_path(model_path: str | Path, gender: str = "neutral",
             raise FileNotFoundError(f"SMPL model file not found: {path}")
         return path
     families = FAMILIES.values() if model_type == "auto" else (FAMILIES[model_type],)
-    names = [f"{family.file_prefix}_{gender.upper()}{ext}" for family in families
-             for ext in family.extensions]
+    names = [f"{family.file_prefix}_{gender.upper()}{ext}" for family in families for ext in family.extensions]
     found = {}
     for family in families:
         files = [path / f"{family.file_prefix}_{gender.upper()}{ext}" for ext in family.extensions]
@@ -301,8 +305,9 @@ def read_smpl_model(path: str | Path, model_type: str = "auto") -> BodyModelFile
     raw = _load_raw(path)
     family = detect_family(raw, path)
     if model_type != "auto" and family.key != model_type:
-        raise ValueError(f"{path}: an {family.label} model ({family.num_joints} joints), "
-                         f"expected {FAMILIES[model_type].label}")
+        raise ValueError(
+            f"{path}: an {family.label} model ({family.num_joints} joints), expected {FAMILIES[model_type].label}"
+        )
     return BodyModelFile(path, family, check_smpl_arrays(raw, path, family))
 
 

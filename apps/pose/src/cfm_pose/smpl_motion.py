@@ -57,9 +57,8 @@ def read_motion(path: Path, family: BodyFamily) -> Motion:
         raise ValueError(f"{path}: 'poses' contains NaN or inf")
     parts, offset = {}, ROOT_DIM
     for name, width in MOTION_LAYOUTS[poses.shape[1]][1]:
-        parts[name] = poses[:, offset: offset + width]
+        parts[name] = poses[:, offset : offset + width]
         offset += width
     frames = len(poses)
-    vectors = np.concatenate([parts.get(name, np.zeros((frames, width)))
-                              for name, width in family.pose_parts], axis=1)
+    vectors = np.concatenate([parts.get(name, np.zeros((frames, width))) for name, width in family.pose_parts], axis=1)
     return Motion(vectors, betas)

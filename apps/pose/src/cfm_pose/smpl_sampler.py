@@ -59,10 +59,18 @@ class SmplBodySampler:
             other family).
     """
 
-    def __init__(self, model_path: str | Path, gender: str = "neutral", num_betas: int = 10,
-                 n_points: int = 2048, beta_std: float = 1.0, pose_std: float = 0.2,
-                 motion_path: str | Path | None = None, normalize: bool = True,
-                 model_type: str = "auto") -> None:
+    def __init__(
+        self,
+        model_path: str | Path,
+        gender: str = "neutral",
+        num_betas: int = 10,
+        n_points: int = 2048,
+        beta_std: float = 1.0,
+        pose_std: float = 0.2,
+        motion_path: str | Path | None = None,
+        normalize: bool = True,
+        model_type: str = "auto",
+    ) -> None:
         self.model_path = resolve_smpl_path(model_path, gender, model_type)
         model = read_smpl_model(self.model_path, model_type)
         self.family: BodyFamily = model.family
@@ -91,11 +99,12 @@ class SmplBodySampler:
         rngs = [np.random.default_rng([seed, step, i]) for i in range(batch_size)]
         betas, poses = map(np.stack, zip(*(self._parameters(r) for r in rngs), strict=True))
         vertices, joints = pose_bodies(self.model, self.family, betas, poses)
-        points = np.stack([sample_mesh_surface(v, self.faces, self.n_points, r)
-                           for v, r in zip(vertices, rngs, strict=True)])
+        points = np.stack(
+            [sample_mesh_surface(v, self.faces, self.n_points, r) for v, r in zip(vertices, rngs, strict=True)]
+        )
         if self.normalize:
             maps = [Normalization.rignet_of_points(v) for v in vertices]
             points, joints, vertices = (
-                np.stack([m.apply(a) for m, a in zip(maps, arr, strict=True)])
-                for arr in (points, joints, vertices))
+                np.stack([m.apply(a) for m, a in zip(maps, arr, strict=True)]) for arr in (points, joints, vertices)
+            )
         return SmplBodies(points, joints, vertices, self.faces)

@@ -38,17 +38,42 @@ from cfm_pose.body_families import (
 )
 from cfm_pose.smpl_model import write_smpl_model
 
-SYNTHETIC_REST_JOINTS = np.array([
-    [0.0, 0.95, 0.0], [0.09, 0.85, 0.0], [-0.09, 0.85, 0.0], [0.0, 1.05, 0.0],
-    [0.1, 0.5, 0.0], [-0.1, 0.5, 0.0], [0.0, 1.18, 0.0], [0.1, 0.1, 0.0], [-0.1, 0.1, 0.0],
-    [0.0, 1.3, 0.0], [0.1, 0.03, 0.12], [-0.1, 0.03, 0.12], [0.0, 1.5, 0.0], [0.08, 1.42, 0.0],
-    [-0.08, 1.42, 0.0], [0.0, 1.62, 0.03], [0.18, 1.42, 0.0], [-0.18, 1.42, 0.0],
-    [0.45, 1.42, 0.0], [-0.45, 1.42, 0.0], [0.7, 1.42, 0.0], [-0.7, 1.42, 0.0],
-    [0.8, 1.42, 0.0], [-0.8, 1.42, 0.0],
-])
+SYNTHETIC_REST_JOINTS = np.array(
+    [
+        [0.0, 0.95, 0.0],
+        [0.09, 0.85, 0.0],
+        [-0.09, 0.85, 0.0],
+        [0.0, 1.05, 0.0],
+        [0.1, 0.5, 0.0],
+        [-0.1, 0.5, 0.0],
+        [0.0, 1.18, 0.0],
+        [0.1, 0.1, 0.0],
+        [-0.1, 0.1, 0.0],
+        [0.0, 1.3, 0.0],
+        [0.1, 0.03, 0.12],
+        [-0.1, 0.03, 0.12],
+        [0.0, 1.5, 0.0],
+        [0.08, 1.42, 0.0],
+        [-0.08, 1.42, 0.0],
+        [0.0, 1.62, 0.03],
+        [0.18, 1.42, 0.0],
+        [-0.18, 1.42, 0.0],
+        [0.45, 1.42, 0.0],
+        [-0.45, 1.42, 0.0],
+        [0.7, 1.42, 0.0],
+        [-0.7, 1.42, 0.0],
+        [0.8, 1.42, 0.0],
+        [-0.8, 1.42, 0.0],
+    ]
+)
 """The synthetic SMPL model's rest joints."""
-FINGER_BASES = {"index": (0.06, 0.03), "middle": (0.065, 0.01), "pinky": (0.05, -0.03),
-                "ring": (0.06, -0.01), "thumb": (0.02, 0.05)}
+FINGER_BASES = {
+    "index": (0.06, 0.03),
+    "middle": (0.065, 0.01),
+    "pinky": (0.05, -0.03),
+    "ring": (0.06, -0.01),
+    "thumb": (0.02, 0.05),
+}
 """Outward (x) and forward (z) offset of each finger's first joint from the wrist."""
 FINGER_SEGMENT = 0.025
 
@@ -69,21 +94,26 @@ SYNTHETIC_SMPLX_REST_JOINTS = _smplx_rest_joints()
 """The synthetic SMPL-X model's rest joints (SMPL's first 22, jaw, eyes, three joints a finger)."""
 
 
-def _bone_cylinder(start: np.ndarray, end: np.ndarray, radius: float, sections: int
-                   ) -> trimesh.Trimesh:
+def _bone_cylinder(start: np.ndarray, end: np.ndarray, radius: float, sections: int) -> trimesh.Trimesh:
     direction = end - start
-    cylinder = trimesh.creation.cylinder(radius=radius, height=float(np.linalg.norm(direction)),
-                                         sections=sections)
+    cylinder = trimesh.creation.cylinder(radius=radius, height=float(np.linalg.norm(direction)), sections=sections)
     transform = trimesh.geometry.align_vectors([0.0, 0.0, 1.0], direction)
     transform[:3, 3] = 0.5 * (start + end)
     cylinder.apply_transform(transform)
     return cylinder
 
 
-def _synthetic_body(family: BodyFamily, rest_joints: np.ndarray, n_shape: int,
-                    rng: np.random.Generator, ball_radius: float, ball_subdivisions: int,
-                    bone_radius: float, sections: int, pose_blend_scale: float
-                    ) -> dict[str, np.ndarray]:
+def _synthetic_body(
+    family: BodyFamily,
+    rest_joints: np.ndarray,
+    n_shape: int,
+    rng: np.random.Generator,
+    ball_radius: float,
+    ball_subdivisions: int,
+    bone_radius: float,
+    sections: int,
+    pose_blend_scale: float,
+) -> dict[str, np.ndarray]:
     """The arrays every family has (module doc), with ``n_shape`` shape directions."""
     joint_count = family.num_joints
     parts, owners, ball_of = [], [], []
@@ -95,8 +125,7 @@ def _synthetic_body(family: BodyFamily, rest_joints: np.ndarray, n_shape: int,
         ball_of.append(joint)
     for child in range(1, joint_count):
         parent = family.parents[child]
-        parts.append(_bone_cylinder(rest_joints[parent], rest_joints[child], bone_radius,
-                                    sections))
+        parts.append(_bone_cylinder(rest_joints[parent], rest_joints[child], bone_radius, sections))
         owners.append(np.full(len(parts[-1].vertices), parent))
         ball_of.append(-1)
     mesh = trimesh.util.concatenate(parts)
@@ -118,36 +147,58 @@ def _synthetic_body(family: BodyFamily, rest_joints: np.ndarray, n_shape: int,
     kintree = np.stack([family.parents, np.arange(joint_count)]).astype(np.int64)
     kintree[0, 0] = 2**32 - 1
     return {
-        "v_template": vertices, "shapedirs": shapedirs, "posedirs": posedirs,
-        "J_regressor": regressor, "weights": weights, "kintree_table": kintree,
+        "v_template": vertices,
+        "shapedirs": shapedirs,
+        "posedirs": posedirs,
+        "J_regressor": regressor,
+        "weights": weights,
+        "kintree_table": kintree,
         "f": np.asarray(mesh.faces, np.int64),
     }
 
 
-def synthetic_smpl_arrays(n_betas: int = 10, seed: int = 0, ball_radius: float = 0.04,
-                          bone_radius: float = 0.025, sections: int = 8,
-                          pose_blend_scale: float = 1e-3) -> dict[str, np.ndarray]:
+def synthetic_smpl_arrays(
+    n_betas: int = 10,
+    seed: int = 0,
+    ball_radius: float = 0.04,
+    bone_radius: float = 0.025,
+    sections: int = 8,
+    pose_blend_scale: float = 1e-3,
+) -> dict[str, np.ndarray]:
     """The arrays of the synthetic SMPL model (module doc), keyed like an SMPL file; each
     joint's ball is a 42-vertex icosphere, the balls come first in joint order."""
     if n_betas < 1:
         raise ValueError(f"n_betas must be at least 1, got {n_betas}")
-    return _synthetic_body(SMPL, SYNTHETIC_REST_JOINTS, n_betas, np.random.default_rng(seed),
-                           ball_radius, 1, bone_radius, sections, pose_blend_scale)
+    return _synthetic_body(
+        SMPL,
+        SYNTHETIC_REST_JOINTS,
+        n_betas,
+        np.random.default_rng(seed),
+        ball_radius,
+        1,
+        bone_radius,
+        sections,
+        pose_blend_scale,
+    )
 
 
-def synthetic_smplx_arrays(seed: int = 0, ball_radius: float = 0.012, bone_radius: float = 0.008,
-                           sections: int = 4, pose_blend_scale: float = 1e-3
-                           ) -> dict[str, np.ndarray]:
+def synthetic_smplx_arrays(
+    seed: int = 0,
+    ball_radius: float = 0.012,
+    bone_radius: float = 0.008,
+    sections: int = 4,
+    pose_blend_scale: float = 1e-3,
+) -> dict[str, np.ndarray]:
     """The arrays of the synthetic SMPL-X model (module doc), keyed like an SMPL-X file; each
     joint's ball is a 12-vertex icosahedron, the balls come first in joint order."""
     rng = np.random.default_rng(seed)
-    arrays = _synthetic_body(SMPLX, SYNTHETIC_SMPLX_REST_JOINTS, 20, rng, ball_radius, 0,
-                             bone_radius, sections, pose_blend_scale)
+    arrays = _synthetic_body(
+        SMPLX, SYNTHETIC_SMPLX_REST_JOINTS, 20, rng, ball_radius, 0, bone_radius, sections, pose_blend_scale
+    )
     for side in "lr":
         arrays[f"hands_components{side}"] = np.linalg.qr(rng.normal(size=(45, 45)))[0]
         arrays[f"hands_mean{side}"] = rng.normal(scale=0.3, size=45)
-    head_faces = np.flatnonzero(np.isin(arrays["f"], np.flatnonzero(
-        arrays["J_regressor"][HEAD] > 0)).all(axis=1))
+    head_faces = np.flatnonzero(np.isin(arrays["f"], np.flatnonzero(arrays["J_regressor"][HEAD] > 0)).all(axis=1))
     arrays["lmk_faces_idx"] = head_faces[:5]
     arrays["lmk_bary_coords"] = np.full((5, 3), 1.0 / 3.0)
     arrays["dynamic_lmk_faces_idx"] = head_faces[5:11].reshape(2, 3)

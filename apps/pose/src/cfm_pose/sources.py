@@ -63,10 +63,12 @@ class ProceduralSource:
 
     def shapes(self, step: int, count: int, seed: int) -> ShapeBatch:
         characters = character_batch(step, count, seed, self.n_points, self.template)
-        return ShapeBatch(np.stack([c.points for c in characters]),
-                          tuple(c.skeleton for c in characters),
-                          tuple(c.joint_tolerance for c in characters),
-                          tuple(f"{c.template} {i}" for i, c in enumerate(characters)))
+        return ShapeBatch(
+            np.stack([c.points for c in characters]),
+            tuple(c.skeleton for c in characters),
+            tuple(c.joint_tolerance for c in characters),
+            tuple(f"{c.template} {i}" for i, c in enumerate(characters)),
+        )
 
     def held_out(self, count: int, seed: int) -> ShapeBatch:
         return self.shapes(0, count, seed)
@@ -107,8 +109,9 @@ class RigNetSource:
     naming ``option`` and the file; :meth:`load_all` reads every character up front.
     """
 
-    def __init__(self, train: RigNetFolder, held_out: RigNetFolder, n_points: int,
-                 option: str = "--rignet.root") -> None:
+    def __init__(
+        self, train: RigNetFolder, held_out: RigNetFolder, n_points: int, option: str = "--rignet.root"
+    ) -> None:
         self.train, self.eval, self.n_points, self.option = train, held_out, n_points, option
         self._cache: dict[tuple[Path, str], _RigNetCharacter] = {}
 
@@ -116,8 +119,9 @@ class RigNetSource:
         """Read every character of both splits now (with a progress bar), so that a broken file
         stops the command before any training."""
         for folder in (self.train, self.eval):
-            for index in tqdm(range(len(folder)), desc=f"reading RigNet characters ({folder.root})",
-                              unit="character", leave=False):
+            for index in tqdm(
+                range(len(folder)), desc=f"reading RigNet characters ({folder.root})", unit="character", leave=False
+            ):
                 self._character(folder, index)
 
     def _character(self, folder: RigNetFolder, index: int) -> _RigNetCharacter:
@@ -133,14 +137,20 @@ class RigNetSource:
             self._cache[key] = _RigNetCharacter(mesh, skeleton)
         return self._cache[key]
 
-    def _batch(self, folder: RigNetFolder, indices: np.ndarray, rngs: list[np.random.Generator],
-               with_tolerance: bool) -> ShapeBatch:
+    def _batch(
+        self, folder: RigNetFolder, indices: np.ndarray, rngs: list[np.random.Generator], with_tolerance: bool
+    ) -> ShapeBatch:
         characters = [self._character(folder, int(i)) for i in indices]
-        points = np.stack([sample_mesh_surface(c.mesh.vertices, c.mesh.faces, self.n_points, r)
-                           for c, r in zip(characters, rngs, strict=True)])
+        points = np.stack(
+            [
+                sample_mesh_surface(c.mesh.vertices, c.mesh.faces, self.n_points, r)
+                for c, r in zip(characters, rngs, strict=True)
+            ]
+        )
         tolerances = tuple(c.tolerance for c in characters) if with_tolerance else None
-        return ShapeBatch(points, tuple(c.skeleton for c in characters), tolerances,
-                          tuple(folder.ids[int(i)] for i in indices))
+        return ShapeBatch(
+            points, tuple(c.skeleton for c in characters), tolerances, tuple(folder.ids[int(i)] for i in indices)
+        )
 
     def shapes(self, step: int, count: int, seed: int) -> ShapeBatch:
         indices = np.random.default_rng([seed, step]).integers(len(self.train), size=count)
@@ -156,8 +166,16 @@ class RigNetSource:
 def _smpl_source(cfg: SmplConfig, n_points: int, path: str | None) -> SmplSource:
     model = path or cfg.model
     try:
-        sampler = SmplBodySampler(model, cfg.gender, cfg.num_betas, n_points, cfg.beta_std,
-                                  cfg.pose_std, motion_path=cfg.motion, model_type=cfg.model_type)
+        sampler = SmplBodySampler(
+            model,
+            cfg.gender,
+            cfg.num_betas,
+            n_points,
+            cfg.beta_std,
+            cfg.pose_std,
+            motion_path=cfg.motion,
+            model_type=cfg.model_type,
+        )
     except (FileNotFoundError, ValueError) as err:
         if cfg.motion and str(cfg.motion) in str(err):
             option = "--smpl.motion"
@@ -172,15 +190,13 @@ def _rignet_source(cfg: RigNetConfig, n_points: int, path: str | None) -> RigNet
     folders = []
     for split in (cfg.split, cfg.eval_split):
         try:
-            folders.append(load_rignet_folder(root, None if split == "all" else split,
-                                              cfg.mesh_dir, cfg.rig_dir))
+            folders.append(load_rignet_folder(root, None if split == "all" else split, cfg.mesh_dir, cfg.rig_dir))
         except (FileNotFoundError, ValueError) as err:
             raise ConfigError(f"{option}: {err}") from None
     return RigNetSource(folders[0], folders[1], n_points, option)
 
 
-def make_source(cfg: PoseTrainConfig, data_path: str | None = None,
-                read_all: bool = False) -> ShapeSource:
+def make_source(cfg: PoseTrainConfig, data_path: str | None = None, read_all: bool = False) -> ShapeSource:
     """The source a train config describes; ``data_path`` replaces the SMPL model or RigNet folder
     (e.g. moved since training). Bad files raise :class:`ConfigError` naming them; with
     ``read_all`` (training) every RigNet character is read here, before any work, rather than

@@ -26,8 +26,7 @@ def _perpendicular_directions(bone: np.ndarray, count: int) -> np.ndarray:
     return np.stack([axis_angle_matrix(axis, a) @ first for a in angles])
 
 
-def local_shape_radius(mesh: trimesh.Trimesh, skeleton: Skeleton, rays_per_bone: int = 14
-                       ) -> np.ndarray:
+def local_shape_radius(mesh: trimesh.Trimesh, skeleton: Skeleton, rays_per_bone: int = 14) -> np.ndarray:
     """``(J,)`` mean first-hit distance of rays cast from each joint across its bones."""
     origins, directions, owners = [], [], []
     for parent, child in skeleton.bone_pairs():
@@ -44,7 +43,8 @@ def local_shape_radius(mesh: trimesh.Trimesh, skeleton: Skeleton, rays_per_bone:
     if origins:
         origins_all, owners_all = np.concatenate(origins), np.concatenate(owners)
         locations, ray_index, _ = mesh.ray.intersects_location(
-            origins_all, np.concatenate(directions), multiple_hits=False)
+            origins_all, np.concatenate(directions), multiple_hits=False
+        )
         distance = np.linalg.norm(locations - origins_all[ray_index], axis=1)
         np.add.at(total, owners_all[ray_index], distance)
         np.add.at(hits, owners_all[ray_index], 1)

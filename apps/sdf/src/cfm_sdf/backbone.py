@@ -139,16 +139,12 @@ class ModulatedBlock(nn.Module):
         self.norm_context = nn.LayerNorm(dim) if cross else None
         self.attention = Attention(dim, heads)
         self.norm_mlp = nn.LayerNorm(dim, elementwise_affine=False)
-        self.mlp = nn.Sequential(
-            nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim)
-        )
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
         self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
         nn.init.zeros_(self.modulation[1].weight)
         nn.init.zeros_(self.modulation[1].bias)
 
-    def forward(
-        self, x: Tensor, emb: Tensor, context: Tensor | None = None, key_mask: Tensor | None = None
-    ) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor, context: Tensor | None = None, key_mask: Tensor | None = None) -> Tensor:
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.modulation(emb).chunk(6, dim=-1)
         h = _modulate(self.norm_attention(x), shift_a, scale_a)
         keys = h if self.norm_context is None else self.norm_context(context)
@@ -163,13 +159,9 @@ class Stage(nn.Module):
     def __init__(self, dim: int, heads: int, mlp_ratio: int, blocks: int) -> None:
         super().__init__()
         self.cross = ModulatedBlock(dim, heads, mlp_ratio, cross=True)
-        self.blocks = nn.ModuleList(
-            ModulatedBlock(dim, heads, mlp_ratio, cross=False) for _ in range(blocks)
-        )
+        self.blocks = nn.ModuleList(ModulatedBlock(dim, heads, mlp_ratio, cross=False) for _ in range(blocks))
 
-    def forward(
-        self, latents: Tensor, emb: Tensor, context: Tensor, key_mask: Tensor | None
-    ) -> Tensor:
+    def forward(self, latents: Tensor, emb: Tensor, context: Tensor, key_mask: Tensor | None) -> Tensor:
         latents = self.cross(latents, emb, context, key_mask)
         for block in self.blocks:
             latents = block(latents, emb)
@@ -238,9 +230,7 @@ class SDFDecoder(nn.Module):
         if width % heads:
             raise ValueError(f"SDFDecoder: width {width} is not divisible by heads {heads}")
         if time_features not in TIME_FEATURES:
-            raise ValueError(
-                f"SDFDecoder: time_features must be one of {TIME_FEATURES}, got {time_features!r}"
-            )
+            raise ValueError(f"SDFDecoder: time_features must be one of {TIME_FEATURES}, got {time_features!r}")
         if time_feature_dim % 2:
             raise ValueError(f"SDFDecoder: time_feature_dim must be even, got {time_feature_dim}")
         self._config = dict(
@@ -259,17 +249,13 @@ class SDFDecoder(nn.Module):
             if time_features == "fourier"
             else SinusoidalTimeEmbedding(time_feature_dim)
         )
-        self.time_embedding = TwoTimeEmbedding(
-            TimeMLPEmbedding(width, features=features, feature_dim=time_feature_dim)
-        )
+        self.time_embedding = TwoTimeEmbedding(TimeMLPEmbedding(width, features=features, feature_dim=time_feature_dim))
         self.point_embed = PointEmbed(width, point_frequencies)
         self.value_embed = nn.Linear(1, width)
         self.condition_embed = PointEmbed(width, point_frequencies)
         self.null_token = nn.Parameter(torch.randn(1, 1, width) * 0.02)
         self.latents = nn.Parameter(torch.randn(1, num_latents, width) * 0.02)
-        self.stages = nn.ModuleList(
-            Stage(width, heads, mlp_ratio, blocks_per_stage) for _ in range(stages)
-        )
+        self.stages = nn.ModuleList(Stage(width, heads, mlp_ratio, blocks_per_stage) for _ in range(stages))
         self.head = QueryHead(width, heads)
 
     # ------------------------------------------------------------------ config --
@@ -283,9 +269,7 @@ class SDFDecoder(nn.Module):
         known = set(inspect.signature(cls.__init__).parameters) - {"self"}
         unknown = sorted(set(config) - known)
         if unknown:
-            raise ValueError(
-                f"SDFDecoder config has unknown keys {unknown}; known: {sorted(known)}"
-            )
+            raise ValueError(f"SDFDecoder config has unknown keys {unknown}; known: {sorted(known)}")
         return cls(**config)
 
     @classmethod
@@ -311,26 +295,16 @@ class SDFDecoder(nn.Module):
         points = cond["context_points"]
         if points.shape != (*x.shape, 3):
             raise ValueError(
-                f"SDFDecoder: context_points {tuple(points.shape)} do not match x "
-                f"{tuple(x.shape)}; "
-                "expected (B, Nc, 3)"
+                f"SDFDecoder: context_points {tuple(points.shape)} do not match x {tuple(x.shape)}; expected (B, Nc, 3)"
             )
         for name, time in (("t", t), ("r", r)):
             if time.shape != (x.shape[0],):
-                raise ValueError(
-                    f"SDFDecoder: {name} must be ({x.shape[0]},), got {tuple(time.shape)}"
-                )
+                raise ValueError(f"SDFDecoder: {name} must be ({x.shape[0]},), got {tuple(time.shape)}")
         surface = cond.get("surface_points")
         if surface is not None and (
-            surface.ndim != 3
-            or surface.shape[0] != x.shape[0]
-            or surface.shape[2] != 3
-            or surface.shape[1] < 1
+            surface.ndim != 3 or surface.shape[0] != x.shape[0] or surface.shape[2] != 3 or surface.shape[1] < 1
         ):
-            raise ValueError(
-                f"SDFDecoder: surface_points must be (B={x.shape[0]}, Ns, 3), "
-                f"got {tuple(surface.shape)}"
-            )
+            raise ValueError(f"SDFDecoder: surface_points must be (B={x.shape[0]}, Ns, 3), got {tuple(surface.shape)}")
         return points, surface
 
     def _condition_tokens(self, surface: Tensor | None, batch: int) -> tuple[Tensor, Tensor | None]:
@@ -341,9 +315,7 @@ class SDFDecoder(nn.Module):
         missing = torch.isnan(surface)
         unconditional = missing.all(dim=2).all(dim=1)
         if bool((missing.any(dim=2).any(dim=1) & ~unconditional).any()):
-            raise ValueError(
-                "SDFDecoder: surface_points rows must be all finite or all NaN (= no condition)"
-            )
+            raise ValueError("SDFDecoder: surface_points rows must be all finite or all NaN (= no condition)")
         if bool(torch.isinf(surface).any()):
             raise ValueError("SDFDecoder: surface_points contain inf")
         if not bool(unconditional.any()):
@@ -362,9 +334,7 @@ class SDFDecoder(nn.Module):
         tokens = self.point_embed(points) + self.value_embed(x[..., None])
         condition, condition_mask = self._condition_tokens(surface, batch)
         latents = self.latents.expand(batch, -1, -1)
-        for stage, chunk in zip(
-            self.stages, tokens.tensor_split(len(self.stages), dim=1), strict=True
-        ):
+        for stage, chunk in zip(self.stages, tokens.tensor_split(len(self.stages), dim=1), strict=True):
             context = torch.cat([chunk, condition], dim=1)
             mask = None
             if condition_mask is not None:
@@ -377,14 +347,10 @@ class SDFDecoder(nn.Module):
         """Values of the field at ``query_points`` ``(B, Nq, 3)`` -> ``(B, Nq)``."""
         batch = state.latents.shape[0]
         if query_points.ndim != 3 or query_points.shape[0] != batch or query_points.shape[2] != 3:
-            raise ValueError(
-                f"query_points must be (B={batch}, Nq, 3), got {tuple(query_points.shape)}"
-            )
+            raise ValueError(f"query_points must be (B={batch}, Nq, 3), got {tuple(query_points.shape)}")
         return self.head(self.point_embed(query_points), state.latents, state.time_embedding)
 
-    def decode(
-        self, x: Tensor, t: Tensor, r: Tensor, cond: dict[str, Tensor], query_points: Tensor
-    ) -> Tensor:
+    def decode(self, x: Tensor, t: Tensor, r: Tensor, cond: dict[str, Tensor], query_points: Tensor) -> Tensor:
         """The network's values at arbitrary ``query_points`` ``(B, Nq, 3)`` -> ``(B, Nq)``.
 
         These are raw network outputs, in the same units as :meth:`forward`'s (for x1 they are the

@@ -143,8 +143,7 @@ def _hook_samples(cfg: SdfTrainConfig, source: str | RecordSource):
         shapes = held_out_shapes(source, HOOK_SHAPES, HOOK_SEED, representation, n_surface=1)
         return [s.sample for s in shapes], [s.shape for s in shapes]
     rng = np.random.default_rng(HOOK_SEED)
-    samples = [draw_sample(source[i % len(source)], rng, representation)
-               for i in range(HOOK_SHAPES)]
+    samples = [draw_sample(source[i % len(source)], rng, representation) for i in range(HOOK_SHAPES)]
     return samples, None
 
 
@@ -160,8 +159,7 @@ def _sample_hook(cfg: SdfTrainConfig, source: str | RecordSource):
 
     def hook(model: CumulativeFlowMap, step: int, out: Path) -> dict[str, float]:
         extra = np.broadcast_to(grid, (len(samples), *grid.shape))
-        fields = _generate(model, samples, conditional, extra, steps, sampler,
-                           cfg.data.noise_grid, HOOK_SEED)
+        fields = _generate(model, samples, conditional, extra, steps, sampler, cfg.data.noise_grid, HOOK_SEED)
         panels, ious = [], []
         for index, values in enumerate(_grids(fields.extra_values, HOOK_RESOLUTION)):
             points = samples[index]["surface_points"] if conditional else None
@@ -169,8 +167,9 @@ def _sample_hook(cfg: SdfTrainConfig, source: str | RecordSource):
                 panels.append(Panel("truth", truth_meshes[index], points))
                 ious.append(volumetric_iou(values, truths[index]))
             panels.append(Panel(f"{sampler}, {steps} step(s)", timed_mesh(values)[0], points))
-        render_mesh_grid_png(panels, out / "samples" / f"step-{step:07d}.png",
-                             columns=4 if truths is not None else HOOK_SHAPES)
+        render_mesh_grid_png(
+            panels, out / "samples" / f"step-{step:07d}.png", columns=4 if truths is not None else HOOK_SHAPES
+        )
         return {"iou": float(np.mean(ious))} if ious else {}
 
     return hook
@@ -192,8 +191,15 @@ def train(cfg: SdfTrainConfig) -> dict[str, Any]:
         "values": "clamp(sdf / truncation, -1, 1), negative inside",
         "truncation": cfg.data.truncation,
     }
-    trainer = Trainer(model, data, cfg.train, run_config=run_config, app=APP,
-                      normalisation=normalisation, on_sample=_sample_hook(cfg, source))
+    trainer = Trainer(
+        model,
+        data,
+        cfg.train,
+        run_config=run_config,
+        app=APP,
+        normalisation=normalisation,
+        on_sample=_sample_hook(cfg, source),
+    )
     return trainer.fit()
 
 
@@ -224,16 +230,17 @@ def sample(cfg: SdfSampleConfig) -> Path:
     out = Path(cfg.out)
     if out.suffix.lower() not in MESH_SUFFIXES:
         raise ConfigError(f"--out: {out} must end in one of {', '.join(MESH_SUFFIXES)}")
-    model, ckpt = load_trained(cfg.checkpoint, build_model, APP, cfg.ema_decay,
-                               use_ema=cfg.ema)
+    model, ckpt = load_trained(cfg.checkpoint, build_model, APP, cfg.ema_decay, use_ema=cfg.ema)
     run = _run_config(ckpt)
     conditional = cfg.points is not None
     if run.unconditional and conditional:
         raise ConfigError(f"--points: {ckpt.path} was trained unconditionally; leave out --points")
     if not run.unconditional and not conditional and run.method.cond_dropout == 0:
-        raise ConfigError(f"--points: {ckpt.path} generates shapes from surface points and was "
-                          "trained without condition dropout (no unconditional mode); pass "
-                          "--points (an .npy (N, 3) array or a mesh)")
+        raise ConfigError(
+            f"--points: {ckpt.path} generates shapes from surface points and was "
+            "trained without condition dropout (no unconditional mode); pass "
+            "--points (an .npy (N, 3) array or a mesh)"
+        )
     if cfg.guidance != 1.0 and not conditional:
         raise ConfigError("--guidance: guidance steers towards surface points; pass --points")
     _check_guidance(cfg.guidance, [(run, str(ckpt.path))])
@@ -250,21 +257,24 @@ def sample(cfg: SdfSampleConfig) -> Path:
         item["surface_points"] = condition.points
     grid = grid_points(cfg.resolution).astype(np.float32)
     model.to(_device())
-    fields = _generate(model, [item], conditional, grid[None], steps, sampler,
-                       run.data.noise_grid, cfg.seed, cfg.guidance)
+    fields = _generate(
+        model, [item], conditional, grid[None], steps, sampler, run.data.noise_grid, cfg.seed, cfg.guidance
+    )
     mesh, mesh_seconds = timed_mesh(_grids(fields.extra_values, cfg.resolution)[0])
     if mesh is None:
-        raise EmptyShapeError(f"the generated field has no zero level set (no surface) with "
-                              f"{sampler} at {steps} step(s); nothing written")
-    png = render_mesh_png(mesh, out.with_suffix(".png"),
-                          points=None if condition is None else condition.points)
+        raise EmptyShapeError(
+            f"the generated field has no zero level set (no surface) with {sampler} at {steps} step(s); nothing written"
+        )
+    png = render_mesh_png(mesh, out.with_suffix(".png"), points=None if condition is None else condition.points)
     if condition is not None:
         mesh = trimesh.Trimesh(condition.to_original(mesh.vertices), mesh.faces, process=False)
     save_mesh(mesh, out)
     print(f"wrote {out} ({len(mesh.faces)} faces) and {png}")
     guided = f", guidance {cfg.guidance:g}" if cfg.guidance != 1.0 else ""
-    print(f"network {fields.seconds:.3f} s ({sampler}, {steps} step(s){guided}, NFE {fields.nfe}), "
-          f"meshing {mesh_seconds:.3f} s (marching cubes at {cfg.resolution}^3)")
+    print(
+        f"network {fields.seconds:.3f} s ({sampler}, {steps} step(s){guided}, NFE {fields.nfe}), "
+        f"meshing {mesh_seconds:.3f} s (marching cubes at {cfg.resolution}^3)"
+    )
     return out
 
 
@@ -275,15 +285,18 @@ def _load_models(cfg: SdfEvalConfig):
     model, ckpt = load_trained(cfg.checkpoint, build_model, APP)
     run = _run_config(ckpt)
     if run.unconditional:
-        raise ConfigError(f"--checkpoint: {ckpt.path} is unconditional; eval scores shapes "
-                          "generated from the surface points of the shapes it scores")
+        raise ConfigError(
+            f"--checkpoint: {ckpt.path} is unconditional; eval scores shapes "
+            "generated from the surface points of the shapes it scores"
+        )
     baseline, base_run, base_path = model, run, str(ckpt.path)
     if cfg.baseline is not None:
         baseline, base_ckpt = load_trained(cfg.baseline, build_model, APP, option="--baseline")
         base_run = _run_config(base_ckpt)
         if base_run.unconditional or config_to_dict(base_run.data) != config_to_dict(run.data):
-            raise ConfigError("--baseline was trained on other data (or sample sizes, or "
-                              "unconditionally) than --checkpoint")
+            raise ConfigError(
+                "--baseline was trained on other data (or sample sizes, or unconditionally) than --checkpoint"
+            )
         base_path = str(base_ckpt.path)
     _check_guidance(cfg.guidance, [(run, str(ckpt.path)), (base_run, base_path)])
     return model, baseline, run, str(ckpt.path), base_path
@@ -293,34 +306,42 @@ def _eval_shapes(cfg: SdfEvalConfig, run: SdfTrainConfig) -> tuple[list[HeldOutS
     """The shapes to score (--family, --folder, or the checkpoint's training data) and their
     description for metrics.json."""
     half = cfg.n_query // 2
-    representation = run.data.representation(n_query_volume=half, n_query_near=cfg.n_query - half,
-                                              n_query_surface=0)
+    representation = run.data.representation(n_query_volume=half, n_query_near=cfg.n_query - half, n_query_surface=0)
     folder = cfg.folder
     if cfg.family is None and folder is None:
         folder = run.data.folder
     if folder is None:
         family = cfg.family or run.data.family
-        shapes = held_out_shapes(family, cfg.n_shapes, cfg.seed, representation,
-                                 cfg.n_surface_samples)
-        return shapes, {"family": family, "folder": None, "held_out": True,
-                        "iou": f"on the {cfg.resolution}^3 marching-cubes grid, against the "
-                               "analytic SDF"}
+        shapes = held_out_shapes(family, cfg.n_shapes, cfg.seed, representation, cfg.n_surface_samples)
+        return shapes, {
+            "family": family,
+            "folder": None,
+            "held_out": True,
+            "iou": f"on the {cfg.resolution}^3 marching-cubes grid, against the analytic SDF",
+        }
     records = _open_folder(folder, "--folder")
     held_out = run.data.folder is None or Path(folder).resolve() != Path(run.data.folder).resolve()
     if not held_out:
-        print(f"note: scoring the training records of {folder} (not held out); prepare held-out "
-              "meshes with `cfm sdf prepare` and pass --folder for held-out scores")
+        print(
+            f"note: scoring the training records of {folder} (not held out); prepare held-out "
+            "meshes with `cfm sdf prepare` and pass --folder for held-out scores"
+        )
     try:
-        shapes = held_out_records(records, cfg.n_shapes, cfg.seed, representation,
-                                  cfg.n_surface_samples)
+        shapes = held_out_records(records, cfg.n_shapes, cfg.seed, representation, cfg.n_surface_samples)
     except ValueError as err:
-        raise ConfigError(f"--folder: {err} (a shape's sample holds --data.n-context context "
-                          "points and --n-query query points, half uniform, half near the "
-                          "surface)") from None
+        raise ConfigError(
+            f"--folder: {err} (a shape's sample holds --data.n-context context "
+            "points and --n-query query points, half uniform, half near the "
+            "surface)"
+        ) from None
     n_points = len(shapes[0].iou_points)
-    return shapes, {"family": None, "folder": str(folder), "held_out": held_out,
-                    "iou": f"at the {n_points} uniform volume points of each record, against "
-                           "their prepared signed distances (Monte Carlo)"}
+    return shapes, {
+        "family": None,
+        "folder": str(folder),
+        "held_out": held_out,
+        "iou": f"at the {n_points} uniform volume points of each record, against "
+        "their prepared signed distances (Monte Carlo)",
+    }
 
 
 def _score_setting(
@@ -344,10 +365,10 @@ def _score_setting(
         part = shapes[first : first + cfg.batch_size]
         samples = [s.sample for s in part]
         n_query = samples[0]["query_points"].shape[0]
-        extra = np.stack([np.concatenate([grid, s.sample["query_points"], s.iou_points])
-                          for s in part])
-        fields = _generate(model, samples, True, extra, steps, sampler, run.data.noise_grid,
-                           cfg.seed + first, cfg.guidance)
+        extra = np.stack([np.concatenate([grid, s.sample["query_points"], s.iou_points]) for s in part])
+        fields = _generate(
+            model, samples, True, extra, steps, sampler, run.data.noise_grid, cfg.seed + first, cfg.guidance
+        )
         network += fields.seconds
         nfe = fields.nfe
         values = fields.extra_values.cpu().numpy()
@@ -359,9 +380,17 @@ def _score_setting(
             meshing += seconds
             # analytic shapes score the IoU on the grid, records at their volume points
             iou_values = row[:n_grid] if shape.shape is not None else row[n_grid + n_query :]
-            scores = score_shape(mesh, shape.surface, iou_values, truths[index],
-                                 row[n_grid : n_grid + n_query], shape.sample["query_values"],
-                                 run.data.truncation, cfg.fscore_threshold, seed=index)
+            scores = score_shape(
+                mesh,
+                shape.surface,
+                iou_values,
+                truths[index],
+                row[n_grid : n_grid + n_query],
+                shape.sample["query_values"],
+                run.data.truncation,
+                cfg.fscore_threshold,
+                seed=index,
+            )
             for key in SCORES:
                 per_shape[key].append(scores[key])
             if index < PICTURE_SHAPES:
@@ -394,8 +423,9 @@ def evaluate(cfg: SdfEvalConfig) -> dict[str, Any]:
     truths = [s.iou_truth(cfg.resolution) for s in shapes]
     settings = [("cfm", model, "cumulative", s) for s in cfg.cfm_steps]
     settings += [("baseline", baseline, cfg.baseline_method, s) for s in cfg.baseline_steps]
-    _generate(model, [shapes[0].sample], True, np.zeros((1, 8, 3), np.float32), 1, "cumulative",
-              run.data.noise_grid, cfg.seed)  # warm-up: the first call pays for lazy setup
+    _generate(
+        model, [shapes[0].sample], True, np.zeros((1, 8, 3), np.float32), 1, "cumulative", run.data.noise_grid, cfg.seed
+    )  # warm-up: the first call pays for lazy setup
     batches = -(-len(shapes) // cfg.batch_size)
     rows, pictures = [], {}
     with tqdm(total=len(settings) * batches, desc="cfm sdf eval", unit="batch") as bar:
@@ -404,11 +434,19 @@ def evaluate(cfg: SdfEvalConfig) -> dict[str, Any]:
             rows.append({"label": label, **row})
             pictures[(label, steps)] = meshes
     result = {
-        "checkpoint": model_path, "baseline": base_path, **source,
-        "shapes": [s.name for s in shapes], "n_shapes": len(shapes),
-        "resolution": cfg.resolution, "seed": cfg.seed, "guidance": cfg.guidance,
-        "fscore_threshold": cfg.fscore_threshold, "n_surface_samples": len(shapes[0].surface),
-        "n_query": cfg.n_query, "baseline_method": cfg.baseline_method, "device": str(device),
+        "checkpoint": model_path,
+        "baseline": base_path,
+        **source,
+        "shapes": [s.name for s in shapes],
+        "n_shapes": len(shapes),
+        "resolution": cfg.resolution,
+        "seed": cfg.seed,
+        "guidance": cfg.guidance,
+        "fscore_threshold": cfg.fscore_threshold,
+        "n_surface_samples": len(shapes[0].surface),
+        "n_query": cfg.n_query,
+        "baseline_method": cfg.baseline_method,
+        "device": str(device),
         "chamfer_definition": "mean of the two one-sided mean distances (ChamferResult.mean)",
         "rows": rows,
     }
@@ -430,8 +468,7 @@ def _figures(rows, pictures, shapes, out: Path, title: str, cfg: SdfEvalConfig) 
         points = shapes[index].sample["surface_points"]
         truth = shapes[index].truth_mesh(TRUTH_PICTURE_RESOLUTION)
         if truth is None:  # a record keeps no mesh: its surface samples stand for it
-            panels.append(Panel("truth (surface samples)", None, points,
-                                cloud=shapes[index].surface))
+            panels.append(Panel("truth (surface samples)", None, points, cloud=shapes[index].surface))
         else:
             panels.append(Panel("truth", truth, points))
         for label, steps in columns:
@@ -443,20 +480,29 @@ def _figures(rows, pictures, shapes, out: Path, title: str, cfg: SdfEvalConfig) 
         points = [(r["nfe"], r["iou"]) for r in rows if r["label"] == label]
         if points:
             curves[name] = tuple(zip(*points, strict=True))
-    save_curves(curves, out / "quality_vs_nfe.png", xlabel="NFE",
-                ylabel="volumetric IoU (higher is better)", logx=True,
-                title=f"{title}: reconstruction from surface points vs NFE")
+    save_curves(
+        curves,
+        out / "quality_vs_nfe.png",
+        xlabel="NFE",
+        ylabel="volumetric IoU (higher is better)",
+        logx=True,
+        title=f"{title}: reconstruction from surface points vs NFE",
+    )
 
 
 def _print_rows(rows: Sequence[dict[str, Any]]) -> None:
-    print(f"{'model':<9} {'sampler':<10} {'steps':>5} {'NFE':>4} {'chamfer':>8} {'F':>6} "
-          f"{'IoU':>6} {'sdf err':>8} {'empty':>5} {'net ms':>8} {'mesh ms':>8}")
+    print(
+        f"{'model':<9} {'sampler':<10} {'steps':>5} {'NFE':>4} {'chamfer':>8} {'F':>6} "
+        f"{'IoU':>6} {'sdf err':>8} {'empty':>5} {'net ms':>8} {'mesh ms':>8}"
+    )
     for r in rows:
         chamfer = "-" if r["chamfer"] is None else f"{r['chamfer']:.4f}"
-        print(f"{r['label']:<9} {r['sampler']:<10} {r['steps']:>5} {r['nfe']:>4} {chamfer:>8} "
-              f"{r['fscore']:>6.3f} {r['iou']:>6.3f} {r['sdf_error']:>8.4f} "
-              f"{r['empty_shapes']:>5} {r['network_ms_per_shape']:>8.1f} "
-              f"{r['meshing_ms_per_shape']:>8.1f}")
+        print(
+            f"{r['label']:<9} {r['sampler']:<10} {r['steps']:>5} {r['nfe']:>4} {chamfer:>8} "
+            f"{r['fscore']:>6.3f} {r['iou']:>6.3f} {r['sdf_error']:>8.4f} "
+            f"{r['empty_shapes']:>5} {r['network_ms_per_shape']:>8.1f} "
+            f"{r['meshing_ms_per_shape']:>8.1f}"
+        )
 
 
 # ----------------------------------------------------------------------------- preparing --
@@ -465,17 +511,26 @@ def prepare(cfg: SdfPrepareConfig) -> dict[str, Any]:
     require_path(cfg.mesh_folder, "mesh folder", "MESH_FOLDER")
     try:
         report = prepare_mesh_folder(
-            cfg.mesh_folder, cfg.out, n_surface=cfg.n_surface, n_volume=cfg.n_volume,
-            n_near=cfg.n_near, seed=cfg.seed, near_std=cfg.near_std, overwrite=cfg.overwrite,
+            cfg.mesh_folder,
+            cfg.out,
+            n_surface=cfg.n_surface,
+            n_volume=cfg.n_volume,
+            n_near=cfg.n_near,
+            seed=cfg.seed,
+            near_std=cfg.near_std,
+            overwrite=cfg.overwrite,
         )
     except FileNotFoundError as err:
         raise ConfigError(f"MESH_FOLDER: {err}") from None
     report_path = Path(cfg.out) / "report.json"
-    print(f"prepared {len(report.prepared)}, kept {len(report.cached)} existing, "
-          f"fixed {len(report.fixed)}, skipped {len(report.skipped)}; report: {report_path}")
+    print(
+        f"prepared {len(report.prepared)}, kept {len(report.cached)} existing, "
+        f"fixed {len(report.fixed)}, skipped {len(report.skipped)}; report: {report_path}"
+    )
     if not report.prepared and not report.cached:
-        raise ConfigError(f"MESH_FOLDER: no usable mesh in {cfg.mesh_folder}; every mesh was "
-                          f"skipped (reasons in {report_path})")
+        raise ConfigError(
+            f"MESH_FOLDER: no usable mesh in {cfg.mesh_folder}; every mesh was skipped (reasons in {report_path})"
+        )
     return json.loads(report_path.read_text())
 
 

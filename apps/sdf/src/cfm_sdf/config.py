@@ -77,8 +77,12 @@ class SdfDataConfig:
     def representation(self, **query_sizes: int) -> RepresentationConfig:
         """The sample sizes: the training query points, or ``query_sizes`` (``n_query_volume``,
         ``n_query_near``, ``n_query_surface``) instead, e.g. for evaluation."""
-        sizes = {"n_query_volume": 0, "n_query_near": self.n_query_near,
-                 "n_query_surface": self.n_query_surface, **query_sizes}
+        sizes = {
+            "n_query_volume": 0,
+            "n_query_near": self.n_query_near,
+            "n_query_surface": self.n_query_surface,
+            **query_sizes,
+        }
         return RepresentationConfig(
             n_context=self.n_context,
             n_condition=self.n_condition,
@@ -94,9 +98,18 @@ def _default_method() -> MethodConfig:
 def _default_train() -> TrainConfig:
     # EMA warm-up: a plain 0.999 average still holds half of the initial weights after 700
     # steps, which made short runs look untrained
-    return TrainConfig(steps=20000, batch_size=32, lr=3e-4, warmup_steps=500,
-                       ema_decays=(0.999,), ema_warmup_power=0.75, checkpoint_every=2000,
-                       sample_every=2000, log_every=50, output_dir="runs/sdf")
+    return TrainConfig(
+        steps=20000,
+        batch_size=32,
+        lr=3e-4,
+        warmup_steps=500,
+        ema_decays=(0.999,),
+        ema_warmup_power=0.75,
+        checkpoint_every=2000,
+        sample_every=2000,
+        log_every=50,
+        output_dir="runs/sdf",
+    )
 
 
 @dataclass
@@ -120,19 +133,18 @@ class SdfTrainConfig:
             )
 
 
-def _preset(base: SdfTrainConfig, steps: int, output_dir: str, ratio: float = 0.5,
-            **train) -> SdfTrainConfig:
+def _preset(base: SdfTrainConfig, steps: int, output_dir: str, ratio: float = 0.5, **train) -> SdfTrainConfig:
     return replace(
         base,
         method=replace(base.method, instantaneous_ratio=ratio),
-        train=replace(base.train, steps=steps, output_dir=output_dir,
-                      checkpoint_every=steps, sample_every=steps, **train),
+        train=replace(
+            base.train, steps=steps, output_dir=output_dir, checkpoint_every=steps, sample_every=steps, **train
+        ),
     )
 
 
 _CPU = SdfTrainConfig(
-    data=SdfDataConfig(n_context=1024, n_query_near=512, n_query_surface=128,
-                       noise_grid=12),
+    data=SdfDataConfig(n_context=1024, n_query_near=512, n_query_surface=128, noise_grid=12),
     net=SdfNetConfig(preset="small"),
     train=replace(_default_train(), batch_size=16, lr=1e-3, warmup_steps=100),
 )
@@ -140,12 +152,17 @@ TRAIN_PRESETS = {
     "quick": _preset(_CPU, 3000, "runs/sdf-quick"),
     "quick-baseline": _preset(_CPU, 3000, "runs/sdf-quick-baseline", ratio=1.0),
     "base": _preset(
-        replace(SdfTrainConfig(), net=SdfNetConfig(preset="base")), 100000, "runs/sdf-base",
+        replace(SdfTrainConfig(), net=SdfNetConfig(preset="base")),
+        100000,
+        "runs/sdf-base",
         batch_size=64,
     ),
     "base-baseline": _preset(
-        replace(SdfTrainConfig(), net=SdfNetConfig(preset="base")), 100000,
-        "runs/sdf-base-baseline", ratio=1.0, batch_size=64,
+        replace(SdfTrainConfig(), net=SdfNetConfig(preset="base")),
+        100000,
+        "runs/sdf-base-baseline",
+        ratio=1.0,
+        batch_size=64,
     ),
 }
 
@@ -241,8 +258,14 @@ class SdfEvalConfig:
     """Output folder (default: <run dir>/eval)."""
 
     def __post_init__(self) -> None:
-        require_positive({"--n-shapes": self.n_shapes, "--n-surface-samples": self.n_surface_samples,
-                          "--fscore-threshold": self.fscore_threshold, "--batch-size": self.batch_size})
+        require_positive(
+            {
+                "--n-shapes": self.n_shapes,
+                "--n-surface-samples": self.n_surface_samples,
+                "--fscore-threshold": self.fscore_threshold,
+                "--batch-size": self.batch_size,
+            }
+        )
         if self.n_query < 2:
             raise ConfigError(f"--n-query must be at least 2, got {self.n_query}")
         if self.resolution < 8:
@@ -278,5 +301,11 @@ class SdfPrepareConfig:
     """Recompute records that already exist (default: keep them, so a run resumes)."""
 
     def __post_init__(self) -> None:
-        require_positive({"--n-surface": self.n_surface, "--n-volume": self.n_volume,
-                          "--n-near": self.n_near, "--near-std": self.near_std})
+        require_positive(
+            {
+                "--n-surface": self.n_surface,
+                "--n-volume": self.n_volume,
+                "--n-near": self.n_near,
+                "--near-std": self.near_std,
+            }
+        )

@@ -175,9 +175,7 @@ def _chair(rng: np.random.Generator) -> list[Primitive]:
     leg = rng.uniform(0.02, 0.04)
     inset = rng.uniform(0.0, 0.05)
     x, z = width / 2.0 - leg - inset, depth / 2.0 - leg - inset
-    parts: list[Primitive] = [
-        Box((0.0, seat_mid, 0.0), (width / 2.0, thickness / 2.0, depth / 2.0))
-    ]
+    parts: list[Primitive] = [Box((0.0, seat_mid, 0.0), (width / 2.0, thickness / 2.0, depth / 2.0))]
     parts += _legs(x, z, seat_mid, leg, round_legs=rng.uniform() < 0.4)
     back_top = seat_top + rng.uniform(0.35, 0.8)
     if rng.uniform() < 0.5:
@@ -239,8 +237,7 @@ def _shelf(rng: np.random.Generator) -> list[Primitive]:
     panel = rng.uniform(0.03, 0.06) / 2.0
     side_x = width / 2.0 - panel
     parts: list[Primitive] = [
-        Box((s * side_x, height / 2.0, 0.0), (panel, height / 2.0, depth / 2.0))
-        for s in (-1.0, 1.0)
+        Box((s * side_x, height / 2.0, 0.0), (panel, height / 2.0, depth / 2.0)) for s in (-1.0, 1.0)
     ]
     for board_y in np.linspace(panel, height - panel, int(rng.integers(2, 7))):
         parts.append(Box((0.0, float(board_y), 0.0), (side_x, panel, depth / 2.0)))

@@ -96,13 +96,13 @@ def generate_fields(
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
     if guidance != 1.0 and (cond.get("surface_points") is None or model.null_cond is None):
-        raise ValueError("guidance != 1 needs surface points to guide towards and a model with a "
-                         "null condition (trained with condition dropout)")
+        raise ValueError(
+            "guidance != 1 needs surface points to guide towards and a model with a "
+            "null condition (trained with condition dropout)"
+        )
     context = cond["context_points"]
-    if extra_points.ndim != 3 or extra_points.shape[0] != context.shape[0] \
-            or extra_points.shape[2] != 3:
-        raise ValueError(f"extra_points must be (B={context.shape[0]}, Ne, 3), "
-                         f"got {tuple(extra_points.shape)}")
+    if extra_points.ndim != 3 or extra_points.shape[0] != context.shape[0] or extra_points.shape[2] != 3:
+        raise ValueError(f"extra_points must be (B={context.shape[0]}, Ne, 3), got {tuple(extra_points.shape)}")
     device = context.device
     final_field = field_is_network_output(model.formulation)
     n = context.shape[1]
@@ -113,12 +113,11 @@ def generate_fields(
     full_cond = {**cond, EXTRA_POINTS_KEY: extra_points}
     with model.net.recording():
         if sampler == "cumulative":
-            x, nfe = model.sample(noise, steps=steps, cond=full_cond, guidance=guidance,
-                                  return_nfe=True)
+            x, nfe = model.sample(noise, steps=steps, cond=full_cond, guidance=guidance, return_nfe=True)
         else:
-            x, nfe = model.sample_instantaneous(noise, steps=steps, method=sampler,
-                                                 cond=full_cond, guidance=guidance,
-                                                 return_nfe=True)
+            x, nfe = model.sample_instantaneous(
+                noise, steps=steps, method=sampler, cond=full_cond, guidance=guidance, return_nfe=True
+            )
         if final_field:
             extra = _read_final_field(model.net, extra_points, guidance)
         else:

@@ -59,9 +59,7 @@ def load_condition_points(
         points, _ = trimesh.sample.sample_surface(mesh, n_points, seed=rng)
         bounds = mesh.bounds
     else:
-        raise ConfigError(
-            f"{OPTION}: {path} is neither .npy nor a mesh ({', '.join(MESH_SUFFIXES)})"
-        )
+        raise ConfigError(f"{OPTION}: {path} is neither .npy nor a mesh ({', '.join(MESH_SUFFIXES)})")
     if normalize == "bbox" or (normalize == "auto" and suffix != ".npy"):
         center = (bounds[0] + bounds[1]) / 2.0
         extent = float((bounds[1] - bounds[0]).max())
@@ -84,8 +82,7 @@ def _read_array(path: Path) -> np.ndarray:
         points = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise ConfigError(f"{OPTION}: cannot read {path} ({type(err).__name__}: {err})") from None
-    if not isinstance(points, np.ndarray) or points.ndim != 2 or points.shape[1] != 3 \
-            or len(points) == 0:
+    if not isinstance(points, np.ndarray) or points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
         shape = getattr(points, "shape", type(points).__name__)
         raise ConfigError(f"{OPTION}: {path} must hold an (N, 3) array of points, got {shape}")
     if not np.issubdtype(points.dtype, np.number) or not np.isfinite(points).all():
@@ -97,8 +94,7 @@ def _read_mesh(path: Path) -> trimesh.Trimesh:
     try:
         mesh = trimesh.load(path, force="mesh")
     except Exception as err:  # trimesh raises many types for unreadable files
-        raise ConfigError(f"{OPTION}: cannot load mesh {path} ({type(err).__name__}: {err})") \
-            from None
+        raise ConfigError(f"{OPTION}: cannot load mesh {path} ({type(err).__name__}: {err})") from None
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0 or mesh.area <= 0:
         raise ConfigError(f"{OPTION}: {path} holds no triangles to sample points on")
     if not np.isfinite(mesh.vertices).all():

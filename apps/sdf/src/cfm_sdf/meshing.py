@@ -60,8 +60,7 @@ def sdf_grid(
         out = out.detach().float().cpu().numpy() if isinstance(out, Tensor) else np.asarray(out)
         if out.shape != (chunk.shape[0],):
             raise ValueError(
-                f"field function returned shape {out.shape} for {chunk.shape[0]} points; "
-                "expected one value per point"
+                f"field function returned shape {out.shape} for {chunk.shape[0]} points; expected one value per point"
             )
         values[start : start + chunk.shape[0]] = out
     return values.reshape((resolution,) * 3)
@@ -70,17 +69,13 @@ def sdf_grid(
 def _check_grid(grid: np.ndarray, name: str = "grid") -> np.ndarray:
     grid = np.asarray(grid)
     if grid.ndim != 3 or min(grid.shape) < 2:
-        raise ValueError(
-            f"{name} must be a 3-D array with at least 2 nodes per axis, got {grid.shape}"
-        )
+        raise ValueError(f"{name} must be a 3-D array with at least 2 nodes per axis, got {grid.shape}")
     if not np.isfinite(grid).all():
         raise ValueError(f"{name} contains NaN or inf")
     return grid
 
 
-def extract_mesh(
-    grid: np.ndarray, level: float = 0.0, bounds: tuple[float, float] = (-1.0, 1.0)
-) -> trimesh.Trimesh:
+def extract_mesh(grid: np.ndarray, level: float = 0.0, bounds: tuple[float, float] = (-1.0, 1.0)) -> trimesh.Trimesh:
     """Marching cubes (scikit-image) of the ``level`` set of ``grid``, in world coordinates.
 
     The grid is padded by one node of value above ``level`` on every side, so the mesh is always
@@ -111,9 +106,7 @@ def save_mesh(mesh: trimesh.Trimesh, path: str | os.PathLike) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in MESH_SUFFIXES:
-        raise ValueError(
-            f"unsupported mesh format {path.suffix!r} for {path}; use one of {MESH_SUFFIXES}"
-        )
+        raise ValueError(f"unsupported mesh format {path.suffix!r} for {path}; use one of {MESH_SUFFIXES}")
     data = mesh.export(file_type=suffix[1:])
     write_atomic(path, data.encode() if isinstance(data, str) else data)
     return path
@@ -124,9 +117,7 @@ def volumetric_iou(sdf_a: np.ndarray, sdf_b: np.ndarray, level: float = 0.0) -> 
     the same grid. Raises ``ValueError`` when both are empty (IoU undefined)."""
     a, b = _check_grid(sdf_a, "sdf_a"), _check_grid(sdf_b, "sdf_b")
     if a.shape != b.shape:
-        raise ValueError(
-            f"volumetric IoU needs grids of the same shape, got {a.shape} and {b.shape}"
-        )
+        raise ValueError(f"volumetric IoU needs grids of the same shape, got {a.shape} and {b.shape}")
     return inside_iou(a, b, level)
 
 

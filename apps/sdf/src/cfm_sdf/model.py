@@ -148,8 +148,11 @@ def build_decoder(cfg: SdfTrainConfig) -> SDFDecoder:
     features = cfg.net.time_features
     if features == "auto":
         features = "fourier" if cfg.method.formulation == "edm" else "sinusoidal"
-    overrides = {name: getattr(cfg.net, name) for name in ("width", "num_latents", "stages")
-                 if getattr(cfg.net, name) is not None}
+    overrides = {
+        name: getattr(cfg.net, name)
+        for name in ("width", "num_latents", "stages")
+        if getattr(cfg.net, name) is not None
+    }
     try:
         return SDFDecoder.from_preset(cfg.net.preset, time_features=features, **overrides)
     except ValueError as err:
@@ -163,5 +166,9 @@ def build_model(run_config: dict[str, Any]) -> CumulativeFlowMap:
     ``--method.cond-dropout`` > 0)."""
     cfg = config_from_dict(SdfTrainConfig, run_config)
     null_cond = None if cfg.unconditional else NULL_CONDITION
-    return build_cfm(FieldNet(build_decoder(cfg)), cfg.method, null_cond=null_cond,
-                     noise_sampler=CorrelatedNoiseSampler(cfg.data.noise_grid))
+    return build_cfm(
+        FieldNet(build_decoder(cfg)),
+        cfg.method,
+        null_cond=null_cond,
+        noise_sampler=CorrelatedNoiseSampler(cfg.data.noise_grid),
+    )

@@ -193,9 +193,7 @@ def prepare_mesh_folder(
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_path_key(relative),)))
         record = sample_mesh_sdf(mesh, rng, n_surface, n_volume, n_near, near_std, str(relative))
         save_record(record, target, center=center, scale=np.asarray(scale))
-        report.prepared.append(
-            {"source": str(relative), "output": target.name, "faces": len(mesh.faces)}
-        )
+        report.prepared.append({"source": str(relative), "output": target.name, "faces": len(mesh.faces)})
         bar.set_postfix(skipped=len(report.skipped))
     write_atomic(out_dir / REPORT_NAME, json.dumps(asdict(report), indent=2).encode())
     return report
@@ -218,9 +216,7 @@ class SdfFolderDataset:
             raise FileNotFoundError(f"SDF data folder {self.folder} does not exist")
         self.files = sorted(self.folder.glob("*.npz"))
         if not self.files:
-            raise FileNotFoundError(
-                f"no .npz records in {self.folder}; run prepare_mesh_folder on a mesh folder first"
-            )
+            raise FileNotFoundError(f"no .npz records in {self.folder}; run prepare_mesh_folder on a mesh folder first")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -230,9 +226,7 @@ class SdfFolderDataset:
         try:
             data = np.load(path, allow_pickle=False)
         except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
-            raise ValueError(
-                f"{path}: corrupt or unreadable .npz ({type(err).__name__}: {err})"
-            ) from None
+            raise ValueError(f"{path}: corrupt or unreadable .npz ({type(err).__name__}: {err})") from None
         if not isinstance(data, np.lib.npyio.NpzFile):
             raise ValueError(f"{path}: not an .npz archive of SDF samples")
         with data:
@@ -242,7 +236,5 @@ class SdfFolderDataset:
             try:
                 arrays = {k: data[k] for k in ShapeRecord.field_names()}
             except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as err:
-                raise ValueError(
-                    f"{path}: corrupt array data ({type(err).__name__}: {err})"
-                ) from None
+                raise ValueError(f"{path}: corrupt array data ({type(err).__name__}: {err})") from None
         return ShapeRecord(**arrays, name=str(path))

@@ -156,9 +156,7 @@ class Cylinder:
         # uniform on a disc: radius ~ sqrt(U); on the side: radius = R
         rho = np.where(on_side, self.radius, self.radius * np.sqrt(rng.uniform(size=n)))
         cap_side = rng.choice(np.array([-1.0, 1.0]), size=n) * self.half_height
-        height = np.where(
-            on_side, rng.uniform(-self.half_height, self.half_height, size=n), cap_side
-        )
+        height = np.where(on_side, rng.uniform(-self.half_height, self.half_height, size=n), cap_side)
         points = np.empty((n, 3))
         a, b = self._radial_axes()
         points[:, a] = rho * np.cos(angle)
@@ -176,9 +174,7 @@ class Cylinder:
 
         Its surface lies within ``r (1 - cos(pi / sections))`` of the cylinder.
         """
-        mesh = trimesh.creation.cylinder(
-            radius=self.radius, height=2.0 * self.half_height, sections=sections
-        )
+        mesh = trimesh.creation.cylinder(radius=self.radius, height=2.0 * self.half_height, sections=sections)
         direction = np.zeros(3)
         direction[self.axis] = 1.0
         mesh.apply_transform(trimesh.geometry.align_vectors([0.0, 0.0, 1.0], direction))

@@ -93,8 +93,15 @@ def _check_png(path: str | os.PathLike) -> None:
         raise ValueError(f"render path must end in .png, got {path}")
 
 
-def _draw(axes, mesh: trimesh.Trimesh | None, points: np.ndarray | None, elevation: float,
-          azimuth: float, max_faces: int, cloud: np.ndarray | None = None) -> None:
+def _draw(
+    axes,
+    mesh: trimesh.Trimesh | None,
+    points: np.ndarray | None,
+    elevation: float,
+    azimuth: float,
+    max_faces: int,
+    cloud: np.ndarray | None = None,
+) -> None:
     # matplotlib's z axis is up: show world (x, y, z) as (x, -z, y), a rotation
     axes.computed_zorder = False  # the points stay in front of the mesh
     if mesh is not None:
@@ -107,8 +114,7 @@ def _draw(axes, mesh: trimesh.Trimesh | None, points: np.ndarray | None, elevati
         shade = 0.25 + 0.75 * np.abs(normals @ _LIGHT)
         colors = np.clip(shade[:, None] * np.array([0.55, 0.7, 0.9]), 0.0, 1.0)
         axes.add_collection3d(
-            Poly3DCollection(_to_plot_axes(triangles), facecolors=colors, edgecolors=colors,
-                             linewidths=0.1)
+            Poly3DCollection(_to_plot_axes(triangles), facecolors=colors, edgecolors=colors, linewidths=0.1)
         )
     if cloud is not None:
         c = _to_plot_axes(np.asarray(cloud, dtype=float))

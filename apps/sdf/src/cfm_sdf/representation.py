@@ -56,13 +56,9 @@ class RepresentationConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         for name in ("n_query_volume", "n_query_near", "n_query_surface"):
             if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 0:
-                raise ValueError(
-                    f"{name} must be a non-negative integer, got {getattr(self, name)!r}"
-                )
+                raise ValueError(f"{name} must be a non-negative integer, got {getattr(self, name)!r}")
         if not self.truncation > 0 or not self.near_std > 0:
-            raise ValueError(
-                f"truncation and near_std must be positive, got {self.truncation}, {self.near_std}"
-            )
+            raise ValueError(f"truncation and near_std must be positive, got {self.truncation}, {self.near_std}")
 
     @property
     def n_query(self) -> int:
@@ -100,13 +96,9 @@ class ShapeRecord:
         for points, values in (("volume_points", "volume_sdf"), ("near_points", "near_sdf")):
             p, v = getattr(self, points), getattr(self, values)
             if p.ndim != 2 or p.shape[1] != 3 or v.shape != (p.shape[0],):
-                raise ValueError(
-                    f"{points} must be (N, 3) and {values} (N,){where}; got {p.shape} and {v.shape}"
-                )
+                raise ValueError(f"{points} must be (N, 3) and {values} (N,){where}; got {p.shape} and {v.shape}")
         if self.surface_points.ndim != 2 or self.surface_points.shape[1] != 3:
-            raise ValueError(
-                f"surface_points must be (N, 3){where}, got {self.surface_points.shape}"
-            )
+            raise ValueError(f"surface_points must be (N, 3){where}, got {self.surface_points.shape}")
         for field in fields(self):
             value = getattr(self, field.name)
             if isinstance(value, np.ndarray) and not np.isfinite(value).all():
@@ -131,14 +123,10 @@ def near_surface_points(surface: np.ndarray, rng: np.random.Generator, std: floa
     return np.clip(surface + rng.normal(0.0, std, size=surface.shape), -1.0, 1.0)
 
 
-def analytic_record(
-    shape: Shape, rng: np.random.Generator, config: RepresentationConfig
-) -> ShapeRecord:
+def analytic_record(shape: Shape, rng: np.random.Generator, config: RepresentationConfig) -> ShapeRecord:
     """Exactly the observations one training sample of ``shape`` needs, from its analytic SDF."""
     volume = rng.uniform(-1.0, 1.0, size=(config.n_context + config.n_query_volume, 3))
-    surface = shape.sample_surface(
-        config.n_query_near + config.n_query_surface + config.n_condition, rng
-    )
+    surface = shape.sample_surface(config.n_query_near + config.n_query_surface + config.n_condition, rng)
     near = near_surface_points(surface[: config.n_query_near], rng, config.near_std)
     return ShapeRecord(
         volume_points=volume.astype(np.float32),
@@ -150,9 +138,7 @@ def analytic_record(
     )
 
 
-def draw_sample(
-    record: ShapeRecord, rng: np.random.Generator, config: RepresentationConfig
-) -> dict:
+def draw_sample(record: ShapeRecord, rng: np.random.Generator, config: RepresentationConfig) -> dict:
     """One training sample (numpy float32) drawn without replacement from a record's pools.
 
     Keys: ``context_points (Nc, 3)``, ``context_values (Nc,)``, ``query_points (Nq, 3)``,
@@ -176,17 +162,11 @@ def draw_sample(
     surface = rng.permutation(record.surface_points.shape[0])[:n_surface]
     context, query_volume = volume[: config.n_context], volume[config.n_context :]
     query_surface = record.surface_points[surface[config.n_condition :]]
-    query_points = np.concatenate(
-        [record.volume_points[query_volume], record.near_points[near], query_surface]
-    )
-    query_sdf = np.concatenate(
-        [record.volume_sdf[query_volume], record.near_sdf[near], np.zeros(len(query_surface))]
-    )
+    query_points = np.concatenate([record.volume_points[query_volume], record.near_points[near], query_surface])
+    query_sdf = np.concatenate([record.volume_sdf[query_volume], record.near_sdf[near], np.zeros(len(query_surface))])
     return {
         "context_points": record.volume_points[context].astype(np.float32),
-        "context_values": encode_sdf(record.volume_sdf[context], config.truncation).astype(
-            np.float32
-        ),
+        "context_values": encode_sdf(record.volume_sdf[context], config.truncation).astype(np.float32),
         "query_points": query_points.astype(np.float32),
         "query_values": encode_sdf(query_sdf, config.truncation).astype(np.float32),
         "surface_points": record.surface_points[surface[: config.n_condition]].astype(np.float32),
@@ -194,9 +174,7 @@ def draw_sample(
 
 
 # --------------------------------------------------------------------------------- noise --
-def correlated_noise(
-    points: Tensor, grid_res: int, generator: torch.Generator | None = None
-) -> Tensor:
+def correlated_noise(points: Tensor, grid_res: int, generator: torch.Generator | None = None) -> Tensor:
     """Unit-variance spatially correlated noise at ``points`` ``(B, N, 3)`` -> ``(B, N)``.
 
     One ``grid_res^3`` grid of iid N(0, 1) per batch row (drawn from ``generator`` on the points'
@@ -212,9 +190,7 @@ def correlated_noise(
         raise ValueError("points contain NaN or inf")
     batch, n, _ = points.shape
     p = points.float().clamp(-1.0, 1.0)
-    grid = torch.randn(
-        (batch, 1, grid_res, grid_res, grid_res), generator=generator, device=points.device
-    )
+    grid = torch.randn((batch, 1, grid_res, grid_res, grid_res), generator=generator, device=points.device)
     values = F.grid_sample(
         grid, p.view(batch, 1, 1, n, 3), mode="bilinear", padding_mode="border", align_corners=True
     ).view(batch, n)
@@ -283,5 +259,4 @@ def batch(
         else:
             record = source[int(rng.integers(len(source)))]
         samples.append(draw_sample(record, rng, config))
-    return SdfBatch(**{key: torch.from_numpy(np.stack([s[key] for s in samples]))
-                       for key in samples[0]})
+    return SdfBatch(**{key: torch.from_numpy(np.stack([s[key] for s in samples])) for key in samples[0]})

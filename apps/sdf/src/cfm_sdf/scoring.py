@@ -52,8 +52,9 @@ class HeldOutShape:
     def __post_init__(self) -> None:
         has_volume = self.volume_points is not None and self.volume_sdf is not None
         if (self.shape is None) == (not has_volume):
-            raise ValueError(f"{self.name}: give an analytic shape or volume points with their "
-                             "SDF, exactly one of the two")
+            raise ValueError(
+                f"{self.name}: give an analytic shape or volume points with their SDF, exactly one of the two"
+            )
 
     @property
     def iou_points(self) -> np.ndarray:
@@ -84,8 +85,7 @@ def held_out_shapes(
         rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(index,)))
         shape = random_shape(family, rng)
         sample = draw_sample(analytic_record(shape, rng, config), rng, config)
-        shapes.append(HeldOutShape(f"{family}-{index}", sample,
-                                   shape.sample_surface(n_surface, rng), shape=shape))
+        shapes.append(HeldOutShape(f"{family}-{index}", sample, shape.sample_surface(n_surface, rng), shape=shape))
     return shapes
 
 
@@ -106,9 +106,15 @@ def held_out_records(
         rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(index,)))
         sample = draw_sample(record, rng, config)
         surface = record.surface_points[rng.permutation(len(record.surface_points))[:n_surface]]
-        shapes.append(HeldOutShape(record.name or f"record-{index}", sample, surface,
-                                   volume_points=record.volume_points[:n_volume],
-                                   volume_sdf=record.volume_sdf[:n_volume]))
+        shapes.append(
+            HeldOutShape(
+                record.name or f"record-{index}",
+                sample,
+                surface,
+                volume_points=record.volume_points[:n_volume],
+                volume_sdf=record.volume_sdf[:n_volume],
+            )
+        )
     return shapes
 
 
@@ -145,8 +151,7 @@ def score_shape(
     level set), the generated and true fields at the IoU points (any units with the surface at
     0) and the generated and true encoded values at the query points."""
     if query_values.shape != truth_query_values.shape:
-        raise ValueError(f"query values {query_values.shape} do not match the truth "
-                         f"{truth_query_values.shape}")
+        raise ValueError(f"query values {query_values.shape} do not match the truth {truth_query_values.shape}")
     error = np.abs(np.clip(query_values, -1.0, 1.0) - truth_query_values).mean() * truncation
     scores = {"iou": inside_iou(iou_values, truth_iou_values), "sdf_error": float(error)}
     if mesh is None:

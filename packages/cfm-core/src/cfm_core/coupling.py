@@ -35,8 +35,7 @@ def minibatch_ot_pairing(x_data: Tensor, noise: Tensor, block: int = 1024) -> Te
     """
     if noise.shape != x_data.shape or x_data.ndim < 2:
         raise ValueError(
-            f"noise {tuple(noise.shape)} and x_data {tuple(x_data.shape)} must have the same "
-            "shape (batch, ...)"
+            f"noise {tuple(noise.shape)} and x_data {tuple(x_data.shape)} must have the same shape (batch, ...)"
         )
     if block < 2:
         raise ValueError(f"block must be at least 2 rows, got {block}")

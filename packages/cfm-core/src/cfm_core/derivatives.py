@@ -113,9 +113,7 @@ def finite_difference_derivative(
     """
     u_t, u_r = formulation.unit_from_time(t), formulation.unit_from_time(r)
     gap = (u_r - u_t).clamp_min(0.0)
-    h = torch.where(
-        gap > 0, torch.minimum(gap, torch.full_like(gap, step)), torch.full_like(gap, step)
-    )
+    h = torch.where(gap > 0, torch.minimum(gap, torch.full_like(gap, step)), torch.full_like(gap, step))
     t_next = formulation.time_from_unit(u_t + h)
     with derivative_context(x.device):
         x_next = formulation.update(m_inst.float(), x.float(), t.float(), t_next.float())

@@ -76,11 +76,14 @@ def jump_gap(
             ode_end, _ = solve(field, formulation, x, grid[hop:])
             jump_end, _ = sample_cumulative(field, formulation, x, grid[[hop, steps]])
             centred = (ode_end - ode_end.mean(0)).flatten(1)
-            gaps.append(JumpGap(
-                start=hop / steps, t=float(grid[hop]),
-                gap=float((jump_end - ode_end).flatten(1).norm(dim=1).mean()),
-                spread=float(centred.pow(2).sum(1).mean().sqrt()),
-            ))
+            gaps.append(
+                JumpGap(
+                    start=hop / steps,
+                    t=float(grid[hop]),
+                    gap=float((jump_end - ode_end).flatten(1).norm(dim=1).mean()),
+                    spread=float(centred.pow(2).sum(1).mean().sqrt()),
+                )
+            )
     finally:
         model.train(was_training)
     return gaps

@@ -68,9 +68,7 @@ def nfe_sweep(
             part = noise[start : start + size]
             part_cond = select_condition(cond, torch.arange(start, min(start + size, noise.shape[0])))
             if sampler == "cumulative":
-                x, nfe = model.sample(
-                    part, steps=steps, cond=part_cond, guidance=guidance, return_nfe=True
-                )
+                x, nfe = model.sample(part, steps=steps, cond=part_cond, guidance=guidance, return_nfe=True)
             else:
                 x, nfe = model.sample_instantaneous(
                     part,

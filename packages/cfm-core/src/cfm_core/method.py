@@ -56,17 +56,13 @@ class MethodConfig:
 
     def __post_init__(self) -> None:
         if self.formulation not in FORMULATIONS:
-            raise ConfigError(
-                f"method.formulation: unknown {self.formulation!r}; choose one of {sorted(FORMULATIONS)}"
-            )
+            raise ConfigError(f"method.formulation: unknown {self.formulation!r}; choose one of {sorted(FORMULATIONS)}")
         try:
             get_formulation(self.formulation, **self.formulation_options)
         except ValueError as err:
             raise ConfigError(f"method.formulation_options: {err}") from None
         if not 0.0 <= self.instantaneous_ratio <= 1.0:
-            raise ConfigError(
-                f"method.instantaneous_ratio must lie in [0, 1], got {self.instantaneous_ratio}"
-            )
+            raise ConfigError(f"method.instantaneous_ratio must lie in [0, 1], got {self.instantaneous_ratio}")
         if not 0.0 < self.fd_step < 1.0:
             raise ConfigError(f"method.fd_step must lie in (0, 1), got {self.fd_step}")
         if (self.adaptive_p is not None and self.adaptive_p < 0) or self.adaptive_c <= 0:
@@ -78,9 +74,7 @@ class MethodConfig:
         if self.ot_block < 2:
             raise ConfigError(f"method.ot_block must be at least 2, got {self.ot_block}")
         if self.target_field not in TARGET_FIELDS:
-            raise ConfigError(
-                f"method.target_field: unknown {self.target_field!r}; choose one of {TARGET_FIELDS}"
-            )
+            raise ConfigError(f"method.target_field: unknown {self.target_field!r}; choose one of {TARGET_FIELDS}")
 
     @property
     def is_baseline(self) -> bool:

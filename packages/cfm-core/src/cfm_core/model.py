@@ -48,9 +48,7 @@ def select_condition(cond: Condition, index: Tensor) -> Condition:
         return {k: select_condition(v, index) for k, v in cond.items()}
     if isinstance(cond, (list, tuple)):
         return type(cond)(select_condition(v, index) for v in cond)
-    raise TypeError(
-        f"unsupported condition type {type(cond).__name__}; use a tensor, dict, list or tuple"
-    )
+    raise TypeError(f"unsupported condition type {type(cond).__name__}; use a tensor, dict, list or tuple")
 
 
 def _replace_rows(cond: Condition, null_cond: Condition, mask: Tensor) -> Condition:
@@ -166,9 +164,7 @@ class CumulativeFlowMap(nn.Module):
         if not callable(net):
             raise TypeError(f"net must be callable as net(x, t, r, cond), got {type(net).__name__}")
         if derivative not in DERIVATIVE_BACKENDS:
-            raise ValueError(
-                f"unknown derivative backend {derivative!r}; choose one of {DERIVATIVE_BACKENDS}"
-            )
+            raise ValueError(f"unknown derivative backend {derivative!r}; choose one of {DERIVATIVE_BACKENDS}")
         if not 0.0 < fd_step < 1.0:
             raise ValueError(f"fd_step must lie in (0, 1) (unit time), got {fd_step}")
         if coupling not in COUPLINGS:
@@ -178,22 +174,16 @@ class CumulativeFlowMap(nn.Module):
         if target_field not in TARGET_FIELDS:
             raise ValueError(f"unknown target_field {target_field!r}; choose one of {TARGET_FIELDS}")
         if field_weighting not in FIELD_WEIGHTINGS:
-            raise ValueError(
-                f"unknown field_weighting {field_weighting!r}; choose one of {FIELD_WEIGHTINGS}"
-            )
+            raise ValueError(f"unknown field_weighting {field_weighting!r}; choose one of {FIELD_WEIGHTINGS}")
         self.formulation = get_formulation(formulation, **(formulation_options or {}))
         if adaptive_p is None:
             adaptive_p = self.formulation.default_adaptive_p
         if adaptive_p < 0 or adaptive_c <= 0:
-            raise ValueError(
-                f"need adaptive_p >= 0 and adaptive_c > 0, got {adaptive_p}, {adaptive_c}"
-            )
+            raise ValueError(f"need adaptive_p >= 0 and adaptive_c > 0, got {adaptive_p}, {adaptive_c}")
         if not 0.0 <= cond_dropout < 1.0:
             raise ValueError(f"cond_dropout must lie in [0, 1), got {cond_dropout}")
         if cond_dropout > 0 and null_cond is None:
-            raise ValueError(
-                "cond_dropout > 0 needs null_cond (the condition meaning 'unconditional')"
-            )
+            raise ValueError("cond_dropout > 0 needs null_cond (the condition meaning 'unconditional')")
         self.net = net
         self.time_sampler = TimePairSampler(
             kind=time_sampler,
@@ -217,9 +207,7 @@ class CumulativeFlowMap(nn.Module):
         out = self.formulation.precondition(self.net, x, t, r, cond)
         if not isinstance(out, Tensor) or out.shape != x.shape:
             shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise ValueError(
-                f"network output shape {shape} does not match the input shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"network output shape {shape} does not match the input shape {tuple(x.shape)}")
         return out
 
     def flow_map(self, x: Tensor, t: Tensor, r: Tensor, cond: Condition = None) -> Tensor:
@@ -244,17 +232,13 @@ class CumulativeFlowMap(nn.Module):
     ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         """The CFM training loss on a batch (a differentiable scalar). See :meth:`loss`."""
         if not isinstance(x_data, Tensor) or x_data.ndim < 2:
-            raise ValueError(
-                "x_data must be a tensor of shape (batch, ...) with at least 2 dimensions"
-            )
+            raise ValueError("x_data must be a tensor of shape (batch, ...) with at least 2 dimensions")
         if not torch.isfinite(x_data).all():
             raise ValueError("x_data contains NaN or inf")
         if noise is None:
             noise = torch.randn_like(x_data) if self.noise_sampler is None else self.noise_sampler(x_data, cond)
         if noise.shape != x_data.shape:
-            raise ValueError(
-                f"noise shape {tuple(noise.shape)} does not match x_data shape {tuple(x_data.shape)}"
-            )
+            raise ValueError(f"noise shape {tuple(noise.shape)} does not match x_data shape {tuple(x_data.shape)}")
         if self.coupling == "minibatch_ot":
             if cond is not None:
                 raise ValueError(
@@ -285,9 +269,7 @@ class CumulativeFlowMap(nn.Module):
                 pred, target = self._cumulative_prediction(xs, ts, rs, ms, cs)
             else:
                 pred, target = self.field(xs, ts, rs, cs), ms
-            err = (pred.float() - target.float()).pow(2).flatten(1).mean(1) * f.loss_weight(
-                ts
-            ).float()
+            err = (pred.float() - target.float()).pow(2).flatten(1).mean(1) * f.loss_weight(ts).float()
             if cumulative and self.field_weighting == "normalized":
                 err = err * f.field_weight(ts, rs).float()
             per_sample[rows] = err
@@ -309,9 +291,7 @@ class CumulativeFlowMap(nn.Module):
             terms["loss_cumulative"] = raw[~instantaneous].detach().mean()
         return loss, terms
 
-    def loss(
-        self, x_data: Tensor, cond: Condition = None, *, noise: Tensor | None = None
-    ) -> Tensor:
+    def loss(self, x_data: Tensor, cond: Condition = None, *, noise: Tensor | None = None) -> Tensor:
         """The CFM training loss on a batch of data ``x_data`` (shape ``(B, ...)``): a scalar.
 
         ``noise`` (standard normal, shaped like ``x_data``; drawn when not given) is paired with the
@@ -320,9 +300,7 @@ class CumulativeFlowMap(nn.Module):
         """
         return self(x_data, cond, noise=noise)
 
-    def _cumulative_prediction(
-        self, x: Tensor, t: Tensor, r: Tensor, m_inst: Tensor, cond: Condition
-    ):
+    def _cumulative_prediction(self, x: Tensor, t: Tensor, r: Tensor, m_inst: Tensor, cond: Condition):
         """The gradient-carrying prediction ``m_{t->r}(x)`` and its stop-gradient field target."""
         f = self.formulation
         if self.target_field == "model":
@@ -338,9 +316,7 @@ class CumulativeFlowMap(nn.Module):
             pred = self.field(x, t, r, cond)
             with shared_rng(x.device):  # the extra pass replays the gradient pass's dropout masks
                 _set_rng_state(x.device, state)
-                dm = finite_difference_derivative(
-                    field_at, x, t, r, m_inst, pred.detach(), f, self.fd_step
-                )
+                dm = finite_difference_derivative(field_at, x, t, r, m_inst, pred.detach(), f, self.fd_step)
         elif self.derivative == "jvp_one_pass" and not torch.is_autocast_enabled(x.device.type):
             pred, dm = jvp_with_value(field_at, x, t, velocity)  # one pass: value and tangent
         else:
@@ -370,9 +346,7 @@ class CumulativeFlowMap(nn.Module):
                 m_cond, m_uncond = self.field(x, t, r, cond), self.field(x, t, r, None)
             elif isinstance(cond, Tensor):
                 both = torch.cat([cond, _null_like(cond, self.null_cond)])
-                m_cond, m_uncond = self.field(
-                    torch.cat([x, x]), torch.cat([t, t]), torch.cat([r, r]), both
-                ).chunk(2)
+                m_cond, m_uncond = self.field(torch.cat([x, x]), torch.cat([t, t]), torch.cat([r, r]), both).chunk(2)
             else:
                 m_cond, m_uncond = (
                     self.field(x, t, r, cond),
@@ -390,9 +364,7 @@ class CumulativeFlowMap(nn.Module):
     @staticmethod
     def _check_noise(noise: Tensor) -> None:
         if not isinstance(noise, Tensor) or noise.ndim < 2:
-            raise ValueError(
-                "noise must be a standard-normal tensor of shape (batch, ...) like the data"
-            )
+            raise ValueError("noise must be a standard-normal tensor of shape (batch, ...) like the data")
         if not torch.isfinite(noise).all():
             raise ValueError("noise contains NaN or inf")
 
@@ -427,9 +399,7 @@ class CumulativeFlowMap(nn.Module):
         (the ``F`` step: Euler for u/x1/edm, deterministic DDIM for ddim), ``"ddim"`` (same) or
         ``"heun"`` (second order, ``2N - 1`` evaluations, EDM's sampler for edm)."""
         if method not in INSTANTANEOUS_METHODS:
-            raise ValueError(
-                f"unknown sampling method {method!r}; choose one of {INSTANTANEOUS_METHODS}"
-            )
+            raise ValueError(f"unknown sampling method {method!r}; choose one of {INSTANTANEOUS_METHODS}")
         return self._run(SAMPLERS[method], noise, steps, cond, guidance, return_nfe)
 
     def _run(self, sampler, noise, steps, cond, guidance, return_nfe):

@@ -48,9 +48,7 @@ class GaussianOracle:
         """``(alpha, d alpha, V, dV)`` with ``V``, ``dV`` of shape ``(B, D)`` in the eigenbasis."""
         alpha, sigma, d_alpha, d_sigma = self.formulation.path_coefficients(t.double())
         var = alpha[:, None] ** 2 * self.lam + sigma[:, None] ** 2
-        d_var = (
-            2 * alpha[:, None] * d_alpha[:, None] * self.lam + 2 * sigma[:, None] * d_sigma[:, None]
-        )
+        d_var = 2 * alpha[:, None] * d_alpha[:, None] * self.lam + 2 * sigma[:, None] * d_sigma[:, None]
         return alpha, d_alpha, var, d_var
 
     def sample_marginal(self, z: Tensor, t: Tensor) -> Tensor:

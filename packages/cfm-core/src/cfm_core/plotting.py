@@ -19,9 +19,7 @@ from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Line3DCollection
 
 #: (elevation, azimuth) in degrees: three-quarter, front, side and top views.
-DEFAULT_VIEWS: tuple[tuple[float, float], ...] = (
-    (20.0, -60.0), (0.0, -90.0), (0.0, 0.0), (90.0, -90.0)
-)
+DEFAULT_VIEWS: tuple[tuple[float, float], ...] = ((20.0, -60.0), (0.0, -90.0), (0.0, 0.0), (90.0, -90.0))
 #: ``up_axis`` -> the rotation taking data coordinates to matplotlib's z-up axes. For y-up data
 #: the front (+z) of the shape faces the ``(0, -90)`` view.
 _TO_Z_UP = {
@@ -31,9 +29,7 @@ _TO_Z_UP = {
 }
 
 
-def _as_array(
-    values, name: str, shape_hint: str, *, ndim: int, last: int | None = None
-) -> np.ndarray:
+def _as_array(values, name: str, shape_hint: str, *, ndim: int, last: int | None = None) -> np.ndarray:
     """``values`` (numpy, torch or nested lists) as a finite float64 array with ``ndim`` dims."""
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
@@ -106,8 +102,7 @@ def save_scatter_panels(
     """
     if not panels:
         raise ValueError("panels is empty: give at least one 'title -> (N, 2) points' entry")
-    arrays = {name: _as_array(pts, f"panel {name!r}", "(N, 2)", ndim=2, last=2)
-              for name, pts in panels.items()}
+    arrays = {name: _as_array(pts, f"panel {name!r}", "(N, 2)", ndim=2, last=2) for name, pts in panels.items()}
     lo, hi = lims if lims is not None else _robust_limits(list(arrays.values()))
     if not lo < hi:
         raise ValueError(f"lims must be (lo, hi) with lo < hi, got {lims}")
@@ -136,9 +131,7 @@ def _colour_args(colors, count: int) -> dict:
         if colors.min() < 0 or colors.max() > 1:
             raise ValueError("RGB(A) colors must lie in [0, 1]")
         return {"c": colors}
-    raise ValueError(
-        f"colors must have shape (N,) or (N, 3|4) with N = {count}, got {colors.shape}"
-    )
+    raise ValueError(f"colors must have shape (N,) or (N, 3|4) with N = {count}, got {colors.shape}")
 
 
 def save_point_cloud_views(
@@ -201,12 +194,14 @@ def save_point_cloud_views(
     fig = Figure(figsize=(3.2 * cols, 3.2 * rows + (0.4 if title else 0)))
     for i, (elev, azim) in enumerate(views):
         ax = fig.add_subplot(rows, cols, i + 1, projection="3d")
-        ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], s=point_size, linewidths=0, depthshade=False,
-                   **colour)
+        ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], s=point_size, linewidths=0, depthshade=False, **colour)
         if bones is not None:
             ax.add_collection3d(Line3DCollection(bones, colors="tab:red", linewidths=1.5))
-        ax.set(xlim=(centre[0] - half, centre[0] + half), ylim=(centre[1] - half, centre[1] + half),
-               zlim=(centre[2] - half, centre[2] + half))
+        ax.set(
+            xlim=(centre[0] - half, centre[0] + half),
+            ylim=(centre[1] - half, centre[1] + half),
+            zlim=(centre[2] - half, centre[2] + half),
+        )
         ax.set_box_aspect((1, 1, 1))
         ax.view_init(elev=float(elev), azim=float(azim))
         ax.set_title(f"elev {elev:g}, azim {azim:g}", fontsize=8)
@@ -252,14 +247,12 @@ def save_curves(
         xs = _as_array(pair[0], f"xs of curve {label!r}", "(K,)", ndim=1)
         ys = _as_array(pair[1], f"ys of curve {label!r}", "(K,)", ndim=1)
         if len(xs) != len(ys) or len(xs) == 0:
-            raise ValueError(f"curve {label!r}: xs and ys need the same non-zero length, got "
-                             f"{len(xs)} and {len(ys)}")
+            raise ValueError(f"curve {label!r}: xs and ys need the same non-zero length, got {len(xs)} and {len(ys)}")
         for flag, values, axis in ((logx, xs, "x"), (logy, ys, "y")):
             if flag and (values <= 0).any():
                 raise ValueError(f"curve {label!r}: log{axis} needs positive {axis} values")
         ax.plot(xs, ys, marker="o", label=label)
-    ax.set(xlabel=xlabel, ylabel=ylabel, xscale="log" if logx else "linear",
-           yscale="log" if logy else "linear")
+    ax.set(xlabel=xlabel, ylabel=ylabel, xscale="log" if logx else "linear", yscale="log" if logy else "linear")
     if symlog_y is not None:
         ax.set_yscale("symlog", linthresh=symlog_y)
     ax.grid(True, which="both", alpha=0.3)

@@ -36,18 +36,14 @@ def check_time_grid(formulation: Formulation, grid: Tensor) -> Tensor:
     """Validate a user time grid: 1-D, at least two times, inside the range, monotone towards data."""
     grid = torch.as_tensor(grid, dtype=torch.float32)
     if grid.ndim != 1 or grid.numel() < 2:
-        raise ValueError(
-            f"a time grid must be 1-D with at least two times, got shape {tuple(grid.shape)}"
-        )
+        raise ValueError(f"a time grid must be 1-D with at least two times, got shape {tuple(grid.shape)}")
     formulation.check_times(grid[:-1], grid[1:])
     if (grid[1:] == grid[:-1]).any():
         raise ValueError("a time grid must be strictly monotone (repeated time found)")
     return grid
 
 
-def sample_cumulative(
-    field: Field, formulation: Formulation, x: Tensor, grid: Tensor
-) -> tuple[Tensor, int]:
+def sample_cumulative(field: Field, formulation: Formulation, x: Tensor, grid: Tensor) -> tuple[Tensor, int]:
     """Cumulative sampling: ``x <- F[m_{t->r}(x), x, t, r]`` for consecutive ``(t, r)`` of ``grid``."""
     nfe = 0
     for t, r in zip(grid[:-1], grid[1:], strict=True):
@@ -58,9 +54,7 @@ def sample_cumulative(
     return x, nfe
 
 
-def sample_euler(
-    field: Field, formulation: Formulation, x: Tensor, grid: Tensor
-) -> tuple[Tensor, int]:
+def sample_euler(field: Field, formulation: Formulation, x: Tensor, grid: Tensor) -> tuple[Tensor, int]:
     """The first-order instantaneous baseline: ``x <- F[m_{t->t}(x), x, t, r]``."""
     nfe = 0
     for t, r in zip(grid[:-1], grid[1:], strict=True):
@@ -71,9 +65,7 @@ def sample_euler(
     return x, nfe
 
 
-def sample_heun(
-    field: Field, formulation: Formulation, x: Tensor, grid: Tensor
-) -> tuple[Tensor, int]:
+def sample_heun(field: Field, formulation: Formulation, x: Tensor, grid: Tensor) -> tuple[Tensor, int]:
     """Heun's method on ``dx/dt = velocity(m_{t->t}(x), x, t)``; Euler for the hop into the data end."""
     nfe = 0
     last = len(grid) - 2

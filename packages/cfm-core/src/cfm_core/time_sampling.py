@@ -36,9 +36,7 @@ class TimePairSampler:
         if self.kind not in TIME_SAMPLERS:
             raise ValueError(f"unknown time sampler {self.kind!r}; choose one of {TIME_SAMPLERS}")
         if not 0.0 <= self.instantaneous_ratio <= 1.0:
-            raise ValueError(
-                f"instantaneous_ratio must lie in [0, 1], got {self.instantaneous_ratio}"
-            )
+            raise ValueError(f"instantaneous_ratio must lie in [0, 1], got {self.instantaneous_ratio}")
         if self.std <= 0:
             raise ValueError(f"logit-normal std must be positive, got {self.std}")
 

@@ -26,8 +26,7 @@ def collate_images(items: Sequence[tuple[Tensor, int | None]]) -> Batch:
     shapes = {tuple(image.shape) for image, _ in items}
     if len(shapes) > 1:
         raise ValueError(
-            f"images of different shapes {sorted(shapes)} cannot form a batch; "
-            "set a resolution to resize them"
+            f"images of different shapes {sorted(shapes)} cannot form a batch; set a resolution to resize them"
         )
     labels = [label for _, label in items]
     has_label = [label is not None for label in labels]
@@ -87,9 +86,7 @@ class _StreamBatches:
     def __call__(self, step: int) -> Batch:
         step = _check_step(step)
         if step != self._next_step:
-            self._iterator = iter(
-                self.stream.starting_at(self.stream.skip + step * self.batch_size)
-            )
+            self._iterator = iter(self.stream.starting_at(self.stream.skip + step * self.batch_size))
         items = [next(self._iterator) for _ in range(self.batch_size)]
         self._next_step = step + 1
         return collate_images(items)
@@ -116,7 +113,5 @@ def step_batches(dataset: Dataset | ShardStream, batch_size: int, seed: int = 0)
     if isinstance(dataset, ShardStream):
         return _StreamBatches(dataset, batch_size)
     if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
-        raise TypeError(
-            f"step_batches needs a map-style dataset or a ShardStream, got {type(dataset).__name__}"
-        )
+        raise TypeError(f"step_batches needs a map-style dataset or a ShardStream, got {type(dataset).__name__}")
     return _PermutedBatches(dataset, batch_size, seed)

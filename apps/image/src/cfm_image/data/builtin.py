@@ -44,9 +44,7 @@ def _resize_unit_images(images: np.ndarray, resolution: int) -> Tensor:
     """Grey ``(N, h, w)`` in ``[0, 1]`` as ``(N, 1, resolution, resolution)`` in ``[-1, 1]``."""
     x = torch.as_tensor(images, dtype=torch.float32)[:, None]
     if x.shape[-2:] != (resolution, resolution):
-        x = F.interpolate(
-            x, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True
-        )
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True)
     return x.clamp(0.0, 1.0).mul(2.0).sub(1.0)
 
 

@@ -66,9 +66,7 @@ class ImageFolderDataset(Dataset):
         check_channels(channels)
         self.channels = channels
         self.skipped_files: list[str] = []
-        candidates = sorted(
-            p for p in self.root.rglob("*") if p.suffix.lower() in extensions and p.is_file()
-        )
+        candidates = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in extensions and p.is_file())
         self.files = [
             p
             for p in tqdm(
@@ -136,9 +134,7 @@ class ImageFolderDataset(Dataset):
             item = self.try_load((index + offset) % len(self.files))
             if item is not None:
                 return item
-        raise ValueError(
-            f"no image in {self.root} could be decoded ({self.skipped} unreadable files)"
-        )
+        raise ValueError(f"no image in {self.root} could be decoded ({self.skipped} unreadable files)")
 
     def try_load(self, index: int) -> tuple[Tensor, int | None] | None:
         """Item ``index``, or ``None`` (warned and counted) when its file cannot be decoded."""

@@ -56,9 +56,7 @@ def decode_image(source: str | os.PathLike | bytes, channels: int) -> Image.Imag
     with Image.open(stream) as image:
         image.load()
         if image.mode == "P" and "transparency" in image.info:
-            image = image.convert(
-                "RGBA"
-            )  # PIL's route for palettes with transparency; alpha dropped
+            image = image.convert("RGBA")  # PIL's route for palettes with transparency; alpha dropped
         return image.convert(mode)
 
 
@@ -85,9 +83,7 @@ def image_to_tensor(image: Image.Image) -> Tensor:
 def tensor_to_uint8(image: Tensor) -> np.ndarray:
     """A ``(C, H, W)`` tensor in ``[-1, 1]`` as an 8-bit ``(H, W)`` or ``(H, W, 3)`` array."""
     if image.ndim != 3 or image.shape[0] not in CHANNEL_MODES:
-        raise ValueError(
-            f"expected an image tensor (C, H, W) with C in (1, 3), got {tuple(image.shape)}"
-        )
+        raise ValueError(f"expected an image tensor (C, H, W) with C in (1, 3), got {tuple(image.shape)}")
     if not torch.isfinite(image).all():
         raise ValueError("image tensor contains NaN or inf")
     array = image.detach().float().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
@@ -102,9 +98,7 @@ def encode_png(image: Tensor) -> bytes:
     return buffer.getvalue()
 
 
-def load_image_tensor(
-    source: str | os.PathLike | bytes, resolution: int | None, channels: int
-) -> Tensor:
+def load_image_tensor(source: str | os.PathLike | bytes, resolution: int | None, channels: int) -> Tensor:
     """Decode, fit to a ``resolution`` square (``None``: keep the size), scale to ``[-1, 1]``."""
     image = decode_image(source, channels)
     if resolution is not None:

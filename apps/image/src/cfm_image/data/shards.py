@@ -30,9 +30,7 @@ IMAGE_KEYS = ("png", "jpg", "jpeg", "webp")
 _PARTIAL = ".partial"
 
 
-def write_shards(
-    samples: Iterable[tuple[Tensor, int | None]], out_pattern: str, maxcount: int = 1000
-) -> list[str]:
+def write_shards(samples: Iterable[tuple[Tensor, int | None]], out_pattern: str, maxcount: int = 1000) -> list[str]:
     """Write ``(image, label)`` samples into ``.tar`` shards of at most ``maxcount`` samples.
 
     ``image`` is a tensor ``(C, H, W)`` in ``[-1, 1]`` (stored as a lossless 8-bit PNG); ``label``
@@ -50,8 +48,7 @@ def write_shards(
     """
     if "%" not in out_pattern:
         raise ValueError(
-            f"out_pattern needs a printf field for the shard number, e.g. "
-            f"'shard-%06d.tar'; got {out_pattern!r}"
+            f"out_pattern needs a printf field for the shard number, e.g. 'shard-%06d.tar'; got {out_pattern!r}"
         )
     if maxcount < 1:
         raise ValueError(f"maxcount must be at least 1, got {maxcount}")
@@ -100,9 +97,7 @@ def expand_shards(urls: str | os.PathLike | Sequence[str | os.PathLike]) -> list
         raise ValueError(f"no shards given ({urls!r})")
     missing = [s for s in shards if _is_local(s) and not os.path.isfile(s)]
     if missing:
-        raise FileNotFoundError(
-            f"{len(missing)} of {len(shards)} shards not found, e.g. {missing[0]}"
-        )
+        raise FileNotFoundError(f"{len(missing)} of {len(shards)} shards not found, e.g. {missing[0]}")
     return shards
 
 
@@ -163,9 +158,7 @@ class ShardStream(IterableDataset):
         if (rank is None) != (world_size is None):
             raise ValueError("give both rank and world_size, or neither")
         if world_size is not None and not 0 <= rank < world_size:
-            raise ValueError(
-                f"need 0 <= rank < world_size, got rank {rank}, world_size {world_size}"
-            )
+            raise ValueError(f"need 0 <= rank < world_size, got rank {rank}, world_size {world_size}")
         self.channels = channels
         self.repeat = repeat
         self.shuffle_shards = shuffle_shards
@@ -213,9 +206,7 @@ class ShardStream(IterableDataset):
             if per_epoch is not None and to_skip >= per_epoch:
                 epoch, to_skip = epoch + to_skip // per_epoch, to_skip % per_epoch
             rng = np.random.default_rng([self.seed, epoch, rank, worker])
-            order = (
-                [shards[i] for i in rng.permutation(len(shards))] if self.shuffle_shards else shards
-            )
+            order = [shards[i] for i in rng.permutation(len(shards))] if self.shuffle_shards else shards
             samples = self._decoded(order)
             if self.shuffle_buffer > 1:
                 samples = _buffer_shuffle(samples, self.shuffle_buffer, rng)
@@ -255,9 +246,7 @@ class ShardStream(IterableDataset):
     def _decode(self, sample: dict) -> tuple[Tensor, int | None]:
         key = next((k for k in IMAGE_KEYS if k in sample), None)
         if key is None:
-            raise ValueError(
-                f"no image entry ({', '.join(IMAGE_KEYS)}) in sample keys {sorted(sample)}"
-            )
+            raise ValueError(f"no image entry ({', '.join(IMAGE_KEYS)}) in sample keys {sorted(sample)}")
         image = load_image_tensor(sample[key], self.resolution, self.channels)
         label = int(sample["cls"].decode()) if "cls" in sample else None
         return image, label

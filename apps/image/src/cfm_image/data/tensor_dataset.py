@@ -19,13 +19,9 @@ class ImageTensorDataset(Dataset):
         class_names: one name per class (defaults to ``"0", "1", ...``); only with labels.
     """
 
-    def __init__(
-        self, images: Tensor, labels: Tensor | None = None, class_names: list[str] | None = None
-    ) -> None:
+    def __init__(self, images: Tensor, labels: Tensor | None = None, class_names: list[str] | None = None) -> None:
         if images.ndim != 4 or images.shape[1] not in (1, 3) or images.shape[2] != images.shape[3]:
-            raise ValueError(
-                f"images must be (N, C, H, H) with C in (1, 3), got {tuple(images.shape)}"
-            )
+            raise ValueError(f"images must be (N, C, H, H) with C in (1, 3), got {tuple(images.shape)}")
         if images.shape[0] == 0:
             raise ValueError("images is empty: a dataset needs at least one image")
         if not torch.isfinite(images).all() or images.min() < -1 or images.max() > 1:
@@ -33,17 +29,14 @@ class ImageTensorDataset(Dataset):
         if labels is not None:
             if labels.shape != (images.shape[0],) or labels.dtype.is_floating_point:
                 raise ValueError(
-                    f"labels must be an integer tensor ({images.shape[0]},), got "
-                    f"{labels.dtype} {tuple(labels.shape)}"
+                    f"labels must be an integer tensor ({images.shape[0]},), got {labels.dtype} {tuple(labels.shape)}"
                 )
             if labels.min() < 0:
                 raise ValueError("labels must be non-negative")
             labels = labels.long()
             num_classes = len(class_names) if class_names is not None else int(labels.max()) + 1
             if labels.max() >= num_classes:
-                raise ValueError(
-                    f"label {int(labels.max())} out of range for {num_classes} classes"
-                )
+                raise ValueError(f"label {int(labels.max())} out of range for {num_classes} classes")
             class_names = class_names or [str(k) for k in range(num_classes)]
         elif class_names is not None:
             raise ValueError("class_names given without labels")

@@ -30,9 +30,7 @@ def discover_apps() -> dict[str, App]:
         try:
             app = ep.load()
         except Exception as err:  # a broken app must not take the others down
-            print(
-                f"warning: could not load cfm app {ep.name!r} ({ep.value}): {err}", file=sys.stderr
-            )
+            print(f"warning: could not load cfm app {ep.name!r} ({ep.value}): {err}", file=sys.stderr)
             continue
         if not isinstance(app, App):
             print(f"warning: entry point {ep.name!r} is not a cfm_core.cli.App", file=sys.stderr)
@@ -78,9 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     app = apps.get(argv[0])
     if app is None:
-        print(
-            f"cfm: unknown app {argv[0]!r}; installed: {', '.join(apps) or 'none'}", file=sys.stderr
-        )
+        print(f"cfm: unknown app {argv[0]!r}; installed: {', '.join(apps) or 'none'}", file=sys.stderr)
         return 2
     if len(argv) < 2 or argv[1] in ("-h", "--help"):
         print(_app_usage(app))
@@ -88,9 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = app.command(argv[1])
     if command is None:
         names = ", ".join(c.name for c in app.commands) or "none"
-        print(
-            f"cfm {app.name}: unknown command {argv[1]!r}; choose one of {names}", file=sys.stderr
-        )
+        print(f"cfm {app.name}: unknown command {argv[1]!r}; choose one of {names}", file=sys.stderr)
         return 2
     try:
         code = command.run(argv[2:])

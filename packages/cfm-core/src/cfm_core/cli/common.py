@@ -44,9 +44,7 @@ def load_trained(
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"{option}: {err}") from None
     if checkpoint.meta.get("app") != app:
-        raise ConfigError(
-            f"{option}: {checkpoint.path} was trained by app {checkpoint.meta.get('app')!r}, not {app!r}"
-        )
+        raise ConfigError(f"{option}: {checkpoint.path} was trained by app {checkpoint.meta.get('app')!r}, not {app!r}")
     model = build(checkpoint.meta["config"])
     try:
         build_ema_model(checkpoint, model, decay, use_ema=use_ema)

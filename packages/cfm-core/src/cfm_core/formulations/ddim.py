@@ -47,9 +47,7 @@ class DDIM(Formulation):
         "t in [0, 1] (DDPM step / T): t = 1 is noise, t = 0 is data; x_t = sqrt(abar)*x0 + sqrt(1-abar)*eps"
     )
 
-    def __init__(
-        self, beta_min: float = 0.1, beta_max: float = 20.0, target_clamp: float = 1e-3
-    ) -> None:
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, target_clamp: float = 1e-3) -> None:
         if not 0.0 < beta_min <= beta_max:
             raise ValueError(f"ddim: need 0 < beta_min <= beta_max, got {beta_min}, {beta_max}")
         if not 0.0 < target_clamp < 1.0:

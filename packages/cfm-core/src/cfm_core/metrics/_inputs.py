@@ -10,7 +10,11 @@ ArrayLike = Tensor | np.ndarray
 
 
 def as_sample_matrix(
-    x: ArrayLike, name: str, *, min_samples: int = 1, dtype: torch.dtype | None = None,
+    x: ArrayLike,
+    name: str,
+    *,
+    min_samples: int = 1,
+    dtype: torch.dtype | None = None,
     detach: bool = True,
 ) -> Tensor:
     """``x`` as a torch tensor of shape ``(N, D)``, finite, with at least ``min_samples`` rows.
@@ -42,18 +46,20 @@ def as_sample_matrix(
 
 
 def as_sample_pair(
-    x: ArrayLike, y: ArrayLike, names: tuple[str, str] = ("x", "y"), *, min_samples: int = 1,
-    dtype: torch.dtype | None = None, detach: bool = True,
+    x: ArrayLike,
+    y: ArrayLike,
+    names: tuple[str, str] = ("x", "y"),
+    *,
+    min_samples: int = 1,
+    dtype: torch.dtype | None = None,
+    detach: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Two sample matrices with the same feature dimension, on one device (``x``'s unless only
     ``y`` is on a GPU) and one floating dtype (the wider of the two unless ``dtype`` is given)."""
     a = as_sample_matrix(x, names[0], min_samples=min_samples, dtype=dtype, detach=detach)
     b = as_sample_matrix(y, names[1], min_samples=min_samples, dtype=dtype, detach=detach)
     if a.shape[1] != b.shape[1]:
-        raise ValueError(
-            f"{names[0]} and {names[1]} have different dimensions: "
-            f"{tuple(a.shape)} vs {tuple(b.shape)}"
-        )
+        raise ValueError(f"{names[0]} and {names[1]} have different dimensions: {tuple(a.shape)} vs {tuple(b.shape)}")
     device = b.device if a.device.type == "cpu" else a.device
     common = torch.promote_types(a.dtype, b.dtype)
     return a.to(device, common), b.to(device, common)

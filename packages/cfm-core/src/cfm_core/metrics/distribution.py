@@ -92,16 +92,13 @@ def _quantile_pairing(n: int, m: int, device: torch.device) -> tuple[Tensor, Ten
     first sample, the index into the sorted second sample and the interval length (the weights sum
     to one). Breakpoints are kept as integers (units of ``1/(n m)``) so equal steps merge exactly.
     """
-    steps = torch.cat([torch.arange(1, n + 1, device=device) * m,
-                       torch.arange(1, m + 1, device=device) * n])
+    steps = torch.cat([torch.arange(1, n + 1, device=device) * m, torch.arange(1, m + 1, device=device) * n])
     ends = torch.unique(steps)  # sorted
     lengths = torch.diff(ends, prepend=ends.new_zeros(1)).double() / (n * m)
     return (ends + m - 1) // m - 1, (ends + n - 1) // n - 1, lengths
 
 
-def sliced_wasserstein(
-    x: ArrayLike, y: ArrayLike, n_projections: int = 256, seed: int = 0, p: float = 2
-) -> float:
+def sliced_wasserstein(x: ArrayLike, y: ArrayLike, n_projections: int = 256, seed: int = 0, p: float = 2) -> float:
     """The sliced ``p``-Wasserstein distance ``(mean_theta W_p^p(theta.X, theta.Y))^(1/p)``.
 
     ``n_projections`` directions ``theta`` are drawn uniformly on the unit sphere (fixed by
@@ -174,10 +171,7 @@ def frechet_distance(mu1: ArrayLike, cov1: ArrayLike, mu2: ArrayLike, cov2: Arra
     m1, m2 = _as_moment(mu1, "mu1", 1), _as_moment(mu2, "mu2", 1)
     c1, c2 = _as_moment(cov1, "cov1", 2), _as_moment(cov2, "cov2", 2)
     if not m1.shape[0] == m2.shape[0] == c1.shape[0] == c2.shape[0]:
-        raise ValueError(
-            f"moment shapes disagree: mu1 {m1.shape}, cov1 {c1.shape}, "
-            f"mu2 {m2.shape}, cov2 {c2.shape}"
-        )
+        raise ValueError(f"moment shapes disagree: mu1 {m1.shape}, cov1 {c1.shape}, mu2 {m2.shape}, cov2 {c2.shape}")
     values1, vectors1 = scipy.linalg.eigh(_symmetric(c1))
     values1 = _checked_spectrum(values1, "cov1")
     _checked_spectrum(scipy.linalg.eigvalsh(_symmetric(c2)), "cov2")

@@ -50,9 +50,7 @@ def pytorch3d_available() -> bool:
 
 def _choose_backend(backend: str, points: Tensor) -> str:
     if backend not in KNN_BACKENDS:
-        raise ValueError(
-            f"unknown nearest-neighbour backend {backend!r}; choose one of {KNN_BACKENDS}"
-        )
+        raise ValueError(f"unknown nearest-neighbour backend {backend!r}; choose one of {KNN_BACKENDS}")
     if backend == "pytorch3d" and not pytorch3d_available():
         raise ImportError("backend='pytorch3d' needs pytorch3d (`import pytorch3d.ops` failed)")
     if backend != "auto":
@@ -78,8 +76,7 @@ def _nearest_pytorch3d(query: Tensor, reference: Tensor) -> Tensor:
 def _nearest_brute(query: Tensor, reference: Tensor) -> Tensor:
     rows = max(1, _BRUTE_CHUNK_ELEMENTS // reference.shape[0])
     blocks = [
-        torch.cdist(query[start : start + rows], reference,
-                    compute_mode="donot_use_mm_for_euclid_dist").argmin(dim=1)
+        torch.cdist(query[start : start + rows], reference, compute_mode="donot_use_mm_for_euclid_dist").argmin(dim=1)
         for start in range(0, query.shape[0], rows)
     ]
     return torch.cat(blocks)
@@ -88,9 +85,7 @@ def _nearest_brute(query: Tensor, reference: Tensor) -> Tensor:
 _NEAREST = {"kdtree": _nearest_kdtree, "pytorch3d": _nearest_pytorch3d, "brute": _nearest_brute}
 
 
-def nearest_neighbor_distances(
-    query: ArrayLike, reference: ArrayLike, backend: str = "auto"
-) -> tuple[Tensor, Tensor]:
+def nearest_neighbor_distances(query: ArrayLike, reference: ArrayLike, backend: str = "auto") -> tuple[Tensor, Tensor]:
     """For each query point, the distance to its nearest reference point and that point's index.
 
     Args:
@@ -126,9 +121,7 @@ class ChamferResult(NamedTuple):
     mean: float
 
 
-def chamfer_distance(
-    a: ArrayLike, b: ArrayLike, squared: bool = False, backend: str = "auto"
-) -> ChamferResult:
+def chamfer_distance(a: ArrayLike, b: ArrayLike, squared: bool = False, backend: str = "auto") -> ChamferResult:
     """The Chamfer distance between point sets ``a`` ``(N, D)`` and ``b`` ``(M, D)``.
 
     ``squared=True`` averages squared distances instead (the PyTorch3D / point-cloud-learning
@@ -143,9 +136,7 @@ def chamfer_distance(
     return ChamferResult(a_to_b, b_to_a, a_to_b + b_to_a, 0.5 * (a_to_b + b_to_a))
 
 
-def f_score(
-    a: ArrayLike, b: ArrayLike, threshold: float, backend: str = "auto"
-) -> tuple[float, float, float]:
+def f_score(a: ArrayLike, b: ArrayLike, threshold: float, backend: str = "auto") -> tuple[float, float, float]:
     """The F-score at distance ``threshold`` (Tatarchenko et al. 2019) of a prediction ``a``
     ``(N, D)`` against a reference ``b`` ``(M, D)``, and its two halves.
 

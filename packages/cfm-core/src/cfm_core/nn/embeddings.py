@@ -51,9 +51,7 @@ class FourierTimeEmbedding(nn.Module):
 class TimeMLPEmbedding(nn.Module):
     """A feature map (sinusoidal or Fourier) followed by a two-layer SiLU MLP: the usual time embedding."""
 
-    def __init__(
-        self, dim: int, features: nn.Module | None = None, feature_dim: int | None = None
-    ) -> None:
+    def __init__(self, dim: int, features: nn.Module | None = None, feature_dim: int | None = None) -> None:
         super().__init__()
         feature_dim = feature_dim or dim
         self.features = features if features is not None else SinusoidalTimeEmbedding(feature_dim)

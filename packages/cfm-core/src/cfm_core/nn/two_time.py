@@ -37,18 +37,12 @@ def two_time_key_map(two_time_net: nn.Module, single_keys: list[str]) -> dict[st
     A key under the path of a :class:`TwoTimeEmbedding` (``path.rest``) maps to both
     ``path.emb_t.rest`` and ``path.emb_r.rest``; every other key maps to itself.
     """
-    prefixes = [
-        name for name, mod in two_time_net.named_modules() if isinstance(mod, TwoTimeEmbedding)
-    ]
+    prefixes = [name for name, mod in two_time_net.named_modules() if isinstance(mod, TwoTimeEmbedding)]
     mapping: dict[str, list[str]] = {}
     for key in single_keys:
         for prefix in prefixes:
             head = f"{prefix}." if prefix else ""
-            if (
-                key.startswith(head)
-                and not key.startswith(f"{head}emb_t.")
-                and not key.startswith(f"{head}emb_r.")
-            ):
+            if key.startswith(head) and not key.startswith(f"{head}emb_t.") and not key.startswith(f"{head}emb_r."):
                 rest = key[len(head) :]
                 mapping[key] = [f"{head}emb_t.{rest}", f"{head}emb_r.{rest}"]
                 break

@@ -92,9 +92,7 @@ class ToyMLP(nn.Module):
             )
         self.dim, self.cond_dim = dim, cond_dim
         features = _time_features(time_embedding, time_dim)
-        self.time_embed = TwoTimeEmbedding(
-            TimeMLPEmbedding(hidden, features=features, feature_dim=time_dim)
-        )
+        self.time_embed = TwoTimeEmbedding(TimeMLPEmbedding(hidden, features=features, feature_dim=time_dim))
         self.cond_embed = nn.Linear(cond_dim, hidden) if cond_dim else None
         self.embed_act = nn.SiLU()
         self.point_features = FourierPointFeatures(dim, fourier_levels)
@@ -114,9 +112,7 @@ class ToyMLP(nn.Module):
             if self.cond_embed is None:
                 raise ValueError("this ToyMLP is unconditional (cond_dim=0) but got a condition")
             if cond.shape != (x.shape[0], self.cond_dim):
-                raise ValueError(
-                    f"cond must have shape ({x.shape[0]}, {self.cond_dim}), got {tuple(cond.shape)}"
-                )
+                raise ValueError(f"cond must have shape ({x.shape[0]}, {self.cond_dim}), got {tuple(cond.shape)}")
             emb = emb + self.cond_embed(cond.to(x.dtype))
         emb = self.embed_act(emb)
         h = self.input(self.point_features(x))

@@ -12,9 +12,7 @@ APP = App(
             "train CFM or the multi-step baseline on a 2-D distribution",
             lazy("cfm_core.toy.commands:run_train"),
         ),
-        Command(
-            "sample", "sample a trained model (NPY + PNG)", lazy("cfm_core.toy.commands:run_sample")
-        ),
+        Command("sample", "sample a trained model (NPY + PNG)", lazy("cfm_core.toy.commands:run_sample")),
         Command(
             "eval",
             "energy distance / sliced W2 at each NFE; plots of samples and quality vs NFE",

@@ -69,9 +69,7 @@ def _sample_hook(name: str):
             x = model.sample(noise.to(_device(model)), steps=steps).cpu()
             panels[f"{steps} step{'s' * (steps > 1)}"] = x
             scores[f"energy_{steps}step"] = energy_distance(x, data)
-        save_scatter_panels(
-            panels, out / "samples" / f"step-{step:07d}.png", title=f"{name}, step {step}"
-        )
+        save_scatter_panels(panels, out / "samples" / f"step-{step:07d}.png", title=f"{name}, step {step}")
         return scores
 
     return hook
@@ -100,21 +98,15 @@ def train(cfg: ToyTrainConfig) -> dict[str, Any]:
 
 def sample(cfg: ToySampleConfig) -> Path:
     """Sample a trained model; write NPY and PNG; return the NPY path."""
-    model, ckpt = load_trained(
-        cfg.checkpoint, build_model, APP, cfg.ema_decay, use_ema=cfg.ema
-    )
+    model, ckpt = load_trained(cfg.checkpoint, build_model, APP, cfg.ema_decay, use_ema=cfg.ema)
     noise = torch.randn(cfg.n, 2, generator=torch.Generator().manual_seed(cfg.seed))
     if cfg.sampler == "cumulative":
         x, nfe = model.sample(noise, steps=cfg.steps, return_nfe=True)
     else:
-        x, nfe = model.sample_instantaneous(
-            noise, steps=cfg.steps, method=cfg.sampler, return_nfe=True
-        )
+        x, nfe = model.sample_instantaneous(noise, steps=cfg.steps, method=cfg.sampler, return_nfe=True)
     out = Path(cfg.out)
     write_atomically(out, lambda file: np.save(file, x.numpy()))
-    png = save_scatter_panels(
-        {f"{cfg.sampler}, {cfg.steps} step(s), NFE {nfe}": x}, out.with_suffix(".png")
-    )
+    png = save_scatter_panels({f"{cfg.sampler}, {cfg.steps} step(s), NFE {nfe}": x}, out.with_suffix(".png"))
     print(f"wrote {out} ({cfg.n} samples, NFE {nfe}) and {png}")
     return out
 
@@ -132,9 +124,7 @@ def evaluate(cfg: ToyEvalConfig) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(cfg.seed)
     noise = torch.randn(cfg.n, 2, generator=gen)
     held_out = sample_toy(name, cfg.n, generator=gen)
-    entries = nfe_sweep(
-        noise, model, cfg.cfm_steps, baseline, cfg.baseline_steps, cfg.baseline_method
-    )
+    entries = nfe_sweep(noise, model, cfg.cfm_steps, baseline, cfg.baseline_steps, cfg.baseline_method)
     scores = [
         {
             "energy_distance": energy_distance(e.samples, held_out),
@@ -170,9 +160,7 @@ def demo(cfg: ToyDemoConfig) -> dict[str, Any]:
         base = ToyTrainConfig(data=cfg.data)
         run = replace(
             base,
-            method=toy_method(
-                formulation=cfg.formulation, formulation_options=options, instantaneous_ratio=ratio
-            ),
+            method=toy_method(formulation=cfg.formulation, formulation_options=options, instantaneous_ratio=ratio),
             train=replace(
                 base.train,
                 steps=cfg.steps,
@@ -186,11 +174,7 @@ def demo(cfg: ToyDemoConfig) -> dict[str, Any]:
         train(run)
         runs[label] = out / label
     print("== evaluating")
-    return evaluate(
-        ToyEvalConfig(
-            checkpoint=str(runs["cfm"]), baseline=str(runs["baseline"]), out=str(out / "eval")
-        )
-    )
+    return evaluate(ToyEvalConfig(checkpoint=str(runs["cfm"]), baseline=str(runs["baseline"]), out=str(out / "eval")))
 
 
 # ------------------------------------------------------------------------------ outputs --
@@ -207,9 +191,7 @@ def _figures(entries: Sequence[SweepEntry], rows, held_out, out: Path, name: str
     for label in ("cfm", "baseline"):
         pts = [(r["nfe"], r["energy_distance"]) for r in rows if r["label"] == label]
         if pts:
-            curves["CFM (cumulative)" if label == "cfm" else "baseline (instantaneous)"] = tuple(
-                zip(*pts, strict=True)
-            )
+            curves["CFM (cumulative)" if label == "cfm" else "baseline (instantaneous)"] = tuple(zip(*pts, strict=True))
     save_curves(
         curves,
         out / "quality_vs_nfe.png",
@@ -221,9 +203,7 @@ def _figures(entries: Sequence[SweepEntry], rows, held_out, out: Path, name: str
 
 
 def _print_rows(rows) -> None:
-    print(
-        f"{'model':<9} {'sampler':<10} {'steps':>5} {'NFE':>4} {'energy':>9} {'sliced W2':>9} {'ms/sample':>9}"
-    )
+    print(f"{'model':<9} {'sampler':<10} {'steps':>5} {'NFE':>4} {'energy':>9} {'sliced W2':>9} {'ms/sample':>9}")
     for r in rows:
         print(
             f"{r['label']:<9} {r['sampler']:<10} {r['steps']:>5} {r['nfe']:>4} {r['energy_distance']:>9.4f} "

@@ -9,9 +9,7 @@ from cfm_core.cli.app import ConfigError
 from cfm_core.method import MethodConfig
 from cfm_core.training import TrainConfig
 
-Distribution = Literal[
-    "checkerboard", "eight_gaussians", "two_moons", "spirals", "gaussian_mixture"
-]
+Distribution = Literal["checkerboard", "eight_gaussians", "two_moons", "spirals", "gaussian_mixture"]
 
 
 @dataclass
@@ -32,9 +30,7 @@ class ToyNetConfig:
 
     def __post_init__(self) -> None:
         if self.hidden < 1 or self.depth < 1:
-            raise ConfigError(
-                f"net.hidden and net.depth must be positive, got {self.hidden}, {self.depth}"
-            )
+            raise ConfigError(f"net.hidden and net.depth must be positive, got {self.hidden}, {self.depth}")
         if self.fourier_levels < 0:
             raise ConfigError(f"net.fourier_levels must be >= 0, got {self.fourier_levels}")
 
@@ -84,9 +80,7 @@ def _preset(steps: int, output_dir: str, **method) -> ToyTrainConfig:
 TRAIN_PRESETS = {
     "quick": _preset(1500, "runs/toy-quick"),
     "baseline": _preset(3000, "runs/toy-baseline", instantaneous_ratio=1.0),
-    "cfm-edm": _preset(
-        3000, "runs/toy-edm", formulation="edm", formulation_options={"sigma_data": 1.0}
-    ),
+    "cfm-edm": _preset(3000, "runs/toy-edm", formulation="edm", formulation_options={"sigma_data": 1.0}),
 }
 
 
@@ -144,11 +138,7 @@ class ToyEvalConfig:
     def __post_init__(self) -> None:
         if self.n < 10:
             raise ConfigError(f"--n must be at least 10, got {self.n}")
-        if (
-            not self.cfm_steps
-            or min(self.cfm_steps) < 1
-            or (self.baseline_steps and min(self.baseline_steps) < 1)
-        ):
+        if not self.cfm_steps or min(self.cfm_steps) < 1 or (self.baseline_steps and min(self.baseline_steps) < 1):
             raise ConfigError("--cfm-steps and --baseline-steps must be positive integers")
 
 

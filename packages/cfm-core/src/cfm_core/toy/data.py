@@ -97,8 +97,7 @@ def gaussian_mixture_components() -> tuple[Tensor, Tensor, Tensor]:
     """The ``"gaussian_mixture"`` distribution: weights ``(3,)``, means ``(3, 2)`` and
     covariances ``(3, 2, 2)``, float64, after centring and scaling."""
     weights, means, covs = (
-        torch.tensor(v, dtype=torch.float64)
-        for v in (_MIXTURE_WEIGHTS, _MIXTURE_MEANS, _MIXTURE_COVS)
+        torch.tensor(v, dtype=torch.float64) for v in (_MIXTURE_WEIGHTS, _MIXTURE_MEANS, _MIXTURE_COVS)
     )
     raw_mean, raw_cov = _mixture_moments(weights, means, covs)
     scale = 1.0 / math.sqrt(float(raw_cov.trace()) / 2)

@@ -26,8 +26,19 @@ from torch.optim.lr_scheduler import LRScheduler
 from cfm_core.training.ema import EMA
 
 FORMAT = 1
-META_KEYS = ("format", "library_version", "step", "app", "formulation", "time_convention", "config",
-             "normalisation", "extra", "ema_decays", "optimizer")
+META_KEYS = (
+    "format",
+    "library_version",
+    "step",
+    "app",
+    "formulation",
+    "time_convention",
+    "config",
+    "normalisation",
+    "extra",
+    "ema_decays",
+    "optimizer",
+)
 _STEP_DIR = re.compile(r"^step-(\d{7,})$")
 
 
@@ -77,13 +88,13 @@ class Checkpoint:
             return dict(self.model)
         decay = self.ema_decays[0] if decay is None else float(decay)
         if decay not in self.ema_decays:
-            raise KeyError(f"checkpoint {self.path} has no EMA with decay {decay}; "
-                           f"it holds {self.ema_decays}")
+            raise KeyError(f"checkpoint {self.path} has no EMA with decay {decay}; it holds {self.ema_decays}")
         average = self.ema["averages"][decay]
         unknown = sorted(set(average) - set(self.model))
         if unknown:
-            raise ValueError(f"{self.path / ema_file_name(decay)} holds parameters missing from "
-                             f"model.safetensors: {unknown[:8]}")
+            raise ValueError(
+                f"{self.path / ema_file_name(decay)} holds parameters missing from model.safetensors: {unknown[:8]}"
+            )
         return {**self.model, **average}
 
 
@@ -133,8 +144,9 @@ def save_checkpoint(
     """
     formulation = getattr(model, "formulation", None)
     if formulation is None:
-        raise TypeError("save_checkpoint needs the unwrapped CumulativeFlowMap (with "
-                        f".formulation), got {type(model).__name__}")
+        raise TypeError(
+            f"save_checkpoint needs the unwrapped CumulativeFlowMap (with .formulation), got {type(model).__name__}"
+        )
     from cfm_core import __version__
 
     ema_state = ema.state_dict() if ema is not None else {"updates": 0, "averages": {}}
@@ -160,8 +172,9 @@ def save_checkpoint(
         _write_json(tmp / "meta.json", meta)
         _write_tensors(tmp / "model.safetensors", model.state_dict())
         for decay, average in ema_state["averages"].items():
-            _write_tensors(tmp / ema_file_name(decay), average,
-                           {"decay": repr(float(decay)), "updates": str(ema_state["updates"])})
+            _write_tensors(
+                tmp / ema_file_name(decay), average, {"decay": repr(float(decay)), "updates": str(ema_state["updates"])}
+            )
         if optimizer is not None:
             tensors, rest = _split_optimizer_state(optimizer.state_dict())
             rest["scheduler"] = scheduler.state_dict() if scheduler is not None else None
@@ -193,8 +206,7 @@ def _write_tensors(path: Path, tensors: Mapping[str, Any], metadata: dict[str, s
     plain = {}
     for name, value in tensors.items():
         if not isinstance(value, Tensor):
-            raise TypeError(f"{path.name}: entry {name!r} is a {type(value).__name__}, "
-                            "not a tensor")
+            raise TypeError(f"{path.name}: entry {name!r} is a {type(value).__name__}, not a tensor")
         # clone: safetensors refuses tensors that share memory
         plain[name] = value.detach().cpu().clone().contiguous()
     save_file(plain, str(path), metadata=metadata)
@@ -230,8 +242,10 @@ def _join_optimizer_state(tensors: Mapping[str, Tensor], rest: Mapping[str, Any]
         state.setdefault(int(index), {})[key] = tensor
     for index, values in rest["state"].items():
         state.setdefault(int(index), {}).update(values)
-    groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v
-               for k, v in group.items()} for group in rest["param_groups"]]
+    groups = [
+        {k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in group.items()}
+        for group in rest["param_groups"]
+    ]
     return {"state": state, "param_groups": groups}
 
 
@@ -255,8 +269,7 @@ def load_checkpoint(path: str | os.PathLike, *, load_optimizer: bool = True) -> 
                 raise ValueError(f"{file}: no 'updates' entry in the safetensors metadata")
             updates.add(int(metadata["updates"]))
         if len(updates) != 1:
-            raise ValueError(f"{directory}: the EMA files disagree on the update count "
-                             f"{sorted(updates)}")
+            raise ValueError(f"{directory}: the EMA files disagree on the update count {sorted(updates)}")
         ema = {"updates": updates.pop(), "averages": averages}
     optimizer = scheduler = None
     if load_optimizer and meta["optimizer"]:
@@ -266,8 +279,7 @@ def load_checkpoint(path: str | os.PathLike, *, load_optimizer: bool = True) -> 
             optimizer = _join_optimizer_state(tensors, rest)
             scheduler = rest.get("scheduler")
         except (KeyError, ValueError, AttributeError, TypeError) as err:
-            raise ValueError(f"{directory / 'optimizer.json'}: malformed optimizer state "
-                             f"({err})") from None
+            raise ValueError(f"{directory / 'optimizer.json'}: malformed optimizer state ({err})") from None
     return Checkpoint(directory, meta, model, ema, optimizer, scheduler)
 
 
@@ -278,8 +290,7 @@ def _resolve(path: Path) -> Path:
         return path
     latest = latest_checkpoint(path)
     if latest is None:
-        raise FileNotFoundError(f"{path} holds no checkpoint: neither a meta.json nor "
-                                "step-XXXXXXX/ directories")
+        raise FileNotFoundError(f"{path} holds no checkpoint: neither a meta.json nor step-XXXXXXX/ directories")
     return latest
 
 
@@ -300,8 +311,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{path}: missing keys {missing}")
     if meta["format"] != FORMAT:
-        raise ValueError(f"{path}: checkpoint format {meta['format']!r}, this library reads "
-                         f"{FORMAT}")
+        raise ValueError(f"{path}: checkpoint format {meta['format']!r}, this library reads {FORMAT}")
     return meta
 
 
@@ -321,12 +331,15 @@ def check_formulation(checkpoint: Checkpoint, model: nn.Module) -> None:
     conventions and fields differ: mixing them gives silent garbage)."""
     own = json.loads(json.dumps(model.formulation.config()))
     if own != checkpoint.meta["formulation"]:
-        raise ValueError(f"checkpoint {checkpoint.path} was trained with formulation "
-                         f"{checkpoint.meta['formulation']}, the model uses {own}")
+        raise ValueError(
+            f"checkpoint {checkpoint.path} was trained with formulation "
+            f"{checkpoint.meta['formulation']}, the model uses {own}"
+        )
 
 
-def build_ema_model(checkpoint: Checkpoint | str | os.PathLike, model: nn.Module,
-                    decay: float | None = None, *, use_ema: bool = True) -> nn.Module:
+def build_ema_model(
+    checkpoint: Checkpoint | str | os.PathLike, model: nn.Module, decay: float | None = None, *, use_ema: bool = True
+) -> nn.Module:
     """Load a checkpoint's weights into ``model`` (a CumulativeFlowMap built like the trained one)
     for sampling: the EMA average for ``decay`` (default: the first decay; raw weights when the run
     kept no EMA or ``use_ema=False``). Returns ``model`` in eval mode."""

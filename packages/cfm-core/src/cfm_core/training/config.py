@@ -92,30 +92,50 @@ class TrainConfig:
         for option in ("warmup_steps", "seed", "sample_every", "checkpoint_every", "keep_last"):
             value = getattr(self, option)
             _require(_is_int(value) and value >= 0, option, "must be a non-negative integer", value)
-        _require(_is_int(self.log_every) and self.log_every >= 1, "log_every",
-                 "must be a positive integer", self.log_every)
+        _require(
+            _is_int(self.log_every) and self.log_every >= 1, "log_every", "must be a positive integer", self.log_every
+        )
         _require(_is_number(self.lr) and self.lr > 0, "lr", "must be a positive number", self.lr)
         for option in ("weight_decay", "grad_clip", "ema_warmup_power"):
             value = getattr(self, option)
-            _require(_is_number(value) and value >= 0, option, "must be a non-negative number",
-                     value)
-        _require(isinstance(self.ema_decays, (tuple, list)), "ema_decays",
-                 "must be a tuple of floats in [0, 1)", self.ema_decays)
+            _require(_is_number(value) and value >= 0, option, "must be a non-negative number", value)
+        _require(
+            isinstance(self.ema_decays, (tuple, list)),
+            "ema_decays",
+            "must be a tuple of floats in [0, 1)",
+            self.ema_decays,
+        )
         self.ema_decays = tuple(self.ema_decays)
         for decay in self.ema_decays:
-            _require(_is_number(decay) and 0.0 <= decay < 1.0, "ema_decays",
-                     "every decay must lie in [0, 1)", self.ema_decays)
+            _require(
+                _is_number(decay) and 0.0 <= decay < 1.0,
+                "ema_decays",
+                "every decay must lie in [0, 1)",
+                self.ema_decays,
+            )
         self.ema_decays = tuple(float(d) for d in self.ema_decays)
-        _require(len(set(self.ema_decays)) == len(self.ema_decays), "ema_decays",
-                 "decays must be distinct", self.ema_decays)
-        _require(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}",
-                 self.lr_schedule)
-        _require(_is_number(self.final_lr_ratio) and 0.0 <= self.final_lr_ratio <= 1.0, "final_lr_ratio",
-                 "must be a number in [0, 1]", self.final_lr_ratio)
-        _require(self.mixed_precision in MIXED_PRECISION, "mixed_precision",
-                 f"must be one of {MIXED_PRECISION}", self.mixed_precision)
-        _require(isinstance(self.output_dir, str) and self.output_dir.strip() != "", "output_dir",
-                 "must be a non-empty path", self.output_dir)
+        _require(
+            len(set(self.ema_decays)) == len(self.ema_decays), "ema_decays", "decays must be distinct", self.ema_decays
+        )
+        _require(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}", self.lr_schedule)
+        _require(
+            _is_number(self.final_lr_ratio) and 0.0 <= self.final_lr_ratio <= 1.0,
+            "final_lr_ratio",
+            "must be a number in [0, 1]",
+            self.final_lr_ratio,
+        )
+        _require(
+            self.mixed_precision in MIXED_PRECISION,
+            "mixed_precision",
+            f"must be one of {MIXED_PRECISION}",
+            self.mixed_precision,
+        )
+        _require(
+            isinstance(self.output_dir, str) and self.output_dir.strip() != "",
+            "output_dir",
+            "must be a non-empty path",
+            self.output_dir,
+        )
         init_ok = self.init_from is None or (isinstance(self.init_from, str) and self.init_from)
         _require(init_ok, "init_from", "must be a checkpoint path or None", self.init_from)
         for option in ("resume", "init_from_ema", "cpu"):

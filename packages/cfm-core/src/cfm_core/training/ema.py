@@ -19,10 +19,7 @@ from torch import Tensor, nn
 
 def _tracked_parameters(module: nn.Module) -> list[tuple[str, Tensor]]:
     """Floating-point parameters under every name (tied weights appear once per name)."""
-    return [
-        (name, p) for name, p in module.named_parameters(remove_duplicate=False)
-        if p.dtype.is_floating_point
-    ]
+    return [(name, p) for name, p in module.named_parameters(remove_duplicate=False) if p.dtype.is_floating_point]
 
 
 def apply_average(module: nn.Module, average: Mapping[str, Tensor]) -> None:
@@ -30,13 +27,14 @@ def apply_average(module: nn.Module, average: Mapping[str, Tensor]) -> None:
     params = dict(_tracked_parameters(module))
     missing, unexpected = sorted(set(params) - set(average)), sorted(set(average) - set(params))
     if missing or unexpected:
-        raise KeyError(f"EMA average does not fit the module: missing {missing[:8]}, "
-                       f"unexpected {unexpected[:8]}")
+        raise KeyError(f"EMA average does not fit the module: missing {missing[:8]}, unexpected {unexpected[:8]}")
     with torch.no_grad():
         for name, p in params.items():
             if average[name].shape != p.shape:
-                raise ValueError(f"EMA average of {name!r} has shape {tuple(average[name].shape)}, "
-                                 f"the module's parameter {tuple(p.shape)}")
+                raise ValueError(
+                    f"EMA average of {name!r} has shape {tuple(average[name].shape)}, "
+                    f"the module's parameter {tuple(p.shape)}"
+                )
             p.copy_(average[name])
 
 
@@ -49,8 +47,7 @@ class EMA:
         warmup_power: 0 for a constant decay, else the EMAWarmup power (2/3 or 3/4 are usual).
     """
 
-    def __init__(self, module: nn.Module, decays: Sequence[float] = (0.999,),
-                 warmup_power: float = 0.0) -> None:
+    def __init__(self, module: nn.Module, decays: Sequence[float] = (0.999,), warmup_power: float = 0.0) -> None:
         self.decays = tuple(float(d) for d in decays)
         distinct = len(set(self.decays)) == len(self.decays)
         if not distinct or any(not 0.0 <= d < 1.0 for d in self.decays):
@@ -67,9 +64,7 @@ class EMA:
         """Restart every average from the module's current weights (update count 0)."""
         self.updates = 0
         params = _tracked_parameters(self.module)
-        self.averages = {
-            decay: {name: p.detach().float().clone() for name, p in params} for decay in self.decays
-        }
+        self.averages = {decay: {name: p.detach().float().clone() for name, p in params} for decay in self.decays}
 
     def effective_decay(self, decay: float) -> float:
         """The decay the next update uses (``decay`` itself unless warming up)."""
@@ -107,16 +102,17 @@ class EMA:
         """Restore :meth:`state_dict` output; the decays and parameter names must match exactly."""
         averages = {float(d): avg for d, avg in state["averages"].items()}
         if set(averages) != set(self.decays):
-            raise ValueError(f"EMA state holds decays {sorted(averages)}, this EMA keeps "
-                             f"{sorted(self.decays)}")
+            raise ValueError(f"EMA state holds decays {sorted(averages)}, this EMA keeps {sorted(self.decays)}")
         with torch.no_grad():
             for decay, average in averages.items():
                 own = self.averages[decay]
                 missing = sorted(set(own) - set(average))
                 unexpected = sorted(set(average) - set(own))
                 if missing or unexpected:
-                    raise KeyError(f"EMA state (decay {decay}) does not fit the module: missing "
-                                   f"{missing[:8]}, unexpected {unexpected[:8]}")
+                    raise KeyError(
+                        f"EMA state (decay {decay}) does not fit the module: missing "
+                        f"{missing[:8]}, unexpected {unexpected[:8]}"
+                    )
                 for name, tensor in average.items():
                     own[name].copy_(tensor)
         self.updates = int(state["updates"])

@@ -69,8 +69,9 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
     return Accelerator(**kwargs)
 
 
-def lr_factor(warmup_steps: int, schedule: str = "constant", steps: int = 0,
-              final_lr_ratio: float = 0.0) -> Callable[[int], float]:
+def lr_factor(
+    warmup_steps: int, schedule: str = "constant", steps: int = 0, final_lr_ratio: float = 0.0
+) -> Callable[[int], float]:
     """The LR multiplier of 0-based step ``s``: a linear warm-up ``(s + 1) / warmup_steps`` over the
     first ``warmup_steps`` steps, then 1 (``"constant"``) or a half cosine from 1 at the end of the
     warm-up down to ``final_lr_ratio`` at step ``steps`` (``"cosine"``)."""
@@ -90,8 +91,15 @@ def lr_factor(warmup_steps: int, schedule: str = "constant", steps: int = 0,
 
 
 #: Options that may differ on resume without changing what is trained.
-RESUME_OPTIONS = ("train.resume", "train.steps", "train.output_dir", "train.log_every",
-                  "train.sample_every", "train.checkpoint_every", "train.keep_last")
+RESUME_OPTIONS = (
+    "train.resume",
+    "train.steps",
+    "train.output_dir",
+    "train.log_every",
+    "train.sample_every",
+    "train.checkpoint_every",
+    "train.keep_last",
+)
 
 
 def config_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -113,9 +121,11 @@ def config_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]
         return repr(config[key]) if key in config else "(not stored)"
 
     old, new = flat(stored), flat(json.loads(json.dumps(current)))  # tuples compare as stored lists
-    return [f"{key}: {shown(old, key)} -> {shown(new, key)}"
-            for key in sorted(old.keys() | new.keys())
-            if key not in RESUME_OPTIONS and shown(old, key) != shown(new, key)]
+    return [
+        f"{key}: {shown(old, key)} -> {shown(new, key)}"
+        for key in sorted(old.keys() | new.keys())
+        if key not in RESUME_OPTIONS and shown(old, key) != shown(new, key)
+    ]
 
 
 def split_batch(batch: Any, step: int) -> tuple[Tensor, Condition]:
@@ -124,8 +134,7 @@ def split_batch(batch: Any, step: int) -> tuple[Tensor, Condition]:
         return batch, None
     if isinstance(batch, (tuple, list)) and len(batch) == 2 and isinstance(batch[0], Tensor):
         return batch[0], batch[1]
-    raise TypeError(f"data({step}) must return a tensor x or a pair (x, cond), "
-                    f"got {type(batch).__name__}")
+    raise TypeError(f"data({step}) must return a tensor x or a pair (x, cond), got {type(batch).__name__}")
 
 
 class Trainer:
@@ -163,16 +172,17 @@ class Trainer:
             raise TypeError(f"model must be a CumulativeFlowMap, got {type(model).__name__}")
         if not callable(data):
             raise TypeError("data must be callable as data(step)")
-        for name, value in (("run_config", run_config), ("normalisation", normalisation),
-                            ("extra", extra)):
+        for name, value in (("run_config", run_config), ("normalisation", normalisation), ("extra", extra)):
             try:
                 json.dumps(value)
             except (TypeError, ValueError) as err:
                 raise TypeError(f"{name} must be JSON-serialisable: {err}") from None
         if model.coupling == "minibatch_ot" and split_batch(data(0), 0)[1] is not None:
-            raise ConfigError("method.coupling: minibatch_ot pairs noise across the batch, and this "
-                              "app's batches carry a condition (a condition's noise would stop being "
-                              "standard normal); use independent")
+            raise ConfigError(
+                "method.coupling: minibatch_ot pairs noise across the batch, and this "
+                "app's batches carry a condition (a condition's noise would stop being "
+                "standard normal); use independent"
+            )
         self.data, self.config, self.app = data, config, app
         self.run_config, self.normalisation, self.extra = run_config, normalisation, extra or {}
         self.on_sample = on_sample
@@ -184,10 +194,10 @@ class Trainer:
             model.load_state_dict(resume_from.model)
         elif config.init_from is not None:
             self._warm_start(model)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                      weight_decay=config.weight_decay)
-        self.scheduler = LambdaLR(optimizer, lr_factor(config.warmup_steps, config.lr_schedule,
-                                                         config.steps, config.final_lr_ratio))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = LambdaLR(
+            optimizer, lr_factor(config.warmup_steps, config.lr_schedule, config.steps, config.final_lr_ratio)
+        )
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.ema = EMA(self.unwrapped_model, config.ema_decays, config.ema_warmup_power)
         self.step = 0
@@ -218,9 +228,11 @@ class Trainer:
         latest = latest_checkpoint(self.output_dir)
         if not self.config.resume:
             if latest is not None:
-                raise ConfigError(f"output_dir: {self.output_dir} already holds checkpoints "
-                                  f"(newest {latest.name}); pass resume=True to continue that "
-                                  "run, or choose another output_dir")
+                raise ConfigError(
+                    f"output_dir: {self.output_dir} already holds checkpoints "
+                    f"(newest {latest.name}); pass resume=True to continue that "
+                    "run, or choose another output_dir"
+                )
             return None
         if latest is None:
             raise ConfigError(f"resume: no checkpoint in {self.output_dir} to resume from")
@@ -232,8 +244,10 @@ class Trainer:
         if checkpoint.optimizer is None or checkpoint.scheduler is None:
             raise ConfigError(f"resume: {latest} holds no optimizer state (inference only)")
         if checkpoint.ema_decays != self.config.ema_decays:
-            raise ConfigError(f"ema_decays: the run being resumed keeps {checkpoint.ema_decays}, "
-                              f"the config asks for {self.config.ema_decays}")
+            raise ConfigError(
+                f"ema_decays: the run being resumed keeps {checkpoint.ema_decays}, "
+                f"the config asks for {self.config.ema_decays}"
+            )
         return checkpoint
 
     def _warm_start(self, model: CumulativeFlowMap) -> None:
@@ -242,8 +256,7 @@ class Trainer:
             source = load_checkpoint(self.config.init_from, load_optimizer=False)
             check_formulation(source, model)
             state = source.state_dict(use_ema=self.config.init_from_ema)
-            net_state = {k.removeprefix("net."): v for k, v in state.items()
-                         if k.startswith("net.")}
+            net_state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
             load_single_time_state_dict(model.net, net_state)
         except (FileNotFoundError, ValueError, KeyError) as err:
             raise ConfigError(f"init_from: {err}") from None
@@ -257,8 +270,10 @@ class Trainer:
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
         if world > 1:
             if x.shape[0] % world:
-                raise ValueError(f"the global batch of data({step}) has {x.shape[0]} rows, which "
-                                 f"do not split evenly over {world} processes")
+                raise ValueError(
+                    f"the global batch of data({step}) has {x.shape[0]} rows, which "
+                    f"do not split evenly over {world} processes"
+                )
             rows = torch.arange(rank, x.shape[0], world, device=x.device)
             x, cond = x[rows], select_condition(cond, rows)
         return send_to_device((x, cond), self.accelerator.device)
@@ -282,8 +297,10 @@ class Trainer:
         max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
         grad_norm = float(self.accelerator.clip_grad_norm_(self.model.parameters(), max_norm))
         if not math.isfinite(grad_norm):
-            raise FloatingPointError(f"non-finite gradient norm at step {self.step}: lower the "
-                                     "learning rate or check the data and the network")
+            raise FloatingPointError(
+                f"non-finite gradient norm at step {self.step}: lower the "
+                "learning rate or check the data and the network"
+            )
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
@@ -299,8 +316,14 @@ class Trainer:
         record: dict[str, Any] = {}
         checkpoint, samples = None, None
         window_steps, window_seconds = 0, 0.0
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"cfm {self.app} train", unit="step",
-                   disable=not self.is_main, dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            desc=f"cfm {self.app} train",
+            unit="step",
+            disable=not self.is_main,
+            dynamic_ncols=True,
+        )
         try:
             while self.step < cfg.steps:
                 tic = time.perf_counter()
@@ -334,13 +357,19 @@ class Trainer:
             "seconds": time.perf_counter() - started,
         }
 
-    def _log_training(self, terms: dict[str, Tensor], grad_norm: float, lr: float,
-                      steps_per_s: float) -> dict[str, Any]:
+    def _log_training(
+        self, terms: dict[str, Tensor], grad_norm: float, lr: float, steps_per_s: float
+    ) -> dict[str, Any]:
         names = sorted(terms)
         values = torch.stack([terms[k].detach().float() for k in names])
         values = self.accelerator.reduce(values, reduction="mean").tolist()
-        record = {"step": self.step, **dict(zip(names, values, strict=True)), "lr": lr,
-                  "grad_norm": grad_norm, "steps_per_s": steps_per_s}
+        record = {
+            "step": self.step,
+            **dict(zip(names, values, strict=True)),
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "steps_per_s": steps_per_s,
+        }
         if self.log is not None:
             self.log.write(record)
         return record
@@ -367,9 +396,16 @@ class Trainer:
         path = None
         if self.is_main:
             path = save_checkpoint(
-                self.output_dir, self.step, self.unwrapped_model, app=self.app,
-                config=self.run_config, ema=self.ema, optimizer=self.optimizer,
-                scheduler=self.scheduler, normalisation=self.normalisation, extra=self.extra,
+                self.output_dir,
+                self.step,
+                self.unwrapped_model,
+                app=self.app,
+                config=self.run_config,
+                ema=self.ema,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                normalisation=self.normalisation,
+                extra=self.extra,
                 keep_last=self.config.keep_last,
             )
         self.accelerator.wait_for_everyone()
