@@ -3,7 +3,9 @@
 A report holds Markdown-ready tables, the settings it ran with and the figures it drew. The runner
 adds the machine, library versions, date and git commit, writes ``tools/bench/results/<name>.json``
 and replaces the benchmark's section of ``BENCHMARKS.md`` (between ``<!-- bench:<name> -->``
-markers), so the file always holds the latest measured tables and nothing hand-written.
+markers, headed by the anchor ``bench-<name>`` that other documents link to), so the file always
+holds the latest measured tables and nothing hand-written. ``run.py all`` records every section at
+one commit.
 """
 
 from __future__ import annotations
@@ -71,16 +73,6 @@ def machine_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        commit = "unknown"
     from cfm_core import __version__
 
     return {
@@ -92,8 +84,30 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cfm_core": __version__,
-        "commit": commit or "unknown",
+        "commit": git_commit(),
     }
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return ""
+
+
+def git_commit() -> str:
+    """The short hash of the checked-out commit (``unknown`` outside a git checkout)."""
+    return _git("rev-parse", "--short", "HEAD").strip() or "unknown"
+
+
+#: What recording writes: changes there do not make the tree differ from its commit.
+OUTPUTS = ("BENCHMARKS.md", "tools/bench/results/", ".benchmarks.lock")
+
+
+def uncommitted_changes() -> list[str]:
+    """Tracked files that differ from the checked-out commit, outside the benchmark outputs."""
+    paths = [line[3:] for line in _git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    return [p for p in paths if not p.startswith(OUTPUTS)]
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -108,6 +122,8 @@ def render(report: Report, machine: dict[str, Any]) -> str:
     """The Markdown section of a report."""
     env = ", ".join(f"{k} {v}" for k, v in machine.items())
     parts = [
+        f'<a id="bench-{report.name}"></a>',
+        "",
         f"## {report.title}",
         "",
         f"_Measured: {env}._",
@@ -147,7 +163,8 @@ def _record_locked(report: Report) -> Path:
         if BENCHMARKS_MD.exists()
         else (
             "# Benchmarks\n\nEvery table below is written by `tools/bench/run.py` from a measured run; "
-            "nothing here is typed by hand. Re-run a benchmark to refresh its section.\n"
+            "nothing here is typed by hand. Re-run a benchmark to refresh its section, or "
+            "`tools/bench/run.py all` to re-record every section at one commit.\n"
         )
     )
     block = f"{start}\n{section}{end}"
