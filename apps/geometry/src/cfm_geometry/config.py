@@ -13,16 +13,15 @@ from cfm_core.training import TrainConfig
 BuiltinShapeName = Literal["torus_knot", "lattice", "saddle", "open_cylinder", "sphere", "blob"]
 Backbone = Literal["point_mlp", "point_transformer"]
 UpAxis = Literal["auto", "x", "y", "z"]
-#: GD's data are normalised to unit variance, so EDM's sigma_data is 1 (EDM's own default: 0.5;
-#: measured worse here).
+#: GD's data are normalised to unit variance, so EDM's sigma_data is 1 (EDM's own default: 0.5).
 EDM_SIGMA_DATA = 1.0
-#: Share of each training batch with r = t for CFM (the paper: 0.5). 0.75 (MeanFlow's choice)
-#: measured better here at 3 and 6 jumps (see the README's "Networks and presets").
+#: Share of each training batch with r = t for CFM (the paper: 0.5; MeanFlow's choice, 0.75, here;
+#: docs/design-notes.md, "Geometry's network defaults", says why).
 CFM_INSTANTANEOUS_RATIO = 0.75
-#: The instantaneous field inside CFM's cumulative target: the network's own r = t output (no data
-#: noise; better at every NFE on the torus knot, see the README's "Networks and presets").
+#: The instantaneous field inside CFM's cumulative target: the network's own r = t output, which
+#: carries no data noise (docs/design-notes.md, "The model's own field in the target").
 CFM_TARGET_FIELD = "model"
-#: Learning-rate schedule after the warm-up (GD's: half cosine; better for the baseline and CFM).
+#: Learning-rate schedule after the warm-up (GD's: half cosine).
 LR_SCHEDULE = "cosine"
 
 
@@ -42,7 +41,7 @@ class GeometryNetConfig:
     """Points per set (point_transformer only); the batch size must be a multiple of it."""
     fourier_levels: int = 2
     """Point features sin/cos(2^k pi x) for k < fourier_levels (GD: 8; 0: raw coordinates). High
-    frequencies give the cumulative target's d_x m term a huge Jacobian (see the README)."""
+    frequencies give the cumulative target's d_x m term a huge Jacobian (docs/design-notes.md)."""
     time_embedding: Literal["auto", "fourier", "sinusoidal"] = "auto"
     """Time features: auto = Fourier for edm (ln sigma / 4), sinusoidal otherwise."""
 

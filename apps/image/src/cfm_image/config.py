@@ -13,7 +13,7 @@ from cfm_image.unet import UNET_PRESETS
 
 Formulation = Literal["u", "x1", "edm", "ddim"]
 DEFAULT_FORMULATION: Formulation = "u"
-"""The default formulation; see the README's "Choosing a formulation" for the measurements."""
+"""The default formulation (docs/design-notes.md, "Formulation defaults per app", says why)."""
 COND_DROPOUT = 0.1
 """Default share of training rows trained with the null class (classifier-free guidance)."""
 
@@ -146,7 +146,7 @@ def _preset(
 
 
 QUICK_STEPS = 1500
-"""Training steps of the quick preset (about 3 minutes on one CPU thread, see the README)."""
+"""Training steps of the quick preset (the demo's run: minutes on a CPU)."""
 
 _QUICK_TRAIN = dict(
     steps=QUICK_STEPS,

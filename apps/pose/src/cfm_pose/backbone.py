@@ -9,8 +9,7 @@
   ``cond (B, N, 3)``; the same MLP runs on every point, reading ``[x_i, F(p_i), code]`` where
   ``F`` adds sin/cos features ``(sin 2^k pi v, cos 2^k pi v)`` for ``k < fourier_levels``. The
   noisy state ``x_i`` enters raw: CFM's training target contains the network's derivative along
-  the trajectory, and sin/cos features of ``x`` would multiply it by up to ``2^k pi`` (on the
-  procedural characters the u-formulation's cumulative loss then sat in the hundreds).
+  the trajectory, and sin/cos features of ``x`` would multiply it by up to ``2^k pi``.
 
 The two times enter through ``TwoTimeEmbedding(TimeMLPEmbedding(...))`` (sinusoidal features for
 times in ``[0, 1]``, random Fourier features for EDM's ``ln(sigma)/4``); the embedding, plus a

@@ -97,7 +97,7 @@ def _default_method() -> MethodConfig:
 
 def _default_train() -> TrainConfig:
     # EMA warm-up: a plain 0.999 average still holds half of the initial weights after 700
-    # steps, which made short runs look untrained
+    # steps, so short runs would look untrained
     return TrainConfig(
         steps=20000,
         batch_size=32,

@@ -5,9 +5,7 @@
 (minimum total squared distance; Tong et al. 2023, Pooladian et al. 2023). The set of noise rows is
 unchanged, so the noise marginal stays standard normal and sampling is unchanged; but the paths from
 noise to data stop crossing, the conditional targets lose most of their variance, and the one-step
-map becomes far easier to learn. Measured on the checkerboard toy (u-CFM, 3000 steps, 5000
-samples): one-step energy distance 0.0025, 0.0025 and 0.0136 for three initialisations with
-independent noise, -0.0003 with minibatch OT (the metric's noise floor is about +-0.0003).
+map becomes far easier to learn (BENCHMARKS.md: the toy sections with and without it).
 
 The cost ``|x_i - n_j|^2`` suits every formulation: for any ``|a x_i - b n_j|^2`` with
 ``a, b > 0`` (EDM's ``x + sigma n``, DDIM's ``alpha x + sigma n``) only the cross term

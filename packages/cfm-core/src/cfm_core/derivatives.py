@@ -9,10 +9,9 @@ and returns ``Dm`` detached: the derivative only enters the stop-gradient target
   normalisation layers with constant weights. The caller then runs one ordinary forward with
   gradients, with the same RNG state, so dropout masks are shared.
 * ``jvp_one_pass`` — the same dual pass with gradients enabled (:func:`jvp_with_value`): it returns
-  the prediction with its graph as well as the tangent, so the separate forward is saved (a toy
-  CFM step 15% shorter on CPU) at a memory price: autograd also records the tangent's
-  elementwise formulas, so the loss forward saves 2.8x the tensor bytes on the toy MLP and 3.8-4.7x
-  on the image UNets (measured with saved-tensor hooks). For small models. Under autocast it falls
+  the prediction with its graph as well as the tangent, so the separate forward is saved (a
+  shorter step) at a memory price: autograd also records the tangent's elementwise formulas, so
+  the loss forward saves several times the tensor bytes of ``jvp``. For small models. Under autocast it falls
   back to ``jvp`` (the tangent must stay in float32 while the prediction runs in low precision).
 * ``finite_difference`` — one extra stop-gradient forward one small step along the instantaneous
   (conditional) flow: ``(m(x', t') - m(x, t)) / (t' - t)`` with ``x' = F[m_t, x, t, t']`` (Euler
@@ -71,7 +70,7 @@ def _dual_pass(field: Field, x: Tensor, t: Tensor, velocity: Tensor) -> tuple[Te
 
 def jvp_derivative(field: Field, x: Tensor, t: Tensor, velocity: Tensor) -> Tensor:
     """``Dm`` by forward-mode AD in float32 (dual tensors with the lean layer rules; the same
-    tangent as ``torch.func.jvp`` up to rounding, measured 25-30% faster on the toy MLP on CPU)."""
+    tangent as ``torch.func.jvp`` up to rounding)."""
     with derivative_context(x.device):
         return _dual_pass(field, x.float(), t.float(), velocity.float())[1]
 

@@ -59,7 +59,7 @@ class Formulation(ABC):
     name: ClassVar[str] = ""
     #: Human-readable statement of the time convention, stored in checkpoints.
     time_convention: ClassVar[str] = ""
-    #: The adaptive loss-weight power used when the user gives none (measured per formulation).
+    #: The adaptive loss-weight power used when the user gives none (0: no adaptive weight).
     default_adaptive_p: ClassVar[float] = 0.0
 
     # ----------------------------------------------------------------- time --

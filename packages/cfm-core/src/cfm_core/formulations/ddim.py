@@ -37,8 +37,9 @@ class DDIM(Formulation):
       (the paper's form with the discrete ``(1 - beta)/beta`` replaced by its continuous limit).
     * Clamp: ``s_r`` in ``K`` is clamped at ``s(target_clamp)`` (default ``t = 1e-3``, DDPM step 1).
     * Default adaptive weight ``p = 1``: near the noise end ``1/a_t'`` makes the target amplify
-      errors in ``d_t x0_hat``; with plain L2 training on a Gaussian diverged at every learning rate
-      tried (3e-3 .. 3e-4), with ``p = 1`` it converged (the paper also reports DDIM's LR sensitivity).
+      errors in ``d_t x0_hat``, and the adaptive weight bounds their effect on the gradient (the
+      paper also reports DDIM's learning-rate sensitivity; docs/design-notes.md, "DDIM's adaptive
+      weight").
     """
 
     name = "ddim"

@@ -13,8 +13,8 @@ class SinusoidalTimeEmbedding(nn.Module):
 
     ``scale`` multiplies the time first, so the highest frequency is ``scale`` radians per unit
     time. CFM differentiates the network in ``t``, so the default is low (10, for times in
-    ``[0, 1]``): DDPM's usual 1000 made the field-equation targets explode on the toys
-    (BENCHMARKS.md and the README have the measurement).
+    ``[0, 1]``): high frequencies make the field-equation target's time derivative, and with it
+    the target, huge (docs/design-notes.md, "Low-frequency time features").
     """
 
     def __init__(self, dim: int, scale: float = 10.0, max_period: float = 10000.0) -> None:
