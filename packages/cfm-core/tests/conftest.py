@@ -60,3 +60,21 @@ class SmoothNet(torch.nn.Module):
     def forward(self, x, t, r, cond=None):
         out = self.body(torch.cat([x, t[:, None].to(x), r[:, None].to(x)], dim=1))
         return out if cond is None else out + cond
+
+
+def make_loss(net, formulation="u", *, null_cond=None, noise_sampler=None, **recipe):
+    """``CFMLoss(FlowMap(net, formulation, null_cond=...), LossRecipe(**recipe))``."""
+    from cfm_core import CFMLoss, FlowMap, LossRecipe
+
+    return CFMLoss(FlowMap(net, formulation, null_cond=null_cond), LossRecipe(**recipe), noise_sampler=noise_sampler)
+
+
+def fix_times(loss_fn, u_t, u_r, inst):
+    """Make ``loss_fn`` draw the given unit-time pairs (``inst`` marks the ``r = t`` rows)."""
+    from types import SimpleNamespace
+
+    from cfm_core.time_sampling import TimePairs
+
+    rows = torch.arange(inst.shape[0])
+    pairs = TimePairs(u_t, u_r, inst, rows[inst], rows[~inst])
+    loss_fn.time_sampler = SimpleNamespace(draw=lambda batch, device: pairs)

@@ -6,10 +6,11 @@ import itertools
 
 import pytest
 import torch
-from cfm_core import CumulativeFlowMap
 from cfm_core.cli import ConfigError
 from cfm_core.coupling import minibatch_ot_pairing
 from cfm_core.method import MethodConfig, build_cfm
+
+from .conftest import make_loss
 
 
 def _cost(x, n):
@@ -64,8 +65,9 @@ def test_the_loss_trains_on_the_paired_noise():
     losses = {}
     for coupling in ("independent", "minibatch_ot"):
         torch.manual_seed(3)
-        model = CumulativeFlowMap(_Recorder(), "u", instantaneous_ratio=1.0, coupling=coupling)
-        losses[coupling] = model(x, noise=noise).item()
+        loss_fn = make_loss(_Recorder(), "u", instantaneous_ratio=1.0, coupling=coupling)
+        model = loss_fn.model
+        losses[coupling] = loss_fn(x, noise=noise).item()
         x_t, t, _ = model.net.inputs[-1]
         used = noise if coupling == "independent" else minibatch_ot_pairing(x, noise)
         torch.testing.assert_close(x_t, model.formulation.interpolate(x, used, t))
@@ -73,14 +75,14 @@ def test_the_loss_trains_on_the_paired_noise():
 
 
 def test_conditional_models_and_bad_options_are_refused():
-    model = CumulativeFlowMap(_Recorder(), "u", coupling="minibatch_ot")
+    loss_fn = make_loss(_Recorder(), "u", coupling="minibatch_ot")
     with pytest.raises(ValueError, match="conditional model"):
-        model(torch.randn(4, 2), cond=torch.zeros(4, 1))
+        loss_fn(torch.randn(4, 2), cond=torch.zeros(4, 1))
     with pytest.raises(ValueError, match="unknown coupling"):
-        CumulativeFlowMap(_Recorder(), "u", coupling="sinkhorn")
+        make_loss(_Recorder(), "u", coupling="sinkhorn")
     with pytest.raises(ConfigError, match="method.coupling"):
         MethodConfig(coupling="sinkhorn")
     with pytest.raises(ConfigError, match="method.ot_block"):
         MethodConfig(ot_block=1)
     built = build_cfm(_Recorder(), MethodConfig(coupling="minibatch_ot", ot_block=64))
-    assert (built.coupling, built.ot_block) == ("minibatch_ot", 64)
+    assert (built.recipe.coupling, built.recipe.ot_block) == ("minibatch_ot", 64)

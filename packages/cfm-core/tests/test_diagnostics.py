@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cfm_core import CumulativeFlowMap
+from cfm_core import FlowMap
 from cfm_core.diagnostics import jump_gap
 from cfm_core.oracle import GaussianOracle
 
@@ -14,10 +14,10 @@ MEAN = torch.tensor([0.5, -1.0])
 COV = torch.tensor([[1.0, 0.3], [0.3, 0.5]])
 
 
-def _oracle_model(formulation, offset: float = 0.0) -> CumulativeFlowMap:
+def _oracle_model(formulation, offset: float = 0.0) -> FlowMap:
     """A model whose field is the exact one, plus ``offset`` on every jump with r != t."""
     oracle = GaussianOracle(formulation, MEAN, COV)
-    model = CumulativeFlowMap(SmoothNet(dim=2), formulation)
+    model = FlowMap(SmoothNet(dim=2), formulation)
 
     def field(x, t, r, cond=None):
         if torch.equal(t, r):

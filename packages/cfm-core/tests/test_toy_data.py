@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
+from cfm_core import CFMLoss, FlowMap, LossRecipe
 from cfm_core.formulations import FORMULATIONS
-from cfm_core.model import CumulativeFlowMap
 from cfm_core.nn import load_single_time_state_dict
 from cfm_core.toy.backbone import ToyMLP, default_time_embedding
 from cfm_core.toy.data import (
@@ -163,12 +163,12 @@ def test_cumulative_flow_map_trains_every_toy_mlp_parameter(formulation):
     torch.manual_seed(0)
     kind = default_time_embedding(formulation)
     net = ToyMLP(hidden=32, depth=2, time_dim=16, time_embedding=kind, fourier_levels=2)
-    model = CumulativeFlowMap(net, formulation)
+    loss_fn = CFMLoss(FlowMap(net, formulation))
     optimizer = torch.optim.SGD(net.parameters(), lr=0.05)
     x = sample_toy("gaussian_mixture", 64, seeded(7))
     for _ in range(3):  # zero-initialised output and FiLM layers: gradients reach all in 3 steps
         optimizer.zero_grad()
-        loss = model.loss(x)
+        loss = loss_fn(x)
         assert loss.ndim == 0 and torch.isfinite(loss)
         loss.backward()
         optimizer.step()
@@ -182,8 +182,8 @@ def test_toy_mlp_vector_condition():
     net = perturbed(ToyMLP(hidden=16, depth=1, time_dim=8, cond_dim=3))
     x, t, cond = torch.randn(5, 2), torch.rand(5), torch.randn(5, 3)
     assert not torch.allclose(net(x, t, t, cond), net(x, t, t, torch.zeros_like(cond)))
-    model = CumulativeFlowMap(net, "u", null_cond=torch.zeros(3), cond_dropout=0.2)
-    model.loss(x, cond).backward()
+    loss_fn = CFMLoss(FlowMap(net, "u", null_cond=torch.zeros(3)), LossRecipe(cond_dropout=0.2))
+    loss_fn(x, cond).backward()
     assert net.cond_embed.weight.grad.abs().sum() > 0
 
 

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from cfm_core import CumulativeFlowMap
+from cfm_core import CFMLoss, FlowMap
 from cfm_core.cli import ConfigError, config_from_dict, config_to_dict, parse_config
 from cfm_core.training import (
     TrainConfig,
@@ -21,7 +21,7 @@ from cfm_core.training import (
 )
 from cfm_core.training.trainer import config_changes
 
-from .test_training_fixtures import gaussian_data, make_model, train_config
+from .test_training_fixtures import gaussian_data, make_loss, train_config
 
 
 def _strip_timing(records):
@@ -36,7 +36,7 @@ def test_resume_is_exact(tmp_path):
     """20 steps straight == 14 steps, a crash losing the step-14 checkpoint, resume 10 -> 20."""
     options = dict(warmup_steps=5, grad_clip=0.5, ema_warmup_power=0.75, keep_last=0)
     straight = Trainer(
-        make_model(),
+        make_loss(),
         gaussian_data,
         train_config(tmp_path / "a", steps=20, **options),
         run_config={"run": "a"},
@@ -45,7 +45,7 @@ def test_resume_is_exact(tmp_path):
     straight.fit()
 
     first = Trainer(
-        make_model(),
+        make_loss(),
         gaussian_data,
         train_config(tmp_path / "b", steps=14, checkpoint_every=10, **options),
         run_config={"run": "b"},
@@ -61,7 +61,7 @@ def test_resume_is_exact(tmp_path):
         return gaussian_data(step)
 
     resumed = Trainer(
-        make_model(seed=123),
+        make_loss(seed=123),
         recording_data,
         train_config(tmp_path / "b", steps=20, resume=True, **options),
         run_config={"run": "b"},
@@ -93,7 +93,7 @@ def test_cosine_schedule_decays_and_resumes_exactly(tmp_path):
     step-20 one is lost retraces steps 11..20 with the same LRs and weights."""
     options = dict(steps=20, warmup_steps=4, lr_schedule="cosine", final_lr_ratio=0.1, keep_last=0)
     straight = Trainer(
-        make_model(), gaussian_data, train_config(tmp_path / "a", **options), run_config={"run": "a"}, app="test"
+        make_loss(), gaussian_data, train_config(tmp_path / "a", **options), run_config={"run": "a"}, app="test"
     )
     straight.fit()
     factor = lr_factor(4, "cosine", 20, 0.1)
@@ -102,7 +102,7 @@ def test_cosine_schedule_decays_and_resumes_exactly(tmp_path):
     assert log_a[-1]["lr"] < 0.11e-2
 
     Trainer(
-        make_model(),
+        make_loss(),
         gaussian_data,
         train_config(tmp_path / "b", checkpoint_every=10, **options),
         run_config={"run": "b"},
@@ -110,7 +110,7 @@ def test_cosine_schedule_decays_and_resumes_exactly(tmp_path):
     ).fit()
     shutil.rmtree(tmp_path / "b" / "step-0000020")
     resumed = Trainer(
-        make_model(seed=123),
+        make_loss(seed=123),
         gaussian_data,
         train_config(tmp_path / "b", resume=True, **options),
         run_config={"run": "b"},
@@ -128,13 +128,13 @@ def test_resume_names_the_options_that_changed(tmp_path, capsys):
         "method": {"target_field": "conditional", "ratio": 0.75},
         "train": {"steps": 4, "lr": 0.01, "ema_decays": [0.9, 0.5]},
     }
-    Trainer(make_model(), gaussian_data, train_config(tmp_path, steps=4), run_config=stored, app="test").fit()
+    Trainer(make_loss(), gaussian_data, train_config(tmp_path, steps=4), run_config=stored, app="test").fit()
     capsys.readouterr()
     current = {
         "method": {"ratio": 0.75, "time_sampler": "uniform"},
         "train": {"steps": 8, "lr": 0.01, "ema_decays": (0.9, 0.5), "resume": True},
     }
-    Trainer(make_model(), gaussian_data, train_config(tmp_path, steps=8, resume=True), run_config=current, app="test")
+    Trainer(make_loss(), gaussian_data, train_config(tmp_path, steps=8, resume=True), run_config=current, app="test")
     out = capsys.readouterr().out
     # steps and resume may change; the tuple equals the stored list; the rest is named
     assert "changed since the checkpoint" in out and "train.steps" not in out
@@ -146,13 +146,13 @@ def test_resume_names_the_options_that_changed(tmp_path, capsys):
 
 def test_fresh_run_refuses_existing_checkpoints_and_resume_needs_one(tmp_path):
     with pytest.raises(ConfigError, match="resume"):
-        Trainer(make_model(), gaussian_data, train_config(tmp_path, resume=True), run_config={}, app="test")
-    Trainer(make_model(), gaussian_data, train_config(tmp_path, steps=2), run_config={}, app="test").fit()
+        Trainer(make_loss(), gaussian_data, train_config(tmp_path, resume=True), run_config={}, app="test")
+    Trainer(make_loss(), gaussian_data, train_config(tmp_path, steps=2), run_config={}, app="test").fit()
     with pytest.raises(ConfigError, match="output_dir"):
-        Trainer(make_model(), gaussian_data, train_config(tmp_path), run_config={}, app="test")
+        Trainer(make_loss(), gaussian_data, train_config(tmp_path), run_config={}, app="test")
     with pytest.raises(ConfigError, match="ema_decays"):
         Trainer(
-            make_model(),
+            make_loss(),
             gaussian_data,
             train_config(tmp_path, resume=True, ema_decays=(0.9,)),
             run_config={},
@@ -165,16 +165,18 @@ def test_fresh_run_refuses_existing_checkpoints_and_resume_needs_one(tmp_path):
 def test_warm_start_reproduces_the_multi_step_network_at_r_equal_t(tmp_path, two_time_teacher, use_ema):
     teacher_dir = tmp_path / "teacher"
     Trainer(
-        make_model(ratio=1.0, two_time=two_time_teacher),
+        make_loss(ratio=1.0, two_time=two_time_teacher),
         gaussian_data,
         train_config(teacher_dir, steps=3),
         run_config={},
         app="test",
     ).fit()
-    teacher = build_ema_model(teacher_dir, make_model(seed=7, ratio=1.0, two_time=two_time_teacher), use_ema=use_ema)
+    teacher = build_ema_model(
+        teacher_dir, make_loss(seed=7, ratio=1.0, two_time=two_time_teacher).model, use_ema=use_ema
+    )
 
     student = Trainer(
-        make_model(seed=3),
+        make_loss(seed=3),
         gaussian_data,
         train_config(tmp_path / "student", init_from=str(teacher_dir), init_from_ema=use_ema),
         run_config={},
@@ -191,17 +193,15 @@ def test_warm_start_reproduces_the_multi_step_network_at_r_equal_t(tmp_path, two
 
 
 def test_warm_start_rejects_another_formulation(tmp_path):
+    Trainer(make_loss(ratio=1.0), gaussian_data, train_config(tmp_path / "t", steps=1), run_config={}, app="test").fit()
     Trainer(
-        make_model(ratio=1.0), gaussian_data, train_config(tmp_path / "t", steps=1), run_config={}, app="test"
-    ).fit()
-    Trainer(
-        make_model(),
+        make_loss(),
         gaussian_data,
         train_config(tmp_path / "ok", init_from=str(tmp_path / "t")),
         run_config={},
         app="test",
     )
-    x1_model = CumulativeFlowMap(make_model().net, formulation="x1")
+    x1_model = CFMLoss(FlowMap(make_loss().model.net, formulation="x1"))
     with pytest.raises(ConfigError, match="init_from"):
         Trainer(
             x1_model,
@@ -212,7 +212,7 @@ def test_warm_start_rejects_another_formulation(tmp_path):
         )
     with pytest.raises(ConfigError, match="init_from"):
         Trainer(
-            make_model(),
+            make_loss(),
             gaussian_data,
             train_config(tmp_path / "none", init_from=str(tmp_path / "missing")),
             run_config={},
@@ -231,7 +231,7 @@ def test_sample_hook_gets_the_ema_model_and_its_metrics_are_logged(tmp_path):
         return {"score": float(step), "nfe": torch.tensor(1)}
 
     trainer = Trainer(
-        make_model(),
+        make_loss(),
         gaussian_data,
         train_config(tmp_path, steps=5, sample_every=2, log_every=2),
         run_config={},
@@ -255,7 +255,7 @@ def test_checkpoints_every_n_steps_keep_last_and_conditional_batches(tmp_path):
         return x, torch.full_like(x, 0.1)
 
     trainer = Trainer(
-        make_model(),
+        make_loss(),
         data,
         train_config(tmp_path, steps=7, checkpoint_every=2, keep_last=2),
         run_config={"k": [1, 2]},
@@ -274,7 +274,7 @@ def test_checkpoints_every_n_steps_keep_last_and_conditional_batches(tmp_path):
 def test_bf16_mixed_precision_smoke(tmp_path):
     try:
         trainer = Trainer(
-            make_model(),
+            make_loss(),
             gaussian_data,
             train_config(tmp_path, steps=3, mixed_precision="bf16"),
             run_config={},
@@ -288,7 +288,7 @@ def test_bf16_mixed_precision_smoke(tmp_path):
     assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
     assert latest_checkpoint(tmp_path).name == "step-0000003"
     # a following full-precision trainer in the same process still works
-    Trainer(make_model(), gaussian_data, train_config(tmp_path / "fp32", steps=1), run_config={}, app="test").fit()
+    Trainer(make_loss(), gaussian_data, train_config(tmp_path / "fp32", steps=1), run_config={}, app="test").fit()
 
 
 def test_lr_factor_and_batch_splitting():
@@ -366,8 +366,7 @@ def test_config_defaults_coercion_and_command_line(tmp_path):
 
 
 def test_minibatch_ot_with_conditional_batches_fails_before_training(tmp_path):
-    model = make_model()
-    model.coupling = "minibatch_ot"
+    model = make_loss(coupling="minibatch_ot")
 
     def conditional(step):
         return gaussian_data(step), torch.zeros(gaussian_data(step).shape[0], 1)

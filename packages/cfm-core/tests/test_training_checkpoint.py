@@ -18,18 +18,19 @@ from cfm_core.training import (
 from cfm_core.training import checkpoint as checkpoint_module
 from torch.optim.lr_scheduler import LambdaLR
 
-from .test_training_fixtures import gaussian_data, make_model
+from .test_training_fixtures import gaussian_data, make_loss
 
 
 def _trained_state(steps: int = 3):
     """A model, EMA, optimizer and scheduler after a few real steps (non-trivial state)."""
-    model = make_model()
+    loss = make_loss()
+    model = loss.model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     scheduler = LambdaLR(optimizer, lr_factor(2))
     ema = EMA(model, (0.9, 0.99))
     for step in range(steps):
         torch.manual_seed(step)
-        model(gaussian_data(step)).backward()
+        loss(gaussian_data(step)).backward()
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad()
@@ -83,7 +84,7 @@ def test_round_trip_restores_every_state_exactly(tmp_path):
     for key, value in model.state_dict().items():
         assert torch.equal(checkpoint.model[key], value), key
 
-    restored = make_model(seed=1)
+    restored = make_loss(seed=1).model
     restored.load_state_dict(checkpoint.model)
     restored_ema = EMA(restored, (0.9, 0.99))
     restored_ema.load_state_dict(checkpoint.ema)
@@ -104,26 +105,26 @@ def test_round_trip_restores_every_state_exactly(tmp_path):
     assert restored_scheduler.state_dict() == scheduler.state_dict()
 
     # the sampling path: EMA weights into a fresh model; raw weights on request
-    fresh = build_ema_model(path, make_model(seed=2), decay=0.99)
+    fresh = build_ema_model(path, make_loss(seed=2).model, decay=0.99)
     for name, p in fresh.named_parameters():
         assert torch.equal(p, ema.averages[0.99][name])
     assert not fresh.training
-    raw = build_ema_model(checkpoint, make_model(seed=2), use_ema=False)
+    raw = build_ema_model(checkpoint, make_loss(seed=2).model, use_ema=False)
     for name, p in raw.named_parameters():
         assert torch.equal(p, dict(model.named_parameters())[name])
     with pytest.raises(KeyError, match="0.5"):
-        build_ema_model(checkpoint, make_model(), decay=0.5)
+        build_ema_model(checkpoint, make_loss().model, decay=0.5)
     with pytest.raises(ValueError, match="formulation"):
-        build_ema_model(checkpoint, cfm_core.CumulativeFlowMap(make_model().net, formulation="x1"))
+        build_ema_model(checkpoint, cfm_core.FlowMap(make_loss().model.net, formulation="x1"))
 
 
 def test_inference_only_checkpoint_and_skipping_the_optimizer(tmp_path):
-    model = make_model()
+    model = make_loss().model
     path = save_checkpoint(tmp_path, 1, model, app="toy", config={})
     checkpoint = load_checkpoint(path)
     assert checkpoint.ema is None and checkpoint.optimizer is None and checkpoint.ema_decays == ()
     assert sorted(p.name for p in path.iterdir()) == ["meta.json", "model.safetensors"]
-    loaded = build_ema_model(checkpoint, make_model(seed=4))  # no EMA: the raw weights
+    loaded = build_ema_model(checkpoint, make_loss(seed=4).model)  # no EMA: the raw weights
     for name, p in loaded.named_parameters():
         assert torch.equal(p, dict(model.named_parameters())[name])
 
@@ -200,5 +201,5 @@ def test_meta_problems_are_reported(tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
         load_checkpoint(tmp_path / "empty")
     with pytest.raises(TypeError, match="JSON"):
-        save_checkpoint(tmp_path / "x", 1, make_model(), app="toy", config={"bad": object()})
+        save_checkpoint(tmp_path / "x", 1, make_loss().model, app="toy", config={"bad": object()})
     assert not any((tmp_path / "x").iterdir())

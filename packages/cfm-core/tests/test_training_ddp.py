@@ -21,7 +21,7 @@ from accelerate.state import AcceleratorState
 from cfm_core.training import Trainer, loss_stream, seed_everything, step_seed
 from safetensors.torch import load_file, save_file
 
-from .test_training_fixtures import gaussian_data, make_model, train_config
+from .test_training_fixtures import gaussian_data, make_loss, train_config
 
 SEED = 11
 WORLD = 2
@@ -40,7 +40,7 @@ def _worker(rank: int, port: int, out: Path) -> None:
         LOCAL_WORLD_SIZE=str(WORLD),
     )
     trainer = Trainer(
-        make_model(),
+        make_loss(),
         gaussian_data,
         train_config(out / "run", seed=SEED, steps=2, ema_decays=(0.9,)),
         run_config={},
@@ -67,12 +67,12 @@ def _free_port() -> int:
 
 def _single_process_gradients(rank: int) -> dict[str, torch.Tensor]:
     """Rank ``rank``'s gradient computed alone: its rows of the global batch, its loss stream."""
-    model = make_model()
+    loss = make_loss()
     seed_everything(step_seed(SEED, 0, 0))
     x = gaussian_data(0)[rank::WORLD]
     seed_everything(step_seed(SEED, 0, loss_stream(rank)))
-    model(x).backward()
-    return {n: p.grad.clone() for n, p in model.named_parameters()}
+    loss(x).backward()
+    return {n: p.grad.clone() for n, p in loss.model.named_parameters()}
 
 
 @pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs the fork start method")

@@ -6,7 +6,7 @@ Also imported by the DDP worker processes (run as a script), so it imports nothi
 from __future__ import annotations
 
 import torch
-from cfm_core import CumulativeFlowMap
+from cfm_core import CFMLoss, FlowMap, LossRecipe
 from cfm_core.nn import SinusoidalTimeEmbedding, TimeMLPEmbedding, TwoTimeEmbedding
 from cfm_core.training import TrainConfig
 from torch import nn
@@ -32,9 +32,11 @@ class TinyNet(nn.Module):
         return out if cond is None else out + cond
 
 
-def make_model(seed: int = 0, ratio: float = 0.5, two_time: bool = True) -> CumulativeFlowMap:
+def make_loss(seed: int = 0, ratio: float = 0.5, two_time: bool = True, **recipe) -> CFMLoss:
+    """A u-formulation :class:`CFMLoss` of a fresh :class:`TinyNet` (its ``.model``)."""
     torch.manual_seed(seed)
-    return CumulativeFlowMap(TinyNet(two_time), formulation="u", instantaneous_ratio=ratio, derivative="jvp")
+    model = FlowMap(TinyNet(two_time), formulation="u")
+    return CFMLoss(model, LossRecipe(instantaneous_ratio=ratio, derivative="jvp", **recipe))
 
 
 def gaussian_data(step: int) -> torch.Tensor:

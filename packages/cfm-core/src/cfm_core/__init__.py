@@ -2,13 +2,18 @@
 
 The public API::
 
-    from cfm_core import CumulativeFlowMap
-    model = CumulativeFlowMap(net, formulation="edm")   # or "u", "x1", "ddim", or a Formulation
-    loss = model.loss(x_data, cond=None)                # scalar, differentiable
+    from cfm_core import CFMLoss, FlowMap, LossRecipe
+    model = FlowMap(net, formulation="edm")             # net(x, t, r, cond); "u", "x1", "ddim" too
+    loss_fn = CFMLoss(model, LossRecipe())              # the training loss (a module, for DDP)
+    loss = loss_fn(x_data, cond=None)                   # scalar, differentiable
     x = model.sample(noise, steps=1)                    # k cumulative jumps (or a time grid)
-    x = model.sample_instantaneous(noise, steps=100)    # the multi-step baseline (r = t)
+    x = model.sample(noise, steps=100, sampler="euler") # the multi-step baseline (r = t)
+
+``CumulativeFlowMap`` (model and loss in one object) is deprecated.
 """
 
+from cfm_core.conditions import Condition, select_condition
+from cfm_core.flow_map import FlowMap
 from cfm_core.formulations import (
     DDIM,
     EDM,
@@ -18,6 +23,7 @@ from cfm_core.formulations import (
     X1FlowMatching,
     get_formulation,
 )
+from cfm_core.loss import CFMLoss, LossRecipe
 from cfm_core.model import CumulativeFlowMap
 from cfm_core.nn import TwoTimeEmbedding, load_single_time_state_dict
 from cfm_core.samplers import sample_cumulative, sample_euler, sample_heun
@@ -29,8 +35,12 @@ __all__ = [
     "DDIM",
     "EDM",
     "FORMULATIONS",
+    "CFMLoss",
+    "Condition",
     "CumulativeFlowMap",
+    "FlowMap",
     "Formulation",
+    "LossRecipe",
     "TimePairSampler",
     "TwoTimeEmbedding",
     "UFlowMatching",
@@ -41,4 +51,5 @@ __all__ = [
     "sample_cumulative",
     "sample_euler",
     "sample_heun",
+    "select_condition",
 ]

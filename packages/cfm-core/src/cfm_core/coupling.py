@@ -11,7 +11,7 @@ The cost ``|x_i - n_j|^2`` suits every formulation: for any ``|a x_i - b n_j|^2`
 ``a, b > 0`` (EDM's ``x + sigma n``, DDIM's ``alpha x + sigma n``) only the cross term
 ``-2ab x_i . n_j`` depends on the pairing, so the optimal pairing is the same.
 
-Conditional models are refused by :class:`~cfm_core.CumulativeFlowMap`: pairing across rows with
+Conditional models are refused by :class:`~cfm_core.CFMLoss`: pairing across rows with
 different conditions would make the noise of a condition no longer standard normal.
 """
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from cfm_core.model import Condition, CumulativeFlowMap
+from cfm_core.conditions import Condition
+from cfm_core.flow_map import FlowMap
 from cfm_core.samplers import INSTANTANEOUS_METHODS, SAMPLERS, sample_cumulative
 
 
@@ -39,7 +40,7 @@ class JumpGap:
 
 @torch.no_grad()
 def jump_gap(
-    model: CumulativeFlowMap,
+    model: FlowMap,
     noise: Tensor,
     starts: Sequence[float] = (0.0, 0.25, 0.5, 0.75),
     steps: int = 64,

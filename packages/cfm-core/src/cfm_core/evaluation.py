@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from cfm_core.model import Condition, CumulativeFlowMap, select_condition
+from cfm_core.conditions import Condition, select_condition
+from cfm_core.flow_map import FlowMap
 
 
 @dataclass
@@ -48,9 +49,9 @@ def _timed(fn):
 
 def nfe_sweep(
     noise: Tensor,
-    cfm: CumulativeFlowMap | None,
+    cfm: FlowMap | None,
     cfm_steps: Iterable[int] = (1, 2, 4),
-    baseline: CumulativeFlowMap | None = None,
+    baseline: FlowMap | None = None,
     baseline_steps: Iterable[int] = (1, 2, 4, 8, 16, 32, 64, 128),
     baseline_method: str = "euler",
     cond: Condition = None,
@@ -61,23 +62,13 @@ def nfe_sweep(
     instantaneous ``baseline_method`` at each of ``baseline_steps``; ``batch_size`` splits big runs."""
     entries: list[SweepEntry] = []
 
-    def run(model: CumulativeFlowMap, steps: int, sampler: str) -> tuple[Tensor, int]:
+    def run(model: FlowMap, steps: int, sampler: str) -> tuple[Tensor, int]:
         chunks, nfe = [], 0
         size = batch_size or noise.shape[0]
         for start in range(0, noise.shape[0], size):
             part = noise[start : start + size]
             part_cond = select_condition(cond, torch.arange(start, min(start + size, noise.shape[0])))
-            if sampler == "cumulative":
-                x, nfe = model.sample(part, steps=steps, cond=part_cond, guidance=guidance, return_nfe=True)
-            else:
-                x, nfe = model.sample_instantaneous(
-                    part,
-                    steps=steps,
-                    method=sampler,
-                    cond=part_cond,
-                    guidance=guidance,
-                    return_nfe=True,
-                )
+            x, nfe = model.sample(part, steps, sampler=sampler, cond=part_cond, guidance=guidance, return_nfe=True)
             chunks.append(x)
         return torch.cat(chunks), nfe
 

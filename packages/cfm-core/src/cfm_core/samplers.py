@@ -8,7 +8,7 @@
   last hop into the data end is an Euler step (``2N - 1`` evaluations for ``N`` hops).
 
 A ``field`` returns the field for a batch; classifier-free guidance is applied inside it (see
-:class:`cfm_core.model.CumulativeFlowMap`), and it reports how many evaluations each call costs.
+:meth:`cfm_core.FlowMap.sample`), and it reports how many evaluations each call costs.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from cfm_core.cli.app import Command, ConfigError
 from cfm_core.cli.config import parse_config
 
 if TYPE_CHECKING:
-    from cfm_core.model import CumulativeFlowMap
+    from cfm_core.loss import CFMLoss
 
 
 def require_path(path: str | Path, what: str, option: str) -> Path:
@@ -25,7 +25,7 @@ def require_path(path: str | Path, what: str, option: str) -> Path:
 
 def load_trained(
     path: str | Path,
-    build: Callable[[dict[str, Any]], CumulativeFlowMap],
+    build: Callable[[dict[str, Any]], CFMLoss],
     app: str,
     decay: float | None = None,
     use_ema: bool = True,
@@ -33,8 +33,9 @@ def load_trained(
 ):
     """Rebuild the model a checkpoint (or a run directory's newest one) was trained as, with EMA weights.
 
-    ``build(run_config)`` constructs a fresh :class:`CumulativeFlowMap` from the stored app config.
-    Returns ``(model, checkpoint)``; errors name the option and the file.
+    ``build(run_config)`` constructs a fresh :class:`~cfm_core.CFMLoss` from the stored app config.
+    Returns ``(model, checkpoint)`` with its :class:`~cfm_core.FlowMap` ``model``; errors name the
+    option and the file.
     """
     from cfm_core.training import build_ema_model, load_checkpoint
 
@@ -45,7 +46,7 @@ def load_trained(
         raise ConfigError(f"{option}: {err}") from None
     if checkpoint.meta.get("app") != app:
         raise ConfigError(f"{option}: {checkpoint.path} was trained by app {checkpoint.meta.get('app')!r}, not {app!r}")
-    model = build(checkpoint.meta["config"])
+    model = build(checkpoint.meta["config"]).model
     try:
         build_ema_model(checkpoint, model, decay, use_ema=use_ema)
     except (KeyError, ValueError, RuntimeError) as err:

@@ -190,7 +190,7 @@ class Formulation(ABC):
         return net(x, self.network_time(t), self.network_time(r), cond)
 
     def config(self) -> dict:
-        """The constructor arguments, for checkpoints (``formulation_from_config`` rebuilds it)."""
+        """The constructor arguments, for checkpoints (``get_formulation`` rebuilds it from them)."""
         return {"name": self.name}
 
     def __repr__(self) -> str:

@@ -14,10 +14,11 @@ from cfm_core.cli.app import ConfigError
 from cfm_core.cli.common import load_trained
 from cfm_core.cli.config import config_from_dict, config_to_dict, parse_config
 from cfm_core.evaluation import SweepEntry, nfe_sweep, sweep_table
+from cfm_core.flow_map import FlowMap
 from cfm_core.io import save_json, write_atomically
+from cfm_core.loss import CFMLoss
 from cfm_core.method import build_cfm
 from cfm_core.metrics import energy_distance, sliced_wasserstein
-from cfm_core.model import CumulativeFlowMap
 from cfm_core.plotting import save_curves, save_scatter_panels
 from cfm_core.toy.backbone import ToyMLP, default_time_embedding
 from cfm_core.toy.config import (
@@ -35,8 +36,8 @@ APP = "toy"
 
 
 # ------------------------------------------------------------------------------ building --
-def build_model(run_config: dict[str, Any]) -> CumulativeFlowMap:
-    """The CumulativeFlowMap a toy run config describes (fresh weights)."""
+def build_model(run_config: dict[str, Any]) -> CFMLoss:
+    """The loss (and its ``.model``) a toy run config describes (fresh weights)."""
     cfg = config_from_dict(ToyTrainConfig, run_config)
     embedding = cfg.net.time_embedding
     if embedding == "auto":
@@ -59,7 +60,7 @@ def toy_batches(name: str, batch_size: int):
 def _sample_hook(name: str):
     """Every sample_every steps: a scatter of 1-, 2- and 4-jump samples beside the data."""
 
-    def hook(model: CumulativeFlowMap, step: int, out: Path) -> dict[str, float]:
+    def hook(model: FlowMap, step: int, out: Path) -> dict[str, float]:
         gen = torch.Generator().manual_seed(7)
         noise = torch.randn(2000, 2, generator=gen)
         data = sample_toy(name, 2000, generator=gen)
@@ -100,10 +101,7 @@ def sample(cfg: ToySampleConfig) -> Path:
     """Sample a trained model; write NPY and PNG; return the NPY path."""
     model, ckpt = load_trained(cfg.checkpoint, build_model, APP, cfg.ema_decay, use_ema=cfg.ema)
     noise = torch.randn(cfg.n, 2, generator=torch.Generator().manual_seed(cfg.seed))
-    if cfg.sampler == "cumulative":
-        x, nfe = model.sample(noise, steps=cfg.steps, return_nfe=True)
-    else:
-        x, nfe = model.sample_instantaneous(noise, steps=cfg.steps, method=cfg.sampler, return_nfe=True)
+    x, nfe = model.sample(noise, cfg.steps, sampler=cfg.sampler, return_nfe=True)
     out = Path(cfg.out)
     write_atomically(out, lambda file: np.save(file, x.numpy()))
     png = save_scatter_panels({f"{cfg.sampler}, {cfg.steps} step(s), NFE {nfe}": x}, out.with_suffix(".png"))

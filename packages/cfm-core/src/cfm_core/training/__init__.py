@@ -26,7 +26,7 @@ then renamed into place: a crash never leaves a partial checkpoint; no pickles a
                                "formulation": model.formulation.config(), "time_convention",
                                "config": the full resolved app config, "normalisation": dict | null,
                                "extra": dict, "ema_decays": [..], "optimizer": bool}
-    model.safetensors         the CumulativeFlowMap's raw state dict (keys "net.…")
+    model.safetensors         the FlowMap's raw state dict (keys "net.…")
     ema-{decay}.safetensors   per EMA decay (e.g. ema-0.999.safetensors): float32 averages of the
                               parameters; metadata {"decay", "updates"}
     optimizer.safetensors     AdamW state tensors as "{param index}.{name}"

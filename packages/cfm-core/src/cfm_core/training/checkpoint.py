@@ -133,7 +133,7 @@ def save_checkpoint(
     """Write ``run_dir/step-{step:07d}/`` atomically; keep the newest ``keep_last`` (0: all).
 
     Args:
-        model: the unwrapped :class:`~cfm_core.CumulativeFlowMap` (its formulation goes into meta).
+        model: the unwrapped :class:`~cfm_core.FlowMap` (its formulation goes into meta).
         app: the app's name; config: the full resolved app config (JSON-serialisable).
         ema: the run's :class:`~cfm_core.training.EMA` (or None); optimizer, scheduler: their
             state goes into ``optimizer.safetensors`` + ``optimizer.json`` (None: inference only).
@@ -144,9 +144,7 @@ def save_checkpoint(
     """
     formulation = getattr(model, "formulation", None)
     if formulation is None:
-        raise TypeError(
-            f"save_checkpoint needs the unwrapped CumulativeFlowMap (with .formulation), got {type(model).__name__}"
-        )
+        raise TypeError(f"save_checkpoint needs the unwrapped FlowMap (with .formulation), got {type(model).__name__}")
     from cfm_core import __version__
 
     ema_state = ema.state_dict() if ema is not None else {"updates": 0, "averages": {}}
@@ -340,7 +338,7 @@ def check_formulation(checkpoint: Checkpoint, model: nn.Module) -> None:
 def build_ema_model(
     checkpoint: Checkpoint | str | os.PathLike, model: nn.Module, decay: float | None = None, *, use_ema: bool = True
 ) -> nn.Module:
-    """Load a checkpoint's weights into ``model`` (a CumulativeFlowMap built like the trained one)
+    """Load a checkpoint's weights into ``model`` (a FlowMap built like the trained one)
     for sampling: the EMA average for ``decay`` (default: the first decay; raw weights when the run
     kept no EMA or ``use_ema=False``). Returns ``model`` in eval mode."""
     if not isinstance(checkpoint, Checkpoint):

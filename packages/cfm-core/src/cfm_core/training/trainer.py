@@ -9,9 +9,9 @@ deterministic too, and identical on every process. Process ``rank`` of ``world``
 ``rank::world`` (the global batch must divide evenly), then reseeds with its own stream for the
 loss's noise and times. A run therefore reproduces exactly and resumes exactly from a checkpoint.
 
-The prepared module is the :class:`~cfm_core.CumulativeFlowMap` itself: its ``forward`` is the loss,
-so the DDP wrapper sees the gradient pass and synchronises gradients (the JVP runs under
-``no_grad`` inside it).
+The prepared module is the :class:`~cfm_core.CFMLoss`: its ``forward`` is the loss, so the DDP
+wrapper sees the gradient pass and synchronises gradients (the JVP runs under ``no_grad`` inside
+it). Checkpoints and the EMA hold its ``.model``, the :class:`~cfm_core.FlowMap` (keys ``net.*``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,10 @@ from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
 from cfm_core.cli import ConfigError
-from cfm_core.model import Condition, CumulativeFlowMap, select_condition
+from cfm_core.conditions import Condition, select_condition
+from cfm_core.flow_map import FlowMap
+from cfm_core.loss import CFMLoss
+from cfm_core.model import CumulativeFlowMap
 from cfm_core.nn import load_single_time_state_dict
 from cfm_core.training.checkpoint import (
     Checkpoint,
@@ -49,7 +52,7 @@ from cfm_core.training.seeding import DATA_STREAM, loss_stream, seed_everything,
 
 Batch = Tensor | tuple[Tensor, Condition]
 DataFn = Callable[[int], Batch]
-SampleHook = Callable[[CumulativeFlowMap, int, Path], dict[str, Any] | None]
+SampleHook = Callable[[FlowMap, int, Path], dict[str, Any] | None]
 
 
 def make_accelerator(config: TrainConfig) -> Accelerator:
@@ -138,11 +141,12 @@ def split_batch(batch: Any, step: int) -> tuple[Tensor, Condition]:
 
 
 class Trainer:
-    """Trains a :class:`~cfm_core.CumulativeFlowMap` with AdamW, EMA, checkpoints and logs.
+    """Trains a :class:`~cfm_core.CFMLoss`'s model with AdamW, EMA, checkpoints and logs.
 
     Args:
-        model: the model to train (its weights are the initialisation unless resuming or
-            ``config.init_from`` is set).
+        loss: the loss to minimise; its ``.model`` is trained (its weights are the initialisation
+            unless resuming or ``config.init_from`` is set). A deprecated ``CumulativeFlowMap``
+            is accepted too.
         data: ``data(step)`` returns the global batch of 0-based step ``step``: a tensor ``x`` or a
             pair ``(x, cond)``; it must be a deterministic function of ``step`` (random draws are
             fine: the trainer seeds them). Under DDP each process keeps rows ``rank::world``.
@@ -158,7 +162,7 @@ class Trainer:
 
     def __init__(
         self,
-        model: CumulativeFlowMap,
+        loss: CFMLoss | CumulativeFlowMap,
         data: DataFn,
         config: TrainConfig,
         *,
@@ -168,8 +172,10 @@ class Trainer:
         on_sample: SampleHook | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        if not isinstance(model, CumulativeFlowMap):
-            raise TypeError(f"model must be a CumulativeFlowMap, got {type(model).__name__}")
+        if isinstance(loss, CumulativeFlowMap):
+            loss = loss.cfm_loss
+        if not isinstance(loss, CFMLoss):
+            raise TypeError(f"loss must be a CFMLoss, got {type(loss).__name__}")
         if not callable(data):
             raise TypeError("data must be callable as data(step)")
         for name, value in (("run_config", run_config), ("normalisation", normalisation), ("extra", extra)):
@@ -177,7 +183,7 @@ class Trainer:
                 json.dumps(value)
             except (TypeError, ValueError) as err:
                 raise TypeError(f"{name} must be JSON-serialisable: {err}") from None
-        if model.coupling == "minibatch_ot" and split_batch(data(0), 0)[1] is not None:
+        if loss.recipe.coupling == "minibatch_ot" and split_batch(data(0), 0)[1] is not None:
             raise ConfigError(
                 "method.coupling: minibatch_ot pairs noise across the batch, and this "
                 "app's batches carry a condition (a condition's noise would stop being "
@@ -189,16 +195,17 @@ class Trainer:
         self.output_dir = Path(config.output_dir)
         self.accelerator = make_accelerator(config)
 
+        model = loss.model
         resume_from = self._checkpoint_to_resume(model)
         if resume_from is not None:
             model.load_state_dict(resume_from.model)
         elif config.init_from is not None:
             self._warm_start(model)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = torch.optim.AdamW(loss.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = LambdaLR(
             optimizer, lr_factor(config.warmup_steps, config.lr_schedule, config.steps, config.final_lr_ratio)
         )
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.loss, self.optimizer = self.accelerator.prepare(loss, optimizer)
         self.ema = EMA(self.unwrapped_model, config.ema_decays, config.ema_warmup_power)
         self.step = 0
         if resume_from is not None:
@@ -216,15 +223,20 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup --
     @property
-    def unwrapped_model(self) -> CumulativeFlowMap:
-        """The model without its DDP / mixed-precision wrapper (shares the weights)."""
-        return self.accelerator.unwrap_model(self.model)
+    def unwrapped_loss(self) -> CFMLoss:
+        """The loss without its DDP / mixed-precision wrapper (shares the weights)."""
+        return self.accelerator.unwrap_model(self.loss)
+
+    @property
+    def unwrapped_model(self) -> FlowMap:
+        """The model being trained (the unwrapped loss's ``.model``)."""
+        return self.unwrapped_loss.model
 
     @property
     def is_main(self) -> bool:
         return self.accelerator.is_main_process
 
-    def _checkpoint_to_resume(self, model: CumulativeFlowMap) -> Checkpoint | None:
+    def _checkpoint_to_resume(self, model: FlowMap) -> Checkpoint | None:
         latest = latest_checkpoint(self.output_dir)
         if not self.config.resume:
             if latest is not None:
@@ -250,7 +262,7 @@ class Trainer:
             )
         return checkpoint
 
-    def _warm_start(self, model: CumulativeFlowMap) -> None:
+    def _warm_start(self, model: FlowMap) -> None:
         """Load ``config.init_from``'s network weights (single-time checkpoints too)."""
         try:
             source = load_checkpoint(self.config.init_from, load_optimizer=False)
@@ -287,15 +299,15 @@ class Trainer:
         x, cond = self.local_batch(step)
         stream = loss_stream(self.accelerator.process_index)
         seed_everything(step_seed(self.config.seed, step, stream))
-        self.model.train()
-        loss, terms = self.model(x, cond, return_terms=True)
+        self.loss.train()
+        loss, terms = self.loss(x, cond, return_terms=True)
         self.accelerator.backward(loss)
         return terms
 
     def _optimizer_step(self) -> tuple[float, float]:
         """Clip, step the optimizer, the LR schedule and the EMA; returns (grad norm, LR used)."""
         max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
-        grad_norm = float(self.accelerator.clip_grad_norm_(self.model.parameters(), max_norm))
+        grad_norm = float(self.accelerator.clip_grad_norm_(self.loss.parameters(), max_norm))
         if not math.isfinite(grad_norm):
             raise FloatingPointError(
                 f"non-finite gradient norm at step {self.step}: lower the "
@@ -374,7 +386,7 @@ class Trainer:
             self.log.write(record)
         return record
 
-    def sampling_model(self) -> CumulativeFlowMap:
+    def sampling_model(self) -> FlowMap:
         """A copy of the model holding the first EMA average (the raw weights without EMA), in
         eval mode without gradients."""
         if self.ema.decays:

@@ -1,30 +1,34 @@
-"""CumulativeFlowMap: the loss assembly, r = t, MeanFlow's identity, NFE counts, CFG and errors."""
+"""CFMLoss: the loss assembly, r = t, MeanFlow's identity, condition dropout and errors."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from cfm_core import CumulativeFlowMap
+from cfm_core import FlowMap, LossRecipe
 from cfm_core.derivatives import autograd_derivative, jvp_with_value
 from cfm_core.oracle import GaussianOracle
 
-from .conftest import SmoothNet
+from .conftest import SmoothNet, fix_times, make_loss
 
 
-def _fixed_times(model, u_t, u_r, inst):
-    model.time_sampler = lambda batch, device: (u_t, u_r, inst)
+def _model_target_loss(net, formulation, **recipe):
+    """A loss with ``target_field="model"`` (unless given) for any formulation: ddim refuses the
+    combination when the loss is built (it diverges in training), but its target is still checked."""
+    loss_fn = make_loss(net, "u", **{"target_field": "model", **recipe})
+    loss_fn.model = FlowMap(net, formulation)
+    return loss_fn
 
 
-def _loss_on_a_fixed_batch(model, n: int = 8):
-    """The model's loss on ``n`` rows with fixed times (every other row at r = t) and fixed noise;
+def _loss_on_a_fixed_batch(loss_fn, n: int = 8):
+    """The loss on ``n`` rows with fixed times (every other row at r = t) and fixed noise;
     returns ``(loss, data, noise, t, r, inst, x)`` for rebuilding the target by hand."""
     u_t, u_r = torch.linspace(0.1, 0.6, n), torch.linspace(0.3, 0.9, n)
     inst = torch.tensor([True, False] * (n // 2))
     u_r = torch.where(inst, u_t, u_r)
-    _fixed_times(model, u_t, u_r, inst)
+    fix_times(loss_fn, u_t, u_r, inst)
     data, noise = torch.randn(n, 3), torch.randn(n, 3)
-    loss = model.loss(data, noise=noise)
-    f = model.formulation
+    loss = loss_fn(data, noise=noise)
+    f = loss_fn.model.formulation
     t = f.time_from_unit(u_t)
     r = torch.where(inst, t, f.time_from_unit(u_r))
     return loss, data, noise, t, r, inst, f.interpolate(data, noise, t)
@@ -33,8 +37,9 @@ def _loss_on_a_fixed_batch(model, n: int = 8):
 def test_loss_equals_hand_computed_target(formulation):
     """Fixed times and noise: the loss is the weighted MSE to the hand-built field-equation target."""
     torch.manual_seed(0)
-    model = CumulativeFlowMap(SmoothNet(), formulation, derivative="jvp", adaptive_p=0.0)
-    loss, data, noise, t, r, inst, x = _loss_on_a_fixed_batch(model)
+    loss_fn = make_loss(SmoothNet(), formulation, derivative="jvp", adaptive_p=0.0)
+    model = loss_fn.model
+    loss, data, noise, t, r, inst, x = _loss_on_a_fixed_batch(loss_fn)
     f = formulation
     m_cond = f.conditional_target(data, noise, t)
     v = f.velocity(m_cond, x, t)
@@ -43,14 +48,14 @@ def test_loss_equals_hand_computed_target(formulation):
     weight = f.loss_weight(t) * torch.where(inst, torch.ones_like(t), f.field_weight(t, r))
     expected = ((model.field(x, t, r) - target) ** 2).mean(1) * weight
     torch.testing.assert_close(loss, expected.mean(), rtol=1e-4, atol=1e-6)
-    plain = CumulativeFlowMap(model.net, formulation, field_weighting="none", adaptive_p=0.0)
-    plain.time_sampler = model.time_sampler
+    plain = make_loss(model.net, formulation, field_weighting="none", adaptive_p=0.0)
+    plain.time_sampler = loss_fn.time_sampler
     expected_plain = ((model.field(x, t, r) - target) ** 2).mean(1) * f.loss_weight(t)
-    torch.testing.assert_close(plain.loss(data, noise=noise), expected_plain.mean(), rtol=1e-4, atol=1e-6)
-    adaptive = CumulativeFlowMap(model.net, formulation, adaptive_p=1.0, adaptive_c=0.5)
-    adaptive.time_sampler = model.time_sampler
+    torch.testing.assert_close(plain(data, noise=noise), expected_plain.mean(), rtol=1e-4, atol=1e-6)
+    adaptive = make_loss(model.net, formulation, adaptive_p=1.0, adaptive_c=0.5)
+    adaptive.time_sampler = loss_fn.time_sampler
     expected_adaptive = expected / (expected.detach() + 0.5)
-    torch.testing.assert_close(adaptive.loss(data, noise=noise), expected_adaptive.mean(), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(adaptive(data, noise=noise), expected_adaptive.mean(), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("derivative", ["jvp", "jvp_one_pass", "finite_difference"])
@@ -58,8 +63,9 @@ def test_model_target_field_builds_the_target_from_the_networks_r_equal_t_output
     """target_field="model": the cumulative rows' target takes m_{t->t}(x) of the network (no
     gradient) where the paper's takes m_t(x | x1); the r = t rows keep the conditional target."""
     torch.manual_seed(0)
-    model = CumulativeFlowMap(SmoothNet(), formulation, derivative=derivative, adaptive_p=0.0, target_field="model")
-    loss, data, noise, t, r, inst, x = _loss_on_a_fixed_batch(model)
+    loss_fn = _model_target_loss(SmoothNet(), formulation, derivative=derivative, adaptive_p=0.0)
+    model = loss_fn.model
+    loss, data, noise, t, r, inst, x = _loss_on_a_fixed_batch(loss_fn)
     f = formulation
     m_model = model.field(x, t, t).detach()
     v = f.velocity(m_model, x, t)
@@ -93,10 +99,12 @@ def test_model_target_field_of_the_exact_field_has_no_data_noise(formulation):
     data, noise = 3.0 * torch.randn(n, 2, generator=g), torch.randn(n, 2, generator=g)
     losses = {}
     for source in ("model", "conditional"):
-        model = CumulativeFlowMap(SmoothNet(dim=2), formulation, adaptive_p=0.0, target_field=source)
-        model.field = lambda x, t, r, cond=None: oracle.cumulative_field(x.double(), t.double(), r.double()).float()
-        _fixed_times(model, u_t, u_r, inst)
-        losses[source] = model.loss(data, noise=noise).item()
+        loss_fn = _model_target_loss(SmoothNet(dim=2), formulation, adaptive_p=0.0, target_field=source)
+        loss_fn.model.field = lambda x, t, r, cond=None: oracle.cumulative_field(
+            x.double(), t.double(), r.double()
+        ).float()
+        fix_times(loss_fn, u_t, u_r, inst)
+        losses[source] = loss_fn(data, noise=noise).item()
     assert losses["conditional"] > 1e-2
     assert losses["model"] < 1e-6 * losses["conditional"]
 
@@ -104,13 +112,13 @@ def test_model_target_field_of_the_exact_field_has_no_data_noise(formulation):
 def test_one_pass_jvp_gives_the_gradients_of_separate_passes(formulation, monkeypatch):
     """jvp_one_pass takes the prediction from its dual pass; the gradients must equal those of an
     ordinary forward beside a separately computed derivative (the autograd backend)."""
-    import cfm_core.model
+    import cfm_core.loss
 
     calls = []
-    monkeypatch.setattr(cfm_core.model, "jvp_with_value", lambda *a: calls.append(1) or jvp_with_value(*a))
+    monkeypatch.setattr(cfm_core.loss, "jvp_with_value", lambda *a: calls.append(1) or jvp_with_value(*a))
     torch.manual_seed(3)
-    joint = CumulativeFlowMap(SmoothNet(), formulation, derivative="jvp_one_pass")
-    separate = CumulativeFlowMap(SmoothNet(), formulation, derivative="autograd")
+    joint = make_loss(SmoothNet(), formulation, derivative="jvp_one_pass")
+    separate = make_loss(SmoothNet(), formulation, derivative="autograd")
     separate.load_state_dict(joint.state_dict())
     n = 12
     u_t, u_r = torch.rand(n) * 0.8, 0.1 + torch.rand(n) * 0.85
@@ -118,9 +126,9 @@ def test_one_pass_jvp_gives_the_gradients_of_separate_passes(formulation, monkey
     u_t, u_r = torch.minimum(u_t, u_r), torch.where(inst, torch.minimum(u_t, u_r), torch.maximum(u_t, u_r))
     data, noise = torch.randn(n, 3), torch.randn(n, 3)
     losses = []
-    for model in (joint, separate):
-        _fixed_times(model, u_t, u_r, inst)
-        loss = model.loss(data, noise=noise)
+    for loss_fn in (joint, separate):
+        fix_times(loss_fn, u_t, u_r, inst)
+        loss = loss_fn(data, noise=noise)
         loss.backward()
         losses.append(loss)
     assert calls == [1]  # the one-pass path ran (once: the autograd model does not use it)
@@ -132,27 +140,28 @@ def test_one_pass_jvp_gives_the_gradients_of_separate_passes(formulation, monkey
 
 def test_one_pass_jvp_falls_back_to_separate_passes_under_autocast(monkeypatch):
     """Under autocast the tangent must stay in float32 while the prediction runs in bf16."""
-    import cfm_core.model
+    import cfm_core.loss
 
-    monkeypatch.setattr(cfm_core.model, "jvp_with_value", lambda *a: pytest.fail("one pass ran"))
-    model = CumulativeFlowMap(SmoothNet(), "u", derivative="jvp_one_pass")
+    monkeypatch.setattr(cfm_core.loss, "jvp_with_value", lambda *a: pytest.fail("one pass ran"))
+    loss_fn = make_loss(SmoothNet(), "u", derivative="jvp_one_pass")
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = model.loss(torch.randn(8, 3))
+        loss = loss_fn(torch.randn(8, 3))
     assert torch.isfinite(loss)
 
 
 def test_r_equal_t_is_the_instantaneous_model(formulation):
     """With every row at r = t the loss is the ordinary (flow matching / EDM / DDPM-x0) loss."""
     torch.manual_seed(1)
-    model = CumulativeFlowMap(SmoothNet(), formulation, instantaneous_ratio=1.0, adaptive_p=0.0)
+    loss_fn = make_loss(SmoothNet(), formulation, instantaneous_ratio=1.0, adaptive_p=0.0)
+    model = loss_fn.model
     u_t = torch.rand(16)
-    _fixed_times(model, u_t, u_t, torch.ones(16, dtype=torch.bool))
+    fix_times(loss_fn, u_t, u_t, torch.ones(16, dtype=torch.bool))
     data, noise = torch.randn(16, 3), torch.randn(16, 3)
     t = formulation.time_from_unit(u_t)
     x = formulation.interpolate(data, noise, t)
     err = (model.field(x, t, t) - formulation.conditional_target(data, noise, t)) ** 2
     expected = (err.mean(1) * formulation.loss_weight(t)).mean()
-    torch.testing.assert_close(model.loss(data, noise=noise), expected)
+    torch.testing.assert_close(loss_fn(data, noise=noise), expected)
     # and the field target collapses to the instantaneous target at r = t (Theorem 1)
     torch.testing.assert_close(formulation.field_target(data, x, t, t, torch.randn_like(x)), data)
 
@@ -161,7 +170,7 @@ def test_u_loss_is_meanflow_with_time_flipped():
     """Our u target equals -(MeanFlow target) under t_MF = 1 - t, u_MF = -u (MeanFlow: t = 1 is noise)."""
     torch.manual_seed(2)
     net = SmoothNet()
-    model = CumulativeFlowMap(net, "u")
+    model = FlowMap(net, "u")
     n = 16
     data, noise = torch.randn(n, 3), torch.randn(n, 3)
     t, r = torch.rand(n) * 0.5, 0.5 + torch.rand(n) * 0.5  # ours: t -> r towards data
@@ -185,56 +194,6 @@ def test_u_loss_is_meanflow_with_time_flipped():
     torch.testing.assert_close(model.field(x, t, r), -u_val)
 
 
-class CountingNet(SmoothNet):
-    def __init__(self):
-        super().__init__()
-        self.rows = 0
-
-    def forward(self, x, t, r, cond=None):
-        self.rows += x.shape[0]
-        return super().forward(x, t, r, None if cond is None else cond.float()[:, None].expand_as(x))
-
-
-@pytest.mark.parametrize("steps", [1, 2, 3, 4, 7])
-def test_nfe_counts_are_exact(formulation, steps):
-    net = CountingNet()
-    model = CumulativeFlowMap(net, formulation)
-    noise = torch.randn(5, 3)
-    for call, expected in [
-        (lambda: model.sample(noise, steps=steps, return_nfe=True), steps),
-        (
-            lambda: model.sample_instantaneous(noise, steps=steps, method="euler", return_nfe=True),
-            steps,
-        ),
-        (
-            lambda: model.sample_instantaneous(noise, steps=steps, method="heun", return_nfe=True),
-            2 * steps - 1,
-        ),
-    ]:
-        net.rows = 0
-        _, nfe = call()
-        assert nfe == expected
-        assert net.rows == expected * 5  # NFE counts per-sample network evaluations
-
-
-def test_classifier_free_guidance_combines_fields():
-    net = CountingNet()
-    model = CumulativeFlowMap(net, "u", null_cond=torch.tensor(0))
-    noise, cond = torch.randn(6, 3), torch.randint(1, 4, (6,))
-    out, nfe = model.sample(noise, steps=2, cond=cond, guidance=3.0, return_nfe=True)
-    assert nfe == 4 and net.rows == 4 * 6
-    # by hand
-    grid = model.formulation.time_grid(2)
-    x = noise.clone()
-    for t, r in zip(grid[:-1], grid[1:], strict=True):
-        tb, rb = t.expand(6), r.expand(6)
-        m_c, m_u = model.field(x, tb, rb, cond), model.field(x, tb, rb, torch.zeros_like(cond))
-        x = model.formulation.update(m_u + 3.0 * (m_c - m_u), x, tb, rb)
-    torch.testing.assert_close(out, x)
-    with pytest.raises(ValueError, match="guidance != 1 needs a condition"):
-        model.sample(noise, guidance=2.0)
-
-
 def test_condition_dropout_uses_the_null_condition():
     seen = []
 
@@ -243,38 +202,19 @@ def test_condition_dropout_uses_the_null_condition():
             seen.append(cond.clone())
             return super().forward(x, t, r)
 
-    model = CumulativeFlowMap(Recorder(), "u", null_cond=torch.tensor(-1), cond_dropout=0.5, instantaneous_ratio=1.0)
-    model.loss(torch.randn(400, 3), cond=torch.ones(400, dtype=torch.long))
+    loss_fn = make_loss(Recorder(), "u", null_cond=torch.tensor(-1), cond_dropout=0.5, instantaneous_ratio=1.0)
+    loss_fn(torch.randn(400, 3), cond=torch.ones(400, dtype=torch.long))
     share = (seen[-1] == -1).float().mean().item()
     assert 0.35 < share < 0.65
     with pytest.raises(ValueError, match="needs null_cond"):
-        CumulativeFlowMap(SmoothNet(), "u", cond_dropout=0.1)
-
-
-def test_sampling_restores_training_mode():
-    model = CumulativeFlowMap(SmoothNet(dropout=0.5), "u").train()
-    noise = torch.randn(4, 3)
-    a, b = model.sample(noise, steps=2), model.sample(noise, steps=2)
-    torch.testing.assert_close(a, b)  # eval mode inside: no dropout
-    assert model.training
-
-
-def test_user_time_grid_and_its_errors(formulation):
-    model = CumulativeFlowMap(SmoothNet(), formulation)
-    grid = formulation.time_grid(3).tolist()
-    x, nfe = model.sample(torch.randn(4, 3), steps=grid, return_nfe=True)
-    assert nfe == 3 and x.shape == (4, 3)
-    with pytest.raises(ValueError, match="r must lie between t and the data end"):
-        model.sample(torch.randn(4, 3), steps=grid[::-1])
-    with pytest.raises(ValueError, match="outside the formulation's range"):
-        model.sample(torch.randn(4, 3), steps=[grid[0] + 100 * (grid[0] - grid[-1]), grid[-1]])
+        make_loss(SmoothNet(), "u", cond_dropout=0.1)
 
 
 def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="unknown formulation"):
-        CumulativeFlowMap(SmoothNet(), "flow")
+        FlowMap(SmoothNet(), "flow")
     with pytest.raises(ValueError, match="unknown derivative backend"):
-        CumulativeFlowMap(SmoothNet(), "u", derivative="fd")
+        make_loss(SmoothNet(), "u", derivative="fd")
 
     class WrongShape(torch.nn.Module):
         def forward(self, x, t, r, cond=None):
@@ -284,18 +224,19 @@ def test_bad_inputs_are_named():
         ValueError,
         match=r"network output shape \(\d+, 2\) does not match the input shape \(\d+, 3\)",
     ):
-        CumulativeFlowMap(WrongShape(), "u").loss(torch.randn(4, 3))
-    model = CumulativeFlowMap(SmoothNet(), "u")
+        make_loss(WrongShape(), "u")(torch.randn(4, 3))
+    loss_fn = make_loss(SmoothNet(), "u")
+    model = loss_fn.model
     bad = torch.randn(4, 3)
     bad[1, 2] = float("nan")
     with pytest.raises(ValueError, match="x_data contains NaN or inf"):
-        model.loss(bad)
+        loss_fn(bad)
     with pytest.raises(ValueError, match="noise contains NaN"):
         model.sample(bad)
     with pytest.raises(ValueError, match="noise shape"):
-        model.loss(torch.randn(4, 3), noise=torch.randn(4, 2))
+        loss_fn(torch.randn(4, 3), noise=torch.randn(4, 2))
     with pytest.raises(ValueError, match="unknown sampling method"):
-        model.sample_instantaneous(torch.randn(4, 3), method="rk4")
+        model.sample(torch.randn(4, 3), sampler="rk4")
     with pytest.raises(ValueError, match="outside the formulation's range"):
         model.flow_map(torch.randn(4, 3), 1.5, 1.0)
 
@@ -304,7 +245,7 @@ def test_bad_inputs_are_named():
             return x * float("inf")
 
     with pytest.raises(FloatingPointError, match="non-finite CFM loss"):
-        CumulativeFlowMap(Overflow(), "u", instantaneous_ratio=1.0).loss(torch.randn(4, 3))
+        make_loss(Overflow(), "u", instantaneous_ratio=1.0)(torch.randn(4, 3))
 
 
 def test_dict_condition_dropout_keeps_none_entries_and_custom_noise_is_used():
@@ -321,7 +262,7 @@ def test_dict_condition_dropout_keeps_none_entries_and_custom_noise_is_used():
         calls.append(cond["points"].shape)
         return torch.zeros_like(x)
 
-    model = CumulativeFlowMap(
+    loss_fn = make_loss(
         Recorder(),
         "u",
         null_cond={"points": None, "label": torch.tensor(-1)},
@@ -331,9 +272,53 @@ def test_dict_condition_dropout_keeps_none_entries_and_custom_noise_is_used():
         adaptive_p=0.0,
     )
     points = torch.randn(200, 4)
-    model.loss(torch.randn(200, 3), cond={"points": points, "label": torch.ones(200, dtype=torch.long)})
+    loss_fn(torch.randn(200, 3), cond={"points": points, "label": torch.ones(200, dtype=torch.long)})
     assert calls == [(200, 4)]
     got = seen[-1]
     assert 0.3 < (got["label"] == -1).float().mean().item() < 0.7
     # the positions are inputs, not a condition: untouched (rows are a permutation of the originals)
     assert torch.allclose(got["points"].sort(0).values, points.sort(0).values)
+
+
+def test_model_target_field_is_refused_with_ddim():
+    with pytest.raises(ValueError, match="target_field: 'model' diverges with the ddim formulation"):
+        make_loss(SmoothNet(), "ddim", target_field="model")
+    make_loss(SmoothNet(), "ddim")  # the conditional target is fine
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("instantaneous_ratio", 1.5),
+        ("time_sampler", "beta"),
+        ("logit_normal", (0.0, -1.0)),
+        ("derivative", "fd"),
+        ("fd_step", 0.0),
+        ("field_weighting", "snr"),
+        ("adaptive_p", -1.0),
+        ("adaptive_c", 0.0),
+        ("cond_dropout", 1.0),
+        ("coupling", "sinkhorn"),
+        ("ot_block", 1),
+        ("target_field", "teacher"),
+    ],
+)
+def test_loss_recipe_names_the_invalid_field(field, value):
+    with pytest.raises(ValueError, match=f"^{field}"):
+        LossRecipe(**{field: value})
+
+
+def test_time_pairs_split_the_rows_by_a_fixed_count():
+    """The r = t rows and the cumulative rows are ascending index sets of fixed sizes matching
+    the mask, and the draw is the one of ``__call__`` (same random numbers)."""
+    sampler = LossRecipe(instantaneous_ratio=0.25).time_pairs()
+    torch.manual_seed(5)
+    pairs = sampler.draw(40)
+    torch.manual_seed(5)
+    u_t, u_r, inst = sampler(40)
+    for a, b in zip(pairs[:3], (u_t, u_r, inst), strict=True):
+        assert torch.equal(a, b)
+    assert pairs.instantaneous_rows.numel() == 10 and pairs.cumulative_rows.numel() == 30
+    assert torch.equal(pairs.instantaneous_rows, inst.nonzero().squeeze(1))
+    assert torch.equal(pairs.cumulative_rows, (~inst).nonzero().squeeze(1))
+    assert torch.equal(pairs.u_r[inst], pairs.u_t[inst]) and (pairs.u_r >= pairs.u_t).all()

@@ -1,0 +1,254 @@
+"""``LossRecipe`` and ``CFMLoss``: how a :class:`~cfm_core.flow_map.FlowMap` is trained.
+
+Each batch row gets a time pair ``(t, r)``. The cumulative rows (``r != t``) regress the network's
+field ``m_{t->r}(x_t)`` onto the stop-gradient field-equation target of the formulation, built
+from the total derivative of the network along the instantaneous flow; the ``r = t`` rows regress
+``m_{t->t}(x_t)`` onto the ordinary conditional target. The loss is the module's ``forward`` so
+that a ``DistributedDataParallel`` (or accelerate) wrapper sees the gradient pass and synchronises
+gradients; the derivative pass runs under ``no_grad`` on the same network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from cfm_core.conditions import Condition, replace_rows, select_condition
+from cfm_core.coupling import COUPLINGS, minibatch_ot_pairing
+from cfm_core.derivatives import (
+    DERIVATIVE_BACKENDS,
+    autograd_derivative,
+    finite_difference_derivative,
+    jvp_derivative,
+    jvp_with_value,
+    shared_rng,
+)
+from cfm_core.flow_map import FlowMap
+from cfm_core.time_sampling import TimePairSampler
+
+FIELD_WEIGHTINGS = ("normalized", "none")
+TARGET_FIELDS = ("conditional", "model")
+
+NoiseSampler = Callable[[Tensor, Condition], Tensor]
+
+
+@dataclass
+class LossRecipe:
+    """The training options of a CFM loss; invalid values raise ``ValueError`` naming the field."""
+
+    instantaneous_ratio: float = 0.5
+    """Share of each batch with r = t (1.0 trains only the instantaneous field: the multi-step baseline)."""
+    time_sampler: Literal["uniform", "logit_normal"] = "uniform"
+    """Law of the (t, r) pairs in unit time: two uniform draws, or two logit-normal draws, ordered."""
+    logit_normal: tuple[float, float] = (-0.4, 1.0)
+    """Mean and std of the logit-normal law."""
+    derivative: Literal["jvp", "jvp_one_pass", "finite_difference", "autograd"] = "jvp"
+    """Total time derivative of the network: forward-mode JVP; the JVP pass also giving the prediction
+    (jvp_one_pass: one pass fewer, more saved activations); one extra forward pass; or double
+    backward."""
+    fd_step: float = 0.01
+    """Finite-difference step in unit time."""
+    field_weighting: Literal["normalized", "none"] = "normalized"
+    """Weight of the cumulative rows: normalized (the formulation's field weight, which bounds the
+    gradients near the data end without moving the minimiser) or none (plain L2)."""
+    adaptive_p: float | None = None
+    """Adaptive loss weight 1/(err + c)^p under stop-gradient (0 = plain L2); default: the
+    formulation's default_adaptive_p (1 for ddim, 0 otherwise)."""
+    adaptive_c: float = 1e-3
+    """The c of the adaptive weight."""
+    cond_dropout: float = 0.0
+    """Share of training rows whose condition is replaced by the null condition (for guidance)."""
+    coupling: Literal["independent", "minibatch_ot"] = "independent"
+    """Pairing of noise and data rows in a batch: independent, or minibatch_ot (an exact optimal
+    assignment in blocks of ot_block rows; unconditional models only)."""
+    ot_block: int = 1024
+    """Rows per exact assignment of minibatch_ot (cost grows as the cube)."""
+    target_field: Literal["conditional", "model"] = "conditional"
+    """Instantaneous field inside the cumulative rows' target: conditional (m_t(x|x1): unbiased,
+    carrying the data's spread) or model (the network's own r = t output under stop-gradient, one
+    extra forward pass; the r = t rows still learn from the data). Not with ddim."""
+
+    def __post_init__(self) -> None:
+        self.logit_normal = tuple(float(v) for v in self.logit_normal)
+        if len(self.logit_normal) != 2:
+            raise ValueError(f"logit_normal must be (mean, std), got {self.logit_normal}")
+        self.time_pairs()  # the time sampler checks instantaneous_ratio, time_sampler, logit_normal
+        if self.derivative not in DERIVATIVE_BACKENDS:
+            raise ValueError(
+                f"derivative: unknown derivative backend {self.derivative!r}; choose one of {DERIVATIVE_BACKENDS}"
+            )
+        if not 0.0 < self.fd_step < 1.0:
+            raise ValueError(f"fd_step must lie in (0, 1) (unit time), got {self.fd_step}")
+        if self.field_weighting not in FIELD_WEIGHTINGS:
+            raise ValueError(f"field_weighting: unknown {self.field_weighting!r}; choose one of {FIELD_WEIGHTINGS}")
+        if self.adaptive_p is not None and self.adaptive_p < 0:
+            raise ValueError(f"adaptive_p must be >= 0, got {self.adaptive_p}")
+        if self.adaptive_c <= 0:
+            raise ValueError(f"adaptive_c must be > 0, got {self.adaptive_c}")
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ValueError(f"cond_dropout must lie in [0, 1), got {self.cond_dropout}")
+        if self.coupling not in COUPLINGS:
+            raise ValueError(f"coupling: unknown coupling {self.coupling!r}; choose one of {COUPLINGS}")
+        if self.ot_block < 2:
+            raise ValueError(f"ot_block must be at least 2 rows, got {self.ot_block}")
+        if self.target_field not in TARGET_FIELDS:
+            raise ValueError(f"target_field: unknown {self.target_field!r}; choose one of {TARGET_FIELDS}")
+
+    def time_pairs(self) -> TimePairSampler:
+        """The sampler of the training time pairs this recipe describes."""
+        mean, std = self.logit_normal
+        return TimePairSampler(self.time_sampler, self.instantaneous_ratio, mean, std)
+
+    def check_formulation(self, formulation: str) -> None:
+        """Raise ``ValueError`` for a recipe that does not train with formulation ``formulation``."""
+        if formulation == "ddim" and self.target_field == "model":
+            raise ValueError("target_field: 'model' diverges with the ddim formulation; use target_field 'conditional'")
+
+
+class CFMLoss(nn.Module):
+    """The CFM training loss of ``model``: ``loss = CFMLoss(model, recipe)(x_data, cond)``.
+
+    Args:
+        model: the :class:`~cfm_core.flow_map.FlowMap` being trained (a submodule: the loss's
+            parameters are the model's).
+        recipe: the training options (default :class:`LossRecipe`).
+        noise_sampler: ``noise_sampler(x_data, cond) -> noise`` used when ``forward`` is given no
+            ``noise`` (default ``torch.randn_like``); e.g. spatially correlated noise for functions.
+    """
+
+    def __init__(
+        self, model: FlowMap, recipe: LossRecipe | None = None, *, noise_sampler: NoiseSampler | None = None
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, FlowMap):
+            raise TypeError(f"model must be a FlowMap, got {type(model).__name__}")
+        recipe = LossRecipe() if recipe is None else recipe
+        recipe.check_formulation(model.formulation.name)
+        if recipe.cond_dropout > 0 and model.null_cond is None:
+            raise ValueError("cond_dropout > 0 needs null_cond (the condition meaning 'unconditional')")
+        self.model, self.recipe, self.noise_sampler = model, recipe, noise_sampler
+        self.time_sampler = recipe.time_pairs()
+        p = model.formulation.default_adaptive_p if recipe.adaptive_p is None else recipe.adaptive_p
+        self.adaptive_p = float(p)
+
+    def forward(
+        self,
+        x_data: Tensor,
+        cond: Condition = None,
+        *,
+        noise: Tensor | None = None,
+        return_terms: bool = False,
+    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        """The loss on a batch ``x_data`` of shape ``(B, ...)``: a differentiable scalar.
+
+        ``noise`` (standard normal, shaped like ``x_data``; drawn when not given) is paired with the
+        data rows as the recipe's coupling says. With ``return_terms`` also returns a dict of
+        detached terms: ``loss``, ``loss_weighted_mse`` and the mean of the ``r = t`` rows
+        (``loss_instantaneous``) and of the other rows (``loss_cumulative``) when present.
+        """
+        recipe, f = self.recipe, self.model.formulation
+        if not isinstance(x_data, Tensor) or x_data.ndim < 2:
+            raise ValueError("x_data must be a tensor of shape (batch, ...) with at least 2 dimensions")
+        if not torch.isfinite(x_data).all():
+            raise ValueError("x_data contains NaN or inf")
+        if noise is None:
+            noise = torch.randn_like(x_data) if self.noise_sampler is None else self.noise_sampler(x_data, cond)
+        if noise.shape != x_data.shape:
+            raise ValueError(f"noise shape {tuple(noise.shape)} does not match x_data shape {tuple(x_data.shape)}")
+        if recipe.coupling == "minibatch_ot":
+            if cond is not None:
+                raise ValueError(
+                    "coupling 'minibatch_ot' pairs noise across the batch, which a conditional "
+                    "model cannot use (a condition's noise would stop being standard normal); "
+                    "use coupling 'independent'"
+                )
+            noise = minibatch_ot_pairing(x_data, noise, recipe.ot_block)
+
+        batch, device = x_data.shape[0], x_data.device
+        pairs = self.time_sampler.draw(batch, device)
+        t = f.time_from_unit(pairs.u_t).float()
+        r = torch.where(pairs.instantaneous, t, f.time_from_unit(pairs.u_r).float())
+        x_t = f.interpolate(x_data, noise, t)
+        m_cond = f.conditional_target(x_data, noise, t)
+        cond = self._drop_condition(cond, batch, device)
+
+        per_sample = torch.empty(batch, device=device, dtype=torch.float32)
+        for rows, cumulative in ((pairs.cumulative_rows, True), (pairs.instantaneous_rows, False)):
+            if rows.numel() == 0:  # sizes are fixed by the ratio: no device synchronisation
+                continue
+            xs, ts, rs, ms, cs = x_t[rows], t[rows], r[rows], m_cond[rows], select_condition(cond, rows)
+            if cumulative:
+                pred, target = self._cumulative_prediction(xs, ts, rs, ms, cs)
+            else:
+                pred, target = self.model.field(xs, ts, rs, cs), ms
+            err = (pred.float() - target.float()).pow(2).flatten(1).mean(1) * f.loss_weight(ts).float()
+            if cumulative and recipe.field_weighting == "normalized":
+                err = err * f.field_weight(ts, rs).float()
+            per_sample[rows] = err
+
+        raw = per_sample
+        if self.adaptive_p > 0:
+            per_sample = per_sample / (per_sample.detach() + recipe.adaptive_c).pow(self.adaptive_p)
+        loss = per_sample.mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite CFM loss ({loss.item()}) with formulation {f.name!r}: lower the learning "
+                "rate, clip gradients, or check the network for overflow"
+            )
+        if not return_terms:
+            return loss
+        terms = {"loss": loss.detach(), "loss_weighted_mse": raw.detach().mean()}
+        if pairs.instantaneous_rows.numel():
+            terms["loss_instantaneous"] = raw[pairs.instantaneous_rows].detach().mean()
+        if pairs.cumulative_rows.numel():
+            terms["loss_cumulative"] = raw[pairs.cumulative_rows].detach().mean()
+        return loss, terms
+
+    def _cumulative_prediction(self, x: Tensor, t: Tensor, r: Tensor, m_inst: Tensor, cond: Condition):
+        """The gradient-carrying prediction ``m_{t->r}(x)`` and its stop-gradient field target."""
+        model, f, backend = self.model, self.model.formulation, self.recipe.derivative
+        if self.recipe.target_field == "model":
+            with torch.no_grad():
+                m_inst = model.field(x, t, t, cond)
+        velocity = f.velocity(m_inst, x, t)
+
+        def field_at(x_: Tensor, t_: Tensor) -> Tensor:
+            return model.field(x_, t_, r, cond)
+
+        if backend == "finite_difference":
+            state = _rng_state(x.device)
+            pred = model.field(x, t, r, cond)
+            with shared_rng(x.device):  # the extra pass replays the gradient pass's dropout masks
+                _set_rng_state(x.device, state)
+                dm = finite_difference_derivative(field_at, x, t, r, m_inst, pred.detach(), f, self.recipe.fd_step)
+        elif backend == "jvp_one_pass" and not torch.is_autocast_enabled(x.device.type):
+            pred, dm = jvp_with_value(field_at, x, t, velocity)  # one pass: value and tangent
+        else:
+            derivative = autograd_derivative if backend == "autograd" else jvp_derivative
+            with shared_rng(x.device):
+                dm = derivative(field_at, x, t, velocity)
+            pred = model.field(x, t, r, cond)
+        target = f.field_target(m_inst.float(), x.float(), t, r, dm)
+        return pred, target.detach()
+
+    def _drop_condition(self, cond: Condition, batch: int, device: torch.device) -> Condition:
+        """``cond`` with a ``cond_dropout`` share of rows nulled (in training mode only)."""
+        if cond is None or self.recipe.cond_dropout == 0 or not self.model.training:
+            return cond
+        mask = torch.rand(batch, device=device) < self.recipe.cond_dropout
+        return replace_rows(cond, self.model.null_cond, mask)
+
+
+def _rng_state(device: torch.device) -> tuple[Tensor, Tensor | None]:
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(device: torch.device, state: tuple[Tensor, Tensor | None]) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
