@@ -36,9 +36,12 @@ TARGET_FIELDS = ("conditional", "model")
 NoiseSampler = Callable[[Tensor, Condition], Tensor]
 
 
-@dataclass
+@dataclass(frozen=True)
 class LossRecipe:
-    """The training options of a CFM loss; invalid values raise ``ValueError`` naming the field."""
+    """The training options of a CFM loss; invalid values raise ``ValueError`` naming the field.
+
+    Frozen: :class:`CFMLoss` derives its time sampler from it once; use
+    :func:`dataclasses.replace` for a variant."""
 
     instantaneous_ratio: float = 0.5
     """Share of each batch with r = t (1.0 trains only the instantaneous field: the multi-step baseline)."""
@@ -73,7 +76,7 @@ class LossRecipe:
     extra forward pass; the r = t rows still learn from the data). Not with ddim."""
 
     def __post_init__(self) -> None:
-        self.logit_normal = tuple(float(v) for v in self.logit_normal)
+        object.__setattr__(self, "logit_normal", tuple(float(v) for v in self.logit_normal))
         if len(self.logit_normal) != 2:
             raise ValueError(f"logit_normal must be (mean, std), got {self.logit_normal}")
         self.time_pairs()  # the time sampler checks instantaneous_ratio, time_sampler, logit_normal

@@ -15,7 +15,7 @@ from cfm_core.formulations import FORMULATIONS, get_formulation
 from cfm_core.loss import CFMLoss, LossRecipe, NoiseSampler
 
 
-@dataclass
+@dataclass(frozen=True)
 class MethodConfig(LossRecipe):
     """How the network is trained and sampled (CFM, or the multi-step baseline with ratio 1.0):
     the loss recipe's options, then the formulation."""
