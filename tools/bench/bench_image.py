@@ -82,7 +82,7 @@ def step_times(configs: dict[str, ImageTrainConfig], data, rounds: int, device: 
                 torch.cuda.reset_peak_memory_stats()
             start = time.perf_counter()
             with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
-                loss = model.loss(x, cond)
+                loss = model(x, cond)
             optimizers[name].zero_grad(set_to_none=True)
             loss.backward()
             optimizers[name].step()

@@ -18,14 +18,15 @@ TrainStep = Callable[[int], None]
 
 
 def optimizer_step(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Callable[[int], Any]
+    loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Callable[[int], Any]
 ) -> TrainStep:
-    """``step(i)``: loss on ``batches(i)`` (a tensor or an ``(x, cond)`` pair), backward, update."""
+    """``step(i)``: ``loss_fn`` (a CFMLoss) on ``batches(i)`` (a tensor or an ``(x, cond)`` pair),
+    backward, update."""
 
     def step(i: int) -> None:
         batch = batches(i)
         x, cond = batch if isinstance(batch, (tuple, list)) else (batch, None)
-        loss = model.loss(x, cond)
+        loss = loss_fn(x, cond)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

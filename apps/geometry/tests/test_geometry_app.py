@@ -8,7 +8,7 @@ import typing
 import numpy as np
 import pytest
 import torch
-from cfm_core import CumulativeFlowMap
+from cfm_core import FlowMap
 from cfm_core.cli import ConfigError, config_to_dict, main, parse_config
 from cfm_core.cli.common import load_trained
 from cfm_core.diagnostics import jump_gap
@@ -254,16 +254,12 @@ def test_generate_points_streams_batches_of_the_same_noise(sampler, steps):
         for parameter in net.parameters():
             if (parameter == 0).all():
                 parameter.normal_(0, 0.3)
-    model = CumulativeFlowMap(net, "edm")
+    model = FlowMap(net, "edm")
     whole, nfe, seconds = generate_points(model, 1000, steps, sampler, batch_size=1000, seed=5)
     batched, _, _ = generate_points(model, 1000, steps, sampler, batch_size=300, seed=5)
     noise = point_noise(1000, None, seed=5)
     with net.shared_times():  # per-row vs shared embedding: test_shared_times_gives_the_per_row_outputs
-        direct = (
-            model.sample(noise, steps=steps)
-            if sampler == "cumulative"
-            else model.sample_instantaneous(noise, steps=steps, method=sampler)
-        )
+        direct = model.sample(noise, steps=steps, sampler=sampler)
     assert whole.shape == (1000, 3) and nfe == (steps if sampler == "cumulative" else 2 * steps - 1)
     assert seconds > 0 and not net._shared_times
     torch.testing.assert_close(batched, whole, rtol=1e-5, atol=1e-5)
@@ -307,3 +303,16 @@ def test_bad_inputs_fail_with_the_option_named(tmp_path, capsys):
         main(["geometry", "train", "--shape", "teapot"])
     with pytest.raises(ConfigError, match="--f-threshold"):
         GeometryEvalConfig(checkpoint="x", f_threshold=2.0)
+
+
+def test_ddim_with_the_apps_model_target_is_refused_clearly(tmp_path, capsys):
+    """The app trains with target_field model; ddim diverges with it, so the command refuses
+    (exit status 2, the option named) before it writes anything."""
+    argv = ["--method.formulation", "ddim", "--train.output-dir", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as exited:
+        main(["geometry", "train", *argv])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "method.target_field" in err and "diverges" in err and not (tmp_path / "run").exists()
+    ddim = parse_config(GeometryTrainConfig, [*argv, "--method.target-field", "conditional"], prog="t")
+    assert ddim.method.formulation == "ddim" and ddim.method.target_field == "conditional"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cfm_core import CumulativeFlowMap
+from cfm_core import CFMLoss, FlowMap, LossRecipe
 from cfm_core.derivatives import derivative_context
 from cfm_geometry.backbones import (
     BACKBONE_PRESETS,
@@ -122,10 +122,10 @@ def test_cumulative_flow_map_trains_and_samples(case):
     make, shape = CASES[case]
     torch.manual_seed(0)
     net = make(num_shapes=2)
-    model = CumulativeFlowMap(net, "edm", null_cond=net.null_condition, cond_dropout=0.2)
+    model = FlowMap(net, "edm", null_cond=net.null_condition)
     x = torch.randn(shape)
     cond = torch.randint(0, 2, (shape[0],))
-    loss = model.loss(x, cond)
+    loss = CFMLoss(model, LossRecipe(cond_dropout=0.2))(x, cond)
     loss.backward()
     assert torch.isfinite(loss)
     grads = [p.grad for p in net.parameters() if p.grad is not None]

@@ -156,7 +156,7 @@ def test_warm_start_from_the_baseline(tmp_path):
     assert set(state) == set(ema)
     for name, value in state.items():  # the CFM run starts from the baseline's EMA weights
         assert torch.equal(value, ema[name]), name
-    assert trainer.unwrapped_model.time_sampler.instantaneous_ratio == 0.5
+    assert trainer.unwrapped_loss.recipe.instantaneous_ratio == 0.5
     assert trainer.fit()["trained_steps"] == 2
 
 

@@ -116,18 +116,19 @@ def _conditional_model(formulation: str):
         method=replace(base.method, formulation=formulation),
     )
     torch.manual_seed(0)
-    model = build_model(config_to_dict(cfg)).eval()
+    loss_fn = build_model(config_to_dict(cfg)).eval()
     with torch.no_grad():  # wake the zero-initialised output layers
-        for parameter in model.parameters():
+        for parameter in loss_fn.parameters():
             if not parameter.any():
                 parameter.normal_(0, 0.05)
-    return model
+    return loss_fn
 
 
 @pytest.mark.parametrize("formulation", ["u", "ddim"])
 def test_classifier_free_guidance_is_the_extrapolated_field(formulation):
-    model = _conditional_model(formulation)
-    assert int(model.null_cond) == 10 and model.cond_dropout == pytest.approx(0.1)
+    loss_fn = _conditional_model(formulation)
+    model = loss_fn.model
+    assert int(model.null_cond) == 10 and loss_fn.recipe.cond_dropout == pytest.approx(0.1)
     noise = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     labels = torch.tensor([1, 5, 5, 9])
     with torch.no_grad():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from cfm_core import CumulativeFlowMap
+from cfm_core import CFMLoss, FlowMap, LossRecipe
 from cfm_core.derivatives import derivative_context
 from cfm_core.nn import load_single_time_state_dict
 from cfm_image.unet import UNET_PRESETS, UNet, unet_config, unet_from_config
@@ -81,7 +81,7 @@ def test_jvp_matches_finite_differences_and_autograd():
     def field(x_, t_):
         return net(x_, t_, r, labels)
 
-    with derivative_context(x.device):  # math attention, as in CumulativeFlowMap's JVP
+    with derivative_context(x.device):  # math attention, as in CFMLoss's JVP
         _, tangent = torch.func.jvp(field, (x, t), (v, torch.ones_like(t)))
 
         def central(h):
@@ -99,10 +99,10 @@ def test_jvp_matches_finite_differences_and_autograd():
 def test_cumulative_flow_map_loss_backpropagates(formulation):
     net = tiny(num_classes=10, dropout=0.1)
     randomize_zero_layers(net)
-    model = CumulativeFlowMap(net, formulation, null_cond=torch.tensor(10), cond_dropout=0.2)
+    loss_fn = CFMLoss(FlowMap(net, formulation, null_cond=torch.tensor(10)), LossRecipe(cond_dropout=0.2))
     x, _, _ = inputs(batch=4)
     torch.manual_seed(0)
-    loss = model.loss(x, torch.tensor([0, 3, 3, 9]))
+    loss = loss_fn(x, torch.tensor([0, 3, 3, 9]))
     loss.backward()
     assert torch.isfinite(loss)
     grads = {name: p.grad for name, p in net.named_parameters()}

@@ -1,8 +1,8 @@
-"""The pose backbone under the CumulativeFlowMap contract."""
+"""The pose backbone under the FlowMap contract."""
 
 import pytest
 import torch
-from cfm_core import CumulativeFlowMap
+from cfm_core import CFMLoss, FlowMap
 from cfm_pose.backbone import PointSetEncoder, PoseMLP
 
 SMALL = {
@@ -73,9 +73,9 @@ def test_jvp_matches_central_differences(mode):
 @pytest.mark.parametrize("mode", ["vector", "per_point"])
 def test_cumulative_flow_map_trains_and_samples(mode):
     net = _net(mode)
-    model = CumulativeFlowMap(net, "ddim")
+    model = FlowMap(net, "ddim")
     x, _, _, cond = _inputs(mode, batch=4)
-    loss = model.loss(x, cond)
+    loss = CFMLoss(model)(x, cond)
     loss.backward()
     assert torch.isfinite(loss)
     grads = [p.grad for p in net.encoder.parameters()]

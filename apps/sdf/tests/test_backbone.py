@@ -1,10 +1,10 @@
-"""SDFDecoder: shapes, queries, conditioning, derivatives and use inside CumulativeFlowMap."""
+"""SDFDecoder: shapes, queries, conditioning, derivatives and use inside CFMLoss."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from cfm_core import CumulativeFlowMap
+from cfm_core import CFMLoss, FlowMap
 from cfm_sdf.backbone import NULL_SURFACE_VALUE, PRESETS, SDFDecoder
 from cfm_sdf.representation import RepresentationConfig, batch, correlated_noise
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -100,18 +100,18 @@ def test_cumulative_flow_map_loss_backpropagates(formulation, data):
     torch.manual_seed(0)
     features = "fourier" if formulation == "edm" else "sinusoidal"
     net = SDFDecoder.from_preset("tiny", time_features=features)
-    model = CumulativeFlowMap(net, formulation)
+    loss_fn = CFMLoss(FlowMap(net, formulation))
     surface = data.surface_points.clone()
     surface[2] = NULL_SURFACE_VALUE  # a dropped condition row
     cond = {"context_points": data.context_points, "surface_points": surface}
     noise = correlated_noise(data.context_points, 8, torch.Generator().manual_seed(0))
-    loss = model.loss(data.context_values, cond, noise=noise)
+    loss = loss_fn(data.context_values, cond, noise=noise)
     loss.backward()
     assert torch.isfinite(loss)
     grads = [p.grad for p in net.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     assert net.head.out.weight.grad.abs().sum() > 0
-    samples = model.sample(noise, steps=2, cond=cond)
+    samples = loss_fn.model.sample(noise, steps=2, cond=cond)
     assert samples.shape == data.context_values.shape and torch.isfinite(samples).all()
 
 

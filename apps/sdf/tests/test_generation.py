@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cfm_core import CumulativeFlowMap
+from cfm_core import CFMLoss, FlowMap, LossRecipe
 from cfm_core.formulations import get_formulation
 from cfm_sdf import generation
 from cfm_sdf.backbone import SDFDecoder
@@ -22,7 +22,7 @@ CONFIG = RepresentationConfig(n_context=64, n_query_volume=16, n_query_near=16, 
 NOISE_GRID = 6
 
 
-def model(formulation: str, **options) -> CumulativeFlowMap:
+def model(formulation: str, null_cond=None) -> FlowMap:
     """A CFM around a tiny decoder with perturbed weights (fresh gates output zeros)."""
     torch.manual_seed(0)
     features = "fourier" if formulation == "edm" else "sinusoidal"
@@ -31,7 +31,7 @@ def model(formulation: str, **options) -> CumulativeFlowMap:
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.2 * torch.randn(p.shape, generator=generator))
-    return CumulativeFlowMap(FieldNet(net), formulation, **options)
+    return FlowMap(FieldNet(net), formulation, null_cond=null_cond)
 
 
 @pytest.fixture(scope="module")
@@ -88,14 +88,15 @@ def test_guided_final_field_mixes_both_calls(data, monkeypatch, sampler, steps):
 
 
 def test_the_null_condition_is_the_unconditional_decoder(data):
-    m = model("x1", null_cond=NULL_CONDITION, cond_dropout=0.5).train()
+    loss_fn = CFMLoss(model("x1", null_cond=NULL_CONDITION), LossRecipe(cond_dropout=0.5)).train()
+    m = loss_fn.model
     rows = 400
     cond = {
         key: value[torch.arange(rows) % 2]
         for key, value in {**data.cond(), EXTRA_POINTS_KEY: data.query_points}.items()
     }
     torch.manual_seed(2)
-    dropped = m._drop_condition(cond, rows, torch.device("cpu"))
+    dropped = loss_fn._drop_condition(cond, rows, torch.device("cpu"))
     nulled = torch.isnan(dropped["surface_points"]).all(dim=2).all(dim=1)
     assert 0.4 < nulled.float().mean() < 0.6  # about half of the rows
     assert not torch.isnan(dropped["surface_points"][~nulled]).any()
@@ -116,8 +117,10 @@ def test_the_null_condition_is_the_unconditional_decoder(data):
 
 
 def test_training_with_condition_dropout_has_finite_gradients(data):
-    m = model(
-        "x1", null_cond=NULL_CONDITION, cond_dropout=0.5, noise_sampler=CorrelatedNoiseSampler(NOISE_GRID)
+    m = CFMLoss(
+        model("x1", null_cond=NULL_CONDITION),
+        LossRecipe(cond_dropout=0.5),
+        noise_sampler=CorrelatedNoiseSampler(NOISE_GRID),
     ).train()
     torch.manual_seed(0)
     loss = m(data.context_values, data.cond())

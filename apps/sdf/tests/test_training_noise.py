@@ -80,9 +80,9 @@ def test_the_loss_trains_on_the_sampled_noise(model, training_batch):
     sampled = model(x, cond)
     torch.manual_seed(5)
     noise = correlated_noise(points, GRID)  # what the sampler draws, then the loss's times
-    explicit = model.loss(x, cond, noise=noise)
+    explicit = model(x, cond, noise=noise)
     torch.manual_seed(5)
-    iid = model.loss(x, cond, noise=torch.randn_like(x))
+    iid = model(x, cond, noise=torch.randn_like(x))
     assert torch.equal(sampled, explicit)
     assert not torch.equal(sampled, iid)
 

@@ -1,4 +1,4 @@
-"""Networks ``net(x, t, r, cond) -> tensor shaped like x`` for :class:`cfm_core.CumulativeFlowMap`.
+"""Networks ``net(x, t, r, cond) -> tensor shaped like x`` for :class:`cfm_core.FlowMap`.
 
 * :class:`PointMLP` — Geometry Distributions' per-point network: every point is mapped on its own
   (points never interact), so one shape is one network and the batch is a batch of points
@@ -73,7 +73,7 @@ class ShapeCondition(nn.Module):
 
     @property
     def null_condition(self) -> Tensor | None:
-        """The condition meaning "unconditional" (for ``CumulativeFlowMap(null_cond=...)``)."""
+        """The condition meaning "unconditional" (for ``FlowMap(null_cond=...)``)."""
         if self.num_shapes:
             return torch.tensor(self.num_shapes)
         if self.code_dim:
@@ -149,7 +149,7 @@ class _ConditionedBackbone(nn.Module):
 
     @property
     def null_condition(self) -> Tensor | None:
-        """The null condition to pass as ``CumulativeFlowMap(null_cond=...)`` (None if
+        """The null condition to pass as ``FlowMap(null_cond=...)`` (None if
         unconditional)."""
         return self.condition.null_condition
 

@@ -19,10 +19,11 @@ from cfm_core.cli import ConfigError, config_from_dict, config_to_dict, parse_co
 from cfm_core.cli.common import load_trained, require_path
 from cfm_core.diagnostics import jump_gap
 from cfm_core.evaluation import SweepEntry, sweep_table
+from cfm_core.flow_map import FlowMap
 from cfm_core.io import save_json
+from cfm_core.loss import CFMLoss
 from cfm_core.method import build_cfm
 from cfm_core.metrics import chamfer_distance
-from cfm_core.model import CumulativeFlowMap
 from cfm_core.plotting import save_curves, save_point_cloud_views
 from cfm_core.training import Checkpoint, Trainer, seed_initial_weights
 
@@ -73,8 +74,8 @@ def backbone_config(net: GeometryNetConfig, formulation: str) -> dict[str, Any]:
     return {**shared, "width": net.width, "heads": net.heads}
 
 
-def build_model(run_config: dict[str, Any]) -> CumulativeFlowMap:
-    """The CumulativeFlowMap a geometry run config describes (fresh weights)."""
+def build_model(run_config: dict[str, Any]) -> CFMLoss:
+    """The loss (and its ``.model``) a geometry run config describes (fresh weights)."""
     cfg = config_from_dict(GeometryTrainConfig, run_config)
     net = backbone_from_config(backbone_config(cfg.net, cfg.method.formulation))
     return build_cfm(net, with_app_defaults(cfg.method))
@@ -130,7 +131,7 @@ def _preview_hook(cfg: GeometryTrainConfig, bank: PointBank, up_axis: str):
     reference = bank.points[: cfg.preview_points].cpu()
     per_set = set_size(cfg)
 
-    def hook(model: CumulativeFlowMap, step: int, out: Path) -> dict[str, float]:
+    def hook(model: FlowMap, step: int, out: Path) -> dict[str, float]:
         noise = point_noise(cfg.preview_points, per_set, seed=7)
         scores = {}
         for steps in PREVIEW_STEPS:
@@ -170,9 +171,7 @@ def train(cfg: GeometryTrainConfig) -> dict[str, Any]:
     return trainer.fit()
 
 
-def _trained(
-    path: str, option: str = "--checkpoint"
-) -> tuple[CumulativeFlowMap, Checkpoint, GeometryTrainConfig, Normalisation]:
+def _trained(path: str, option: str = "--checkpoint") -> tuple[FlowMap, Checkpoint, GeometryTrainConfig, Normalisation]:
     """A trained model (EMA weights, on the inference device), its checkpoint, run config and
     normalisation."""
     model, ckpt = load_trained(path, build_model, APP, option=option)
@@ -234,7 +233,7 @@ def sample(cfg: GeometrySampleConfig) -> Path:
 
 
 def _sweep(
-    model: CumulativeFlowMap,
+    model: FlowMap,
     label: str,
     steps_list: Sequence[int],
     sampler: str,
@@ -329,7 +328,7 @@ GAP_STARTS, GAP_STEPS = (0.0, 0.25, 0.5, 0.75), 64
 
 
 def _jump_gaps(
-    model: CumulativeFlowMap, run: GeometryTrainConfig, cfg: GeometryEvalConfig, units: Units
+    model: FlowMap, run: GeometryTrainConfig, cfg: GeometryEvalConfig, units: Units
 ) -> list[dict[str, float]]:
     """:func:`cfm_core.diagnostics.jump_gap` of the CFM model in box units (empty for set
     networks, whose samples are sets, and with --gap-points 0)."""

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 import torch
-from cfm_core.model import CumulativeFlowMap
+from cfm_core.flow_map import FlowMap
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -55,17 +55,15 @@ def flatten_points(samples: Tensor, points: int) -> Tensor:
     return samples.reshape(-1, samples.shape[-1])[:points]
 
 
-def run_sampler(model: CumulativeFlowMap, noise: Tensor, steps: int, sampler: str) -> tuple[Tensor, int]:
+def run_sampler(model: FlowMap, noise: Tensor, steps: int, sampler: str) -> tuple[Tensor, int]:
     """One batch: CFM ``steps`` jumps (``cumulative``) or the r = t field's ``euler`` / ``heun``
     solver; returns the samples and the number of network evaluations."""
-    if sampler == "cumulative":
-        return model.sample(noise, steps=steps, return_nfe=True)
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
-    return model.sample_instantaneous(noise, steps=steps, method=sampler, return_nfe=True)
+    return model.sample(noise, steps, sampler=sampler, return_nfe=True)
 
 
-def _shared_times(model: CumulativeFlowMap) -> contextlib.AbstractContextManager:
+def _shared_times(model: FlowMap) -> contextlib.AbstractContextManager:
     """The network's ``shared_times`` context (one time embedding per batch) if it has one."""
     shared = getattr(model.net, "shared_times", None)
     return shared() if callable(shared) else contextlib.nullcontext()
@@ -77,7 +75,7 @@ def default_batch_points(device: torch.device) -> int:
 
 
 def generate_points(
-    model: CumulativeFlowMap,
+    model: FlowMap,
     points: int,
     steps: int,
     sampler: str,

@@ -11,8 +11,9 @@ import torch
 from cfm_core.cli import ConfigError, config_from_dict, config_to_dict, parse_config
 from cfm_core.cli.common import load_trained
 from cfm_core.evaluation import nfe_sweep, sweep_table
+from cfm_core.flow_map import FlowMap
+from cfm_core.loss import CFMLoss
 from cfm_core.method import build_cfm
-from cfm_core.model import CumulativeFlowMap
 from cfm_core.training import Trainer, load_checkpoint, seed_initial_weights
 from torch import Tensor
 
@@ -72,8 +73,8 @@ def architecture(cfg: ImageTrainConfig) -> dict[str, Any]:
         raise ConfigError(f"net: {err}") from None
 
 
-def build_model(run_config: dict[str, Any]) -> CumulativeFlowMap:
-    """The CumulativeFlowMap an image run config describes (fresh weights)."""
+def build_model(run_config: dict[str, Any]) -> CFMLoss:
+    """The loss (and its ``.model``) an image run config describes (fresh weights)."""
     cfg = config_from_dict(ImageTrainConfig, run_config)
     try:
         net: UNet = unet_from_config(architecture(cfg))
@@ -107,13 +108,11 @@ def _device(model: torch.nn.Module) -> torch.device:
 
 @torch.no_grad()
 def _generate(
-    model: CumulativeFlowMap, noise: Tensor, steps: int, sampler: str, labels: Tensor | None, guidance: float = 1.0
+    model: FlowMap, noise: Tensor, steps: int, sampler: str, labels: Tensor | None, guidance: float = 1.0
 ) -> Tensor:
     device = _device(model)
     cond = None if labels is None else labels.to(device)
-    if sampler == "cumulative":
-        return model.sample(noise.to(device), steps=steps, cond=cond, guidance=guidance)
-    return model.sample_instantaneous(noise.to(device), steps=steps, method=sampler, cond=cond, guidance=guidance)
+    return model.sample(noise.to(device), steps, sampler=sampler, cond=cond, guidance=guidance)
 
 
 def _sample_hook(data: ImageDataConfig):
@@ -122,7 +121,7 @@ def _sample_hook(data: ImageDataConfig):
     nrow = grid_columns(data.num_classes)
     labels = generation_labels(data.num_classes, 8 * nrow)
 
-    def hook(model: CumulativeFlowMap, step: int, out: Path) -> None:
+    def hook(model: FlowMap, step: int, out: Path) -> None:
         noise = torch.randn(
             8 * nrow, data.channels, data.resolution, data.resolution, generator=torch.Generator().manual_seed(7)
         )

@@ -8,8 +8,8 @@ same network with a single time would compute, and a single-time checkpoint is a
 (:func:`cfm_core.nn.load_single_time_state_dict`).
 
 Class conditioning adds a learned class embedding; the extra index ``num_classes`` is the "null"
-class of classifier-free guidance: ``CumulativeFlowMap(net, null_cond=torch.tensor(num_classes),
-cond_dropout=0.1)``. Attention uses :func:`torch.nn.functional.scaled_dot_product_attention`: the
+class of classifier-free guidance: ``FlowMap(net, null_cond=torch.tensor(num_classes))`` trained
+with ``LossRecipe(cond_dropout=0.1)``. Attention uses :func:`torch.nn.functional.scaled_dot_product_attention`: the
 fast kernels in ordinary passes, the math kernel inside the JVP: the core forces it there
 (:func:`cfm_core.derivatives.derivative_context`); a direct ``torch.func.jvp`` caller must do the
 same, since the fused kernels have no forward-mode rule.

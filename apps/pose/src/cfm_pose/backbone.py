@@ -1,7 +1,7 @@
 """The pose backbone: a time-modulated residual MLP conditioned on a point-cloud encoding.
 
 ``PoseMLP(x, t, r, cond)`` follows the ``net(x, t, r, cond)`` contract of
-:class:`cfm_core.CumulativeFlowMap`; ``cond`` is the input shape's surface points ``(B, M, 3)``.
+:class:`cfm_core.FlowMap`; ``cond`` is the input shape's surface points ``(B, M, 3)``.
 
 * ``mode="vector"`` (fixed topology): ``x (B, data_dim)``, e.g. ``data_dim = 3 J``; the MLP reads
   ``[x, code]`` where ``code`` is the :class:`PointSetEncoder` encoding of ``cond``.

@@ -13,8 +13,9 @@ from cfm_core.cli.app import ConfigError
 from cfm_core.cli.common import load_trained, require_path
 from cfm_core.cli.config import config_from_dict, config_to_dict, parse_config
 from cfm_core.evaluation import SweepEntry, nfe_sweep, sweep_table
+from cfm_core.flow_map import FlowMap
+from cfm_core.loss import CFMLoss
 from cfm_core.method import build_cfm
-from cfm_core.model import CumulativeFlowMap
 from cfm_core.plotting import save_curves
 from cfm_core.training import Trainer, seed_initial_weights
 from tqdm import tqdm
@@ -48,8 +49,8 @@ PREVIEW_SHAPES = 4
 
 
 # ------------------------------------------------------------------------------ building --
-def build_model(run_config: dict[str, Any]) -> CumulativeFlowMap:
-    """The CumulativeFlowMap a pose run config describes (fresh weights)."""
+def build_model(run_config: dict[str, Any]) -> CFMLoss:
+    """The loss (and its ``.model``) a pose run config describes (fresh weights)."""
     cfg = config_from_dict(PoseTrainConfig, run_config)
     encoding = encoding_for(cfg)
     net = PoseMLP(
@@ -77,7 +78,7 @@ def _device() -> torch.device:
 
 
 def _predict(
-    model: CumulativeFlowMap,
+    model: FlowMap,
     encoding: PoseEncoding,
     shapes: ShapeBatch,
     steps: int,
@@ -110,7 +111,7 @@ def _sample_hook(source: ShapeSource, encoding: PoseEncoding, seed: int):
     """Every sample_every steps: predictions of a few held-out shapes at 1 and 2 jumps."""
     shapes = source.held_out(PREVIEW_SHAPES, seed)
 
-    def hook(model: CumulativeFlowMap, step: int, out: Path) -> dict[str, float]:
+    def hook(model: FlowMap, step: int, out: Path) -> dict[str, float]:
         rows = {"ground truth": _ground_truth(shapes, PREVIEW_SHAPES)}
         scores = {}
         for steps in (1, 2):
@@ -162,10 +163,7 @@ def sample(cfg: PoseSampleConfig) -> Path:
         _device()
     )
     with torch.no_grad():
-        if cfg.sampler == "cumulative":
-            x, nfe = model.sample(noise, steps=cfg.steps, cond=cond, return_nfe=True)
-        else:
-            x, nfe = model.sample_instantaneous(noise, steps=cfg.steps, method=cfg.sampler, cond=cond, return_nfe=True)
+        x, nfe = model.sample(noise, cfg.steps, sampler=cfg.sampler, cond=cond, return_nfe=True)
     joints = shape.normalization.invert(encoding.joints(x, cfg.extraction)[0])
     out = Path(cfg.out)
     record = {

@@ -21,7 +21,7 @@ Design (after Functional Diffusion, Zhang & Wonka 2024, scaled down; see the REA
   Queries do not interact, so any number of them, anywhere, can be evaluated.
 
 ``forward(x, t, r, cond)`` returns the head's values **at the context points** (shaped like
-``x``), so the decoder is a :class:`~cfm_core.CumulativeFlowMap` network whose state is the context
+``x``), so the decoder is a :class:`~cfm_core.FlowMap` network whose state is the context
 values; the same head evaluates the field at arbitrary points with :meth:`SDFDecoder.decode`
 (meshing). Attention is ``F.scaled_dot_product_attention``; everything works under
 ``torch.func.jvp``.
@@ -360,6 +360,6 @@ class SDFDecoder(nn.Module):
         return self.query(self.encode(x, t, r, cond), query_points)
 
     def forward(self, x: Tensor, t: Tensor, r: Tensor, cond: dict[str, Tensor]) -> Tensor:
-        """Values at the context points ``(B, Nc)``: the ``CumulativeFlowMap`` network call."""
+        """Values at the context points ``(B, Nc)``: the ``FlowMap`` network call."""
         state = self.encode(x, t, r, cond)
         return self.query(state, cond["context_points"])

@@ -14,7 +14,7 @@ import torch
 import trimesh
 from cfm_core.cli import ConfigError, config_from_dict, config_to_dict, parse_config
 from cfm_core.cli.common import load_trained, require_path
-from cfm_core.model import CumulativeFlowMap
+from cfm_core.flow_map import FlowMap
 from cfm_core.plotting import save_curves
 from cfm_core.training import Trainer, seed_initial_weights
 from tqdm.auto import tqdm
@@ -71,7 +71,7 @@ def _run_config(checkpoint) -> SdfTrainConfig:
 
 
 def _generate(
-    model: CumulativeFlowMap,
+    model: FlowMap,
     samples: Sequence[dict[str, np.ndarray]],
     conditional: bool,
     extra_points: np.ndarray,
@@ -157,7 +157,7 @@ def _sample_hook(cfg: SdfTrainConfig, source: str | RecordSource):
     sampler, steps = ("euler", HOOK_BASELINE_STEPS) if cfg.method.is_baseline else ("cumulative", 1)
     conditional = not cfg.unconditional
 
-    def hook(model: CumulativeFlowMap, step: int, out: Path) -> dict[str, float]:
+    def hook(model: FlowMap, step: int, out: Path) -> dict[str, float]:
         extra = np.broadcast_to(grid, (len(samples), *grid.shape))
         fields = _generate(model, samples, conditional, extra, steps, sampler, cfg.data.noise_grid, HOOK_SEED)
         panels, ious = [], []
@@ -345,7 +345,7 @@ def _eval_shapes(cfg: SdfEvalConfig, run: SdfTrainConfig) -> tuple[list[HeldOutS
 
 
 def _score_setting(
-    model: CumulativeFlowMap,
+    model: FlowMap,
     sampler: str,
     steps: int,
     shapes: Sequence[HeldOutShape],

@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 
 import torch
+from cfm_core.flow_map import FlowMap
 from cfm_core.formulations import Formulation
-from cfm_core.model import CumulativeFlowMap
 from torch import Tensor
 
 from cfm_sdf.model import EXTRA_POINTS_KEY, FieldNet, query_in_chunks
@@ -69,7 +69,7 @@ def _synchronize(device: torch.device) -> None:
 
 @torch.no_grad()
 def generate_fields(
-    model: CumulativeFlowMap,
+    model: FlowMap,
     cond: dict[str, Tensor],
     extra_points: Tensor,
     steps: int,
@@ -81,7 +81,7 @@ def generate_fields(
     """Generate a batch of fields and read them at ``extra_points`` ``(B, Ne, 3)``.
 
     Args:
-        model: a CumulativeFlowMap whose ``net`` is a :class:`~cfm_sdf.model.FieldNet`.
+        model: a FlowMap whose ``net`` is a :class:`~cfm_sdf.model.FieldNet`.
         cond: ``{"context_points": (B, Nc, 3)[, "surface_points": (B, Ns, 3)]}``.
         extra_points: where else to read the generated field (may hold zero points).
         steps: jumps (``"cumulative"``) or solver steps (``"euler"``, ``"heun"``).
@@ -112,12 +112,7 @@ def generate_fields(
     noise = correlated_noise(noise_points.cpu(), noise_grid, generator).to(device)
     full_cond = {**cond, EXTRA_POINTS_KEY: extra_points}
     with model.net.recording():
-        if sampler == "cumulative":
-            x, nfe = model.sample(noise, steps=steps, cond=full_cond, guidance=guidance, return_nfe=True)
-        else:
-            x, nfe = model.sample_instantaneous(
-                noise, steps=steps, method=sampler, cond=full_cond, guidance=guidance, return_nfe=True
-            )
+        x, nfe = model.sample(noise, steps, sampler=sampler, cond=full_cond, guidance=guidance, return_nfe=True)
         if final_field:
             extra = _read_final_field(model.net, extra_points, guidance)
         else:

@@ -33,8 +33,9 @@ from typing import Any
 
 import torch
 from cfm_core.cli import ConfigError, config_from_dict
+from cfm_core.conditions import Condition
+from cfm_core.loss import CFMLoss
 from cfm_core.method import build_cfm
-from cfm_core.model import Condition, CumulativeFlowMap
 from torch import Tensor, nn
 
 from cfm_sdf.backbone import NULL_SURFACE_VALUE, DecoderState, SDFDecoder
@@ -43,7 +44,7 @@ from cfm_sdf.representation import correlated_noise
 
 #: The condition key of the extra points ``(B, Ne, 3)`` (stripped before the decoder sees it).
 EXTRA_POINTS_KEY = "extra_points"
-#: The null condition of a conditional model (for ``CumulativeFlowMap(null_cond=...)``): the
+#: The null condition of a conditional model (for ``FlowMap(null_cond=...)``): the
 #: surface points become the decoder's "no condition" sentinel; ``None`` keeps the context and the
 #: extra points as they are (they are inputs, not a condition to drop).
 NULL_CONDITION: dict[str, Any] = {
@@ -159,9 +160,9 @@ def build_decoder(cfg: SdfTrainConfig) -> SDFDecoder:
         raise ConfigError(f"--net: {err}") from None
 
 
-def build_model(run_config: dict[str, Any]) -> CumulativeFlowMap:
-    """The model an SDF run config describes (fresh weights): ``FieldNet(decoder)`` in a
-    CumulativeFlowMap trained with :class:`CorrelatedNoiseSampler` (``--data.noise-grid``), with
+def build_model(run_config: dict[str, Any]) -> CFMLoss:
+    """The loss an SDF run config describes (fresh weights): ``FieldNet(decoder)`` in a
+    FlowMap (its ``.model``) trained with :class:`CorrelatedNoiseSampler` (``--data.noise-grid``), with
     :data:`NULL_CONDITION` unless unconditional (rows are dropped in training only when
     ``--method.cond-dropout`` > 0)."""
     cfg = config_from_dict(SdfTrainConfig, run_config)

@@ -3,7 +3,7 @@
 A shape is a function (its SDF) observed at points (Functional Diffusion):
 
 * **context points** ``(Nc, 3)``, uniform in ``[-1, 1]^3``, with their SDF values: the state that
-  the flow map moves (``x_data`` of :class:`~cfm_core.CumulativeFlowMap` is ``(B, Nc)``);
+  the flow map moves (``x_data`` of :class:`~cfm_core.FlowMap` is ``(B, Nc)``);
 * **query points** ``(Nq, 3)``: uniform volume points, near-surface points (surface samples plus
   isotropic Gaussian offsets of std ``near_std``) and surface points (value 0), with their SDF
   values, for losses or metrics at points other than the context;
