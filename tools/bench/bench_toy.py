@@ -21,9 +21,9 @@ from cfm_core.coupling import COUPLINGS
 from cfm_core.evaluation import nfe_sweep
 from cfm_core.metrics import energy_distance
 from cfm_core.plotting import save_curves
-from cfm_core.toy.commands import build_model, toy_batches
-from cfm_core.toy.config import ToyTrainConfig, toy_method
 from cfm_core.training import Trainer, seed_initial_weights
+from cfm_toy.commands import build_model, toy_batches
+from cfm_toy.config import ToyTrainConfig, toy_method
 from harness import RESULTS, Report, Table
 from timing import interleaved_step_times, optimizer_step
 
@@ -111,7 +111,7 @@ def run(argv: list[str]) -> Report:
     quality_rows, cost_rows, curves = [], [], {}
     gen = torch.Generator().manual_seed(1234)
     noise = torch.randn(args.n, 2, generator=gen)
-    from cfm_core.toy.data import sample_toy
+    from cfm_toy.data import sample_toy
 
     held_out = sample_toy(args.data, args.n, generator=gen)
     floor = [energy_distance(sample_toy(args.data, args.n, generator=gen), held_out) for _ in range(FLOOR_DRAWS)]

@@ -1,4 +1,4 @@
-"""``cfm pose``: registered through the ``cfm.apps`` entry point of cfm-core."""
+"""``cfm pose``: registered through the ``cfm.apps`` entry point of cfm-pose."""
 
 from cfm_core.cli.app import App, Command, lazy
 from cfm_core.cli.common import info_command

@@ -1,4 +1,4 @@
-"""``cfm toy``: registered through the ``cfm.apps`` entry point of cfm-core."""
+"""``cfm toy``: registered through the ``cfm.apps`` entry point of cfm-toy."""
 
 from cfm_core.cli.app import App, Command, lazy
 from cfm_core.cli.common import info_command
@@ -10,18 +10,18 @@ APP = App(
         Command(
             "train",
             "train CFM or the multi-step baseline on a 2-D distribution",
-            lazy("cfm_core.toy.commands:run_train"),
+            lazy("cfm_toy.commands:run_train"),
         ),
-        Command("sample", "sample a trained model (NPY + PNG)", lazy("cfm_core.toy.commands:run_sample")),
+        Command("sample", "sample a trained model (NPY + PNG)", lazy("cfm_toy.commands:run_sample")),
         Command(
             "eval",
             "energy distance / sliced W2 at each NFE; plots of samples and quality vs NFE",
-            lazy("cfm_core.toy.commands:run_eval"),
+            lazy("cfm_toy.commands:run_eval"),
         ),
         Command(
             "demo",
             "train CFM and its baseline side by side, then evaluate (the README's main job)",
-            lazy("cfm_core.toy.commands:run_demo"),
+            lazy("cfm_toy.commands:run_demo"),
         ),
         info_command("toy"),
     ),

@@ -13,8 +13,6 @@ runs under ``torch.func.jvp``.
 
 from __future__ import annotations
 
-from torch import Tensor, nn
-
 from cfm_core.nn import (
     FourierPointFeatures,
     FourierTimeEmbedding,
@@ -22,6 +20,7 @@ from cfm_core.nn import (
     TimeMLPEmbedding,
     TwoTimeEmbedding,
 )
+from torch import Tensor, nn
 
 TIME_EMBEDDINGS = ("sinusoidal", "fourier")
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from cfm_core.cli.app import ConfigError
 from cfm_core.cli.common import load_trained
 from cfm_core.cli.config import config_from_dict, config_to_dict, parse_config
@@ -20,8 +19,10 @@ from cfm_core.loss import CFMLoss
 from cfm_core.method import build_cfm
 from cfm_core.metrics import energy_distance, sliced_wasserstein
 from cfm_core.plotting import save_curves, save_scatter_panels
-from cfm_core.toy.backbone import ToyMLP, default_time_embedding
-from cfm_core.toy.config import (
+from cfm_core.training import Trainer, seed_initial_weights
+
+from cfm_toy.backbone import ToyMLP, default_time_embedding
+from cfm_toy.config import (
     TRAIN_PRESETS,
     ToyDemoConfig,
     ToyEvalConfig,
@@ -29,8 +30,7 @@ from cfm_core.toy.config import (
     ToyTrainConfig,
     toy_method,
 )
-from cfm_core.toy.data import sample_toy
-from cfm_core.training import Trainer, seed_initial_weights
+from cfm_toy.data import sample_toy
 
 APP = "toy"
 

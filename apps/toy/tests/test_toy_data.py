@@ -9,8 +9,8 @@ import torch
 from cfm_core import CFMLoss, FlowMap, LossRecipe
 from cfm_core.formulations import FORMULATIONS
 from cfm_core.nn import load_single_time_state_dict
-from cfm_core.toy.backbone import ToyMLP, default_time_embedding
-from cfm_core.toy.data import (
+from cfm_toy.backbone import ToyMLP, default_time_embedding
+from cfm_toy.data import (
     TOY_DISTRIBUTIONS,
     gaussian_mixture_components,
     gaussian_mixture_moments,
