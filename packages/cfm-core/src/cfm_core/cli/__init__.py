@@ -1,4 +1,4 @@
-"""The ``cfm`` command: ``cfm <app> <command> [options]``, apps found through entry points."""
+"""The ``cfm`` command: ``cfm [--threads N] <app> <command> [options]``, apps found through entry points."""
 
 from __future__ import annotations
 
@@ -41,9 +41,12 @@ def discover_apps() -> dict[str, App]:
 
 def _usage(apps: dict[str, App]) -> str:
     lines = [
-        "usage: cfm <app> <command> [options]",
+        "usage: cfm [--threads N] <app> <command> [options]",
         "",
         "Few-step generation with Cumulative Flow Maps. Every command takes --help.",
+        "",
+        "--threads N  torch's CPU threads (default: OMP_NUM_THREADS or MKL_NUM_THREADS when set,",
+        "             else 1: more threads only pay on a CPU that no other work shares)",
         "",
         "apps and commands:",
     ]
@@ -62,9 +65,29 @@ def _app_usage(app: App) -> str:
     return "\n".join(lines)
 
 
+def _threads_option(argv: list[str]) -> tuple[int | None, list[str]]:
+    """``--threads N`` (or ``--threads=N``) in front of the app name: the count and the rest."""
+    if not argv or not argv[0].startswith("--threads"):
+        return None, argv
+    if argv[0] == "--threads":
+        value, rest = (argv[1] if len(argv) > 1 else ""), argv[2:]
+    elif argv[0].startswith("--threads="):
+        value, rest = argv[0].partition("=")[2], argv[1:]
+    else:
+        raise ConfigError(f"unknown option {argv[0]!r}")
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"--threads needs a positive integer, got {value!r}")
+    return int(value), rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cfm`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        threads, argv = _threads_option(argv)
+    except ConfigError as err:
+        print(f"cfm: error: {err}", file=sys.stderr)
+        return 2
     apps = discover_apps()
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage(apps))
@@ -86,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = ", ".join(c.name for c in app.commands) or "none"
         print(f"cfm {app.name}: unknown command {argv[1]!r}; choose one of {names}", file=sys.stderr)
         return 2
+    from cfm_core.threads import configure_threads
+
+    configure_threads(threads)
     try:
         code = command.run(argv[2:])
     except ConfigError as err:
