@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cfm_core import CFMLoss, FlowMap, LossRecipe
+from cfm_core import CFMLoss, FlowMap
 from cfm_core.derivatives import derivative_context
 from cfm_geometry.backbones import (
-    BACKBONE_PRESETS,
     PointMLP,
     PointTransformer,
     backbone_from_config,
-    build_backbone,
     point_mlp_from_config,
     point_transformer_from_config,
 )
@@ -35,9 +33,9 @@ def times(batch: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 CASES = {
-    "mlp": (lambda **kw: build_backbone("point_mlp_tiny", **kw), (32, 3)),
-    "mlp_sets": (lambda **kw: build_backbone("point_mlp_tiny", **kw), (4, 8, 3)),
-    "transformer": (lambda **kw: build_backbone("point_transformer_tiny", **kw), (4, 8, 3)),
+    "mlp": (lambda **kw: PointMLP(hidden=128, depth=3, **kw), (32, 3)),
+    "mlp_sets": (lambda **kw: PointMLP(hidden=128, depth=3, **kw), (4, 8, 3)),
+    "transformer": (lambda **kw: PointTransformer(width=64, depth=2, heads=4, **kw), (4, 8, 3)),
 }
 
 
@@ -59,13 +57,12 @@ def test_output_shape_and_zero_init(case):
 def test_jvp_matches_finite_differences(case):
     make, shape = CASES[case]
     torch.manual_seed(0)
-    net = randomised(make(fourier_levels=4, num_shapes=3))
+    net = randomised(make(fourier_levels=4))
     x, v = torch.randn(shape), torch.randn(shape)
     t, r = times(shape[0])
-    cond = torch.tensor([0, 1, 2, 3] * (shape[0] // 4))
 
     def field(x_, t_):
-        return net(x_, t_, r, cond)
+        return net(x_, t_, r)
 
     eps = 1e-3
     with derivative_context(x.device):
@@ -76,19 +73,17 @@ def test_jvp_matches_finite_differences(case):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-@pytest.mark.parametrize("conditional", [False, True])
-def test_shared_times_gives_the_per_row_outputs(case, conditional):
+def test_shared_times_gives_the_per_row_outputs(case):
     make, shape = CASES[case]
     torch.manual_seed(0)
-    net = randomised(make(num_shapes=3 if conditional else 0))
+    net = randomised(make())
     x = torch.randn(shape)
     t, r = torch.full((shape[0],), 0.7), torch.full((shape[0],), -1.2)
-    cond = torch.arange(shape[0]) % 4 if conditional else None
-    per_row = net(x, t, r, cond)
+    per_row = net(x, t, r)
     with net.shared_times():
-        shared = net(x, t, r, cond)
+        shared = net(x, t, r)
         with pytest.raises(ValueError, match="different times"):
-            net(x, times(shape[0])[0], r, cond)
+            net(x, times(shape[0])[0], r)
     torch.testing.assert_close(shared, per_row, rtol=1e-5, atol=1e-5)
     assert not net._shared_times  # the context restores the per-row path
 
@@ -106,40 +101,39 @@ def test_point_mlp_treats_points_independently():
 
 
 def test_point_transformer_is_permutation_equivariant_and_mixes_points():
-    net = randomised(PointTransformer(width=32, depth=2, heads=4, code_dim=5))
-    x, code = torch.randn(2, 16, 3), torch.randn(2, 5)
+    net = randomised(PointTransformer(width=32, depth=2, heads=4))
+    x = torch.randn(2, 16, 3)
     t, r = times(2)
     permutation = torch.randperm(16, generator=torch.Generator().manual_seed(0))
-    out = net(x, t, r, code)
-    torch.testing.assert_close(net(x[:, permutation], t, r, code), out[:, permutation])
+    out = net(x, t, r)
+    torch.testing.assert_close(net(x[:, permutation], t, r), out[:, permutation])
     changed = x.clone()
     changed[:, 1:] += 1.0
-    assert not torch.allclose(net(changed, t, r, code)[:, 0], out[:, 0])  # points interact
+    assert not torch.allclose(net(changed, t, r)[:, 0], out[:, 0])  # points interact
 
 
 @pytest.mark.parametrize("case", ["mlp", "transformer"])
 def test_cumulative_flow_map_trains_and_samples(case):
     make, shape = CASES[case]
     torch.manual_seed(0)
-    net = make(num_shapes=2)
-    model = FlowMap(net, "edm", null_cond=net.null_condition)
+    net = make()
+    model = FlowMap(net, "edm")
     x = torch.randn(shape)
-    cond = torch.randint(0, 2, (shape[0],))
-    loss = CFMLoss(model, LossRecipe(cond_dropout=0.2))(x, cond)
+    loss = CFMLoss(model)(x)
     loss.backward()
     assert torch.isfinite(loss)
     grads = [p.grad for p in net.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     assert net.output.weight.grad.abs().sum() > 0
-    samples, nfe = model.sample(torch.randn(shape), steps=2, cond=cond, guidance=2.0, return_nfe=True)
-    assert samples.shape == shape and torch.isfinite(samples).all() and nfe == 4
+    samples, nfe = model.sample(torch.randn(shape), steps=2, return_nfe=True)
+    assert samples.shape == shape and torch.isfinite(samples).all() and nfe == 2
 
 
-def test_config_round_trip_and_presets():
+def test_config_round_trip_and_sizes():
     torch.manual_seed(0)
     for make, from_config in (
-        (lambda: PointMLP(hidden=32, depth=2, num_shapes=4), point_mlp_from_config),
-        (lambda: PointTransformer(width=32, depth=1, heads=2, code_dim=3), point_transformer_from_config),
+        (lambda: PointMLP(hidden=32, depth=2), point_mlp_from_config),
+        (lambda: PointTransformer(width=32, depth=1, heads=2), point_transformer_from_config),
     ):
         net = randomised(make())
         rebuilt = from_config(net.config())
@@ -149,11 +143,10 @@ def test_config_round_trip_and_presets():
         x = torch.randn(2, 4, 3)
         t, r = times(2)
         torch.testing.assert_close(rebuilt.eval()(x, t, r), net(x, t, r))
-    gd = build_backbone("point_mlp")
+    gd = PointMLP()
     assert gd.point_embedding.out_features == 15  # xyz + sin/cos at 2 frequencies per axis
-    assert build_backbone("point_mlp", fourier_levels=8).point_embedding.out_features == 51  # GD
+    assert PointMLP(fourier_levels=8).point_embedding.out_features == 51  # GD
     assert len(gd.blocks) == 6 and gd.input.out_features == 512
-    assert set(BACKBONE_PRESETS) >= {"point_mlp", "point_mlp_tiny", "point_transformer"}
 
 
 def test_bad_configs_and_conditions():
@@ -161,17 +154,12 @@ def test_bad_configs_and_conditions():
         point_mlp_from_config({"width": 3})
     with pytest.raises(ValueError, match="not 'point_transformer'"):
         point_transformer_from_config({"kind": "point_mlp"})
-    with pytest.raises(ValueError, match="unknown backbone preset"):
-        build_backbone("huge")
     with pytest.raises(ValueError, match="divisible by heads"):
         PointTransformer(width=30, heads=4)
-    net = PointMLP(hidden=16, depth=1, num_shapes=3)
+    net = PointMLP(hidden=16, depth=1)
     x, (t, r) = torch.randn(4, 3), times(4)
-    with pytest.raises(ValueError, match=r"shape indices must lie in 0\.\.3"):
-        net(x, t, r, torch.tensor([0, 1, 2, 4]))
-    torch.testing.assert_close(randomised(net)(x, t, r), net(x, t, r, torch.full((4,), 3)))
     with pytest.raises(ValueError, match="unconditional"):
-        PointMLP(hidden=16, depth=1)(x, t, r, torch.zeros(4, dtype=torch.long))
+        net(x, t, r, torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match=r"t must have shape \(4,\)"):
         net(x, t[:2], r)
     with pytest.raises(ValueError, match="expected 3 channels"):

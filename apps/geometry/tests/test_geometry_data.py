@@ -149,28 +149,16 @@ def test_normalisation_round_trip_and_dict():
 
 def test_area_weighted_sampling_on_surface():
     surface = Surface.from_mesh(two_squares(1.0, 3.0), "two_squares")
-    points = sample_surface_points(surface, 40_000, seed=0, with_normals=True)
-    assert points.shape == (40_000, 6) and points.dtype == np.float32
+    points = sample_surface_points(surface, 40_000, seed=0)
+    assert points.shape == (40_000, 3) and points.dtype == np.float32
     on_small = points[:, 2] < 0.5
     # binomial std of the share is sqrt(0.25 * 0.75 / 40000) = 0.0022
     assert on_small.mean() == pytest.approx(0.25, abs=0.01)
     assert points[on_small, :2].max() <= 1.0 + 1e-6 and points[~on_small, :2].max() > 1.0
     _, distance, _ = trimesh.proximity.closest_point(surface.mesh, points[:300, :3])
     assert distance.max() < 1e-6
-    np.testing.assert_allclose(np.abs(points[:, 5]), 1.0)  # normals of the squares are +-z
-    np.testing.assert_array_equal(points, sample_surface_points(surface, 40_000, 0, True))
-    assert not np.array_equal(points, sample_surface_points(surface, 40_000, 1, True))
-
-
-def test_vertex_colours_are_interpolated():
-    mesh = two_squares(1.0, 1.0)
-    red = np.round(mesh.vertices[:, 0] * 255).astype(np.uint8)  # red = x exactly at vertices
-    mesh.visual.vertex_colors = np.stack(
-        [red, np.zeros_like(red), np.full_like(red, 255), np.full_like(red, 255)], axis=1
-    )
-    points = sample_surface_points(Surface.from_mesh(mesh, "squares"), 500, 0, with_colors=True)
-    np.testing.assert_allclose(points[:, 3], points[:, 0], atol=1e-5)  # linear in x
-    np.testing.assert_allclose(points[:, 4:], np.tile([0.0, 1.0], (500, 1)))
+    np.testing.assert_array_equal(points, sample_surface_points(surface, 40_000, 0))
+    assert not np.array_equal(points, sample_surface_points(surface, 40_000, 1))
 
 
 def test_point_cloud_resampling_with_replacement():
@@ -180,15 +168,13 @@ def test_point_cloud_resampling_with_replacement():
     rows = np.abs(points[:, None, :] - cloud[None].astype(np.float32)).max(-1) < 1e-6
     assert (rows.sum(1) == 1).all()  # every sample is one of the cloud's points
     assert rows.sum(0).min() > 100  # each point drawn about 200 times
-    with pytest.raises(SurfaceError, match="cloud: has no normals"):
-        sample_surface_points(surface, 10, seed=0, with_normals=True)
 
 
 def test_point_bank_is_normalised_and_deterministic_per_step():
     surface = surface_from_spec("torus_knot")
     assert surface.source == "builtin:torus_knot"
-    bank = PointBank.from_surface(surface, 5000, seed=0, with_normals=True)
-    assert bank.points.shape == (5000, 6) and bank.points.dtype == torch.float32
+    bank = PointBank.from_surface(surface, 5000, seed=0)
+    assert bank.points.shape == (5000, 3) and bank.points.dtype == torch.float32
     xyz = bank.points[:, :3].double()
     assert xyz.mean().item() == pytest.approx(0.0, abs=1e-5)
     assert xyz.std(unbiased=False).item() == pytest.approx(1.0, abs=1e-5)
@@ -198,21 +184,8 @@ def test_point_bank_is_normalised_and_deterministic_per_step():
     assert not torch.equal(earlier, later)
     assert not torch.equal(later, bank.batch_for_step(7, 64, seed=4))
     assert (later[:, None, :] == bank.points[None]).all(-1).any(-1).all()  # rows of the bank
-    original = sample_surface_points(surface, 5000, seed=0, with_normals=True)
+    original = sample_surface_points(surface, 5000, seed=0)
     np.testing.assert_allclose(bank.decode(bank.points), original, atol=1e-5)
-
-
-def test_point_bank_colours_round_trip():
-    mesh = two_squares()
-    mesh.visual.face_colors = [[255, 0, 51, 255], [255, 0, 51, 255], [0, 102, 255, 255], [0, 102, 255, 255]]
-    surface = Surface.from_mesh(mesh, "coloured")
-    bank = PointBank.from_surface(surface, 1000, seed=0, with_colors=True)
-    colours = bank.points[:, 3:].numpy()
-    np.testing.assert_allclose(
-        colours, (sample_surface_points(surface, 1000, 0, with_colors=True)[:, 3:] - 0.5) * np.sqrt(12), atol=1e-5
-    )
-    decoded = bank.decode(bank.points)
-    assert set(map(tuple, np.round(decoded[:, 3:] * 255))) == {(255, 0, 51), (0, 102, 255)}
 
 
 @pytest.mark.parametrize("suffix", [".ply", ".npz", ".npy", ".xyz"])

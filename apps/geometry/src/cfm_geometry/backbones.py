@@ -4,8 +4,7 @@
   (points never interact), so one shape is one network and the batch is a batch of points
   ``(B, C)`` (a batch of sets ``(B, N, C)`` also works, with one time pair per set).
 * :class:`PointTransformer` — a set network: the ``N`` points of each of ``B`` sets attend to each
-  other, for models of a collection of shapes conditioned on a shape index or a shape code. No
-  positional encoding, so it is permutation equivariant over the points.
+  other. No positional encoding, so it is permutation equivariant over the points.
 
 Both embed each point with Fourier features ``[x, sin(2^k pi x), cos(2^k pi x)]``, ``k = 0..L-1``
 per channel (default ``L = 2``; GD: ``L = 8``, whose high frequencies make the cumulative
@@ -15,10 +14,10 @@ with ``cfm_core``'s two-time embedding around a time-feature MLP: random Fourier
 or sinusoidal ones (``"sinusoidal"``, suits times in ``[0, 1]``), both at the core's default
 frequency scale. Modulation gains and output layers start at zero, so a fresh network outputs
 zero. ``config()`` returns the constructor arguments with a ``kind``; :func:`backbone_from_config`
-rebuilds the network from it (checkpoints), and :data:`BACKBONE_PRESETS` names standard sizes.
+rebuilds the network from it. The networks are unconditional: ``cond`` must be ``None``.
 
 Sampling evaluates every point of a batch at the same ``(t, r)``; inside
-:meth:`~_ConditionedBackbone.shared_times` the time embedding and the time modulations are computed
+:meth:`~_PointBackbone.shared_times` the time embedding and the time modulations are computed
 once per batch and broadcast, instead of once per point (the same outputs, about half the work of
 a small per-point network).
 """
@@ -41,74 +40,13 @@ from cfm_core.nn import (
 )
 from torch import Tensor, nn
 
-BACKBONE_PRESETS: dict[str, dict[str, Any]] = {
-    # Geometry Distributions' size, 512 x 6 (5.8M parameters with 3 channels; GD: 5.53M).
-    "point_mlp": {"kind": "point_mlp", "hidden": 512, "depth": 6},
-    "point_mlp_tiny": {"kind": "point_mlp", "hidden": 128, "depth": 3},
-    "point_transformer": {"kind": "point_transformer", "width": 256, "depth": 6, "heads": 8},
-    "point_transformer_tiny": {"kind": "point_transformer", "width": 64, "depth": 2, "heads": 4},
-}
 TimeEmbedding = Literal["fourier", "sinusoidal"]
 TIME_FEATURES = {"fourier": FourierTimeEmbedding, "sinusoidal": SinusoidalTimeEmbedding}
 
 
-class ShapeCondition(nn.Module):
-    """The embedding of an optional per-sample condition, added to the time embedding.
-
-    ``num_shapes > 0``: ``cond`` is a ``(B,)`` integer tensor of shape indices in
-    ``0..num_shapes``; index ``num_shapes`` is the null ("unconditional") entry, learnt through
-    condition dropout and used by classifier-free guidance. ``code_dim > 0``: ``cond`` is a
-    ``(B, code_dim)`` float shape code, linearly projected; the all-zero code is the null code.
-    Neither: the network is unconditional and ``cond`` must be ``None``. A conditional network
-    given ``cond=None`` uses the null condition.
-    """
-
-    def __init__(self, dim: int, num_shapes: int = 0, code_dim: int = 0) -> None:
-        super().__init__()
-        if num_shapes < 0 or code_dim < 0 or (num_shapes and code_dim):
-            raise ValueError(f"use at most one of num_shapes and code_dim (>= 0), got {num_shapes}, {code_dim}")
-        self.num_shapes, self.code_dim = int(num_shapes), int(code_dim)
-        self.table = nn.Embedding(num_shapes + 1, dim) if num_shapes else None
-        self.projection = nn.Linear(code_dim, dim) if code_dim else None
-
-    @property
-    def null_condition(self) -> Tensor | None:
-        """The condition meaning "unconditional" (for ``FlowMap(null_cond=...)``)."""
-        if self.num_shapes:
-            return torch.tensor(self.num_shapes)
-        if self.code_dim:
-            return torch.zeros(self.code_dim)
-        return None
-
-    def forward(self, cond: Tensor | None, batch: int, device: torch.device) -> Tensor | None:
-        if self.table is None and self.projection is None:
-            if cond is not None:
-                raise ValueError("this network is unconditional (num_shapes = code_dim = 0) but got a condition")
-            return None
-        if cond is None:
-            cond = self.null_condition.to(device).expand(batch, *self.null_condition.shape)
-        if not isinstance(cond, Tensor) or cond.shape[0] != batch:
-            shape = tuple(cond.shape) if isinstance(cond, Tensor) else type(cond).__name__
-            raise ValueError(f"condition must be a tensor with batch size {batch}, got {shape}")
-        if self.table is not None:
-            if cond.ndim != 1 or cond.is_floating_point():
-                raise ValueError(
-                    f"shape-index condition must be a (B,) integer tensor, got {tuple(cond.shape)} {cond.dtype}"
-                )
-            if cond.min() < 0 or cond.max() > self.num_shapes:
-                raise ValueError(
-                    f"shape indices must lie in 0..{self.num_shapes} "
-                    f"({self.num_shapes} = null), got {cond.min()}..{cond.max()}"
-                )
-            return self.table(cond)
-        if cond.ndim != 2 or cond.shape[1] != self.code_dim:
-            raise ValueError(f"shape-code condition must have shape (B, {self.code_dim}), got {tuple(cond.shape)}")
-        return self.projection(cond.to(self.projection.weight.dtype))
-
-
-class _ConditionedBackbone(nn.Module):
-    """What both backbones share: the point embedding, the two-time + condition embedding, and
-    their config round trip."""
+class _PointBackbone(nn.Module):
+    """What both backbones share: the point embedding, the two-time embedding, and their config
+    round trip."""
 
     kind: str
 
@@ -119,8 +57,6 @@ class _ConditionedBackbone(nn.Module):
         width: int,
         fourier_levels: int,
         time_embedding: TimeEmbedding,
-        num_shapes: int,
-        code_dim: int,
     ) -> None:
         super().__init__()
         if channels < 1 or width < 1:
@@ -133,7 +69,6 @@ class _ConditionedBackbone(nn.Module):
         self.input = nn.Linear(self.point_embedding.out_features, width)
         features = TIME_FEATURES[time_embedding](width)
         self.time_embedding = TwoTimeEmbedding(TimeMLPEmbedding(width, features=features, feature_dim=width))
-        self.condition = ShapeCondition(width, num_shapes, code_dim)
         self._shared_times = False
 
     @contextlib.contextmanager
@@ -147,20 +82,15 @@ class _ConditionedBackbone(nn.Module):
         finally:
             self._shared_times = previous
 
-    @property
-    def null_condition(self) -> Tensor | None:
-        """The null condition to pass as ``FlowMap(null_cond=...)`` (None if
-        unconditional)."""
-        return self.condition.null_condition
-
     def config(self) -> dict[str, Any]:
         """The constructor arguments and ``kind``: :func:`backbone_from_config` rebuilds it."""
         return {"kind": self.kind, **self._config}
 
     def _embed(self, x: Tensor, t: Tensor, r: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Point tokens ``(..., width)`` and the activated time/condition vector ``(B, width)``
-        (``(1, width)``, broadcast over the rows, inside :meth:`shared_times` without a
-        condition)."""
+        """Point tokens ``(..., width)`` and the activated time vector ``(B, width)`` (``(1,
+        width)``, broadcast over the rows, inside :meth:`shared_times`)."""
+        if cond is not None:
+            raise ValueError("this network is unconditional but got a condition")
         batch = x.shape[0]
         for name, time in (("t", t), ("r", r)):
             if time.shape != (batch,):
@@ -172,9 +102,6 @@ class _ConditionedBackbone(nn.Module):
                 raise ValueError("shared_times: the rows of this batch have different times")
             t, r = t[:1], r[:1]
         emb = self.time_embedding(t, r)
-        cond_emb = self.condition(cond, batch, x.device)
-        if cond_emb is not None:
-            emb = emb + cond_emb
         return self.input(self.point_embedding(x)), F.silu(emb).to(x.dtype)
 
 
@@ -199,16 +126,15 @@ class ModulatedResidualBlock(nn.Module):
         return h + self.linear2(y)
 
 
-class PointMLP(_ConditionedBackbone):
+class PointMLP(_PointBackbone):
     """Geometry Distributions' per-point network (see the module docstring).
 
     Args:
-        channels: point channels (3 for xyz; 6 or 9 with normals/colours).
+        channels: point channels (3 for xyz).
         hidden, depth: width and number of :class:`ModulatedResidualBlock` (GD: 512 x 6).
         fourier_levels: frequencies ``2^k pi``, ``k < fourier_levels``, of the point embedding.
         time_embedding: ``"fourier"`` (EDM's ``ln(sigma)/4``) or ``"sinusoidal"`` (times in
             ``[0, 1]``) time features.
-        num_shapes, code_dim: optional condition (see :class:`ShapeCondition`).
 
     ``forward(x, t, r, cond=None)``: ``x`` is ``(B, C)`` or ``(B, N, C)``; ``t``, ``r`` are
     ``(B,)``; returns a tensor shaped like ``x``.
@@ -223,8 +149,6 @@ class PointMLP(_ConditionedBackbone):
         depth: int = 6,
         fourier_levels: int = 2,
         time_embedding: TimeEmbedding = "fourier",
-        num_shapes: int = 0,
-        code_dim: int = 0,
     ) -> None:
         config = {
             "channels": channels,
@@ -232,10 +156,8 @@ class PointMLP(_ConditionedBackbone):
             "depth": depth,
             "fourier_levels": fourier_levels,
             "time_embedding": time_embedding,
-            "num_shapes": num_shapes,
-            "code_dim": code_dim,
         }
-        super().__init__(config, channels, hidden, fourier_levels, time_embedding, num_shapes, code_dim)
+        super().__init__(config, channels, hidden, fourier_levels, time_embedding)
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
         self.blocks = nn.ModuleList(ModulatedResidualBlock(hidden) for _ in range(depth))
@@ -287,14 +209,13 @@ class AdaLNTransformerBlock(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(batch, points, width))
 
 
-class PointTransformer(_ConditionedBackbone):
+class PointTransformer(_PointBackbone):
     """A set transformer over ``(B, N, C)`` points (see the module docstring).
 
     Args:
         channels: point channels.
         width, depth, heads, mlp_ratio: the :class:`AdaLNTransformerBlock` stack.
         fourier_levels, time_embedding: as for :class:`PointMLP`.
-        num_shapes, code_dim: optional condition (see :class:`ShapeCondition`).
     """
 
     kind = "point_transformer"
@@ -308,8 +229,6 @@ class PointTransformer(_ConditionedBackbone):
         mlp_ratio: float = 4.0,
         fourier_levels: int = 2,
         time_embedding: TimeEmbedding = "fourier",
-        num_shapes: int = 0,
-        code_dim: int = 0,
     ) -> None:
         config = {
             "channels": channels,
@@ -319,10 +238,8 @@ class PointTransformer(_ConditionedBackbone):
             "mlp_ratio": mlp_ratio,
             "fourier_levels": fourier_levels,
             "time_embedding": time_embedding,
-            "num_shapes": num_shapes,
-            "code_dim": code_dim,
         }
-        super().__init__(config, channels, width, fourier_levels, time_embedding, num_shapes, code_dim)
+        super().__init__(config, channels, width, fourier_levels, time_embedding)
         if depth < 1 or heads < 1 or width % heads:
             raise ValueError(
                 f"need depth >= 1 and width divisible by heads, got depth {depth}, width {width}, heads {heads}"
@@ -345,7 +262,7 @@ class PointTransformer(_ConditionedBackbone):
         return self.output(_modulate(self.final_norm(h), shift, scale))
 
 
-BACKBONES: dict[str, type[_ConditionedBackbone]] = {
+BACKBONES: dict[str, type[_PointBackbone]] = {
     PointMLP.kind: PointMLP,
     PointTransformer.kind: PointTransformer,
 }
@@ -370,15 +287,7 @@ def point_transformer_from_config(config: dict[str, Any]) -> PointTransformer:
     return _construct_kind(PointTransformer, config)
 
 
-def build_backbone(preset: str, **overrides: Any) -> PointMLP | PointTransformer:
-    """The backbone of :data:`BACKBONE_PRESETS` ``[preset]`` with some arguments overridden
-    (e.g. ``channels=6`` or ``num_shapes=10``)."""
-    if preset not in BACKBONE_PRESETS:
-        raise ValueError(f"unknown backbone preset {preset!r}; choose one of {sorted(BACKBONE_PRESETS)}")
-    return backbone_from_config({**BACKBONE_PRESETS[preset], **overrides})
-
-
-def _construct_kind(cls: type[_ConditionedBackbone], config: dict[str, Any]):
+def _construct_kind(cls: type[_PointBackbone], config: dict[str, Any]):
     config = dict(config)
     kind = config.pop("kind", cls.kind)
     if kind != cls.kind:
@@ -386,7 +295,7 @@ def _construct_kind(cls: type[_ConditionedBackbone], config: dict[str, Any]):
     return _construct(cls, config)
 
 
-def _construct(cls: type[_ConditionedBackbone], config: dict[str, Any]):
+def _construct(cls: type[_PointBackbone], config: dict[str, Any]):
     allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
     unknown = sorted(set(config) - allowed)
     if unknown:

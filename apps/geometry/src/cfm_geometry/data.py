@@ -1,15 +1,9 @@
-"""Training data for one shape: surface samples drawn once, normalised, and batched per step.
-
-Channel layout of every point array here: ``x y z`` first, then ``nx ny nz`` when normals are
-asked for, then ``r g b`` when colours are asked for. Sampled colours are RGB in ``[0, 1]``; the
-:class:`PointBank` standardises them as Geometry Distributions does, ``(c - 0.5) * sqrt(12)``
-(unit variance for uniform colours), and :meth:`PointBank.decode` undoes it.
-"""
+"""Training data for one shape: surface samples ``(N, 3)`` drawn once, normalised, and batched
+per step."""
 
 from __future__ import annotations
 
 import io
-import math
 import os
 from pathlib import Path
 
@@ -34,7 +28,6 @@ __all__ = [
     "surface_from_spec",
 ]
 
-COLOR_SCALE = math.sqrt(12.0)
 SAMPLE_CHUNK = 1 << 21
 POINT_OUTPUT_FORMATS = (".ply", ".npy", ".npz", ".xyz")
 
@@ -47,92 +40,40 @@ def surface_from_spec(spec: str | os.PathLike) -> Surface:
     return load_surface(spec)
 
 
-def sample_surface_points(
-    surface: Surface,
-    n: int,
-    seed: int,
-    with_normals: bool = False,
-    with_colors: bool = False,
-) -> np.ndarray:
-    """``n`` surface points in the shape's units, float32 ``(n, 3 [+3 normals] [+3 colours])``.
+def sample_surface_points(surface: Surface, n: int, seed: int) -> np.ndarray:
+    """``n`` surface points ``(n, 3)`` in the shape's units, float32.
 
-    A mesh is sampled uniformly by area (``trimesh.sample.sample_surface``); each point gets the
-    normal of its face and the colour of the mesh there (interpolated vertex colours, the face
-    colour, or the texture). A point cloud is resampled uniformly with replacement. The result is
-    a deterministic function of ``seed``. Raises :class:`SurfaceError` when normals or colours are
-    asked for and the surface has none.
+    A mesh is sampled uniformly by area (``trimesh.sample.sample_surface``); a point cloud is
+    resampled uniformly with replacement. The result is a deterministic function of ``seed``.
     """
     if int(n) != n or n < 1:
         raise ValueError(f"the number of points must be a positive integer, got {n!r}")
     n = int(n)
-    for wanted, present, what in (
-        (with_normals, surface.has_normals, "normals"),
-        (with_colors, surface.has_colors, "colours"),
-    ):
-        if wanted and not present:
-            raise SurfaceError(f"{surface.source}: has no {what} to sample")
     rng = np.random.default_rng(seed)
     if not surface.is_mesh:
         index = rng.integers(0, len(surface.points), size=n)
-        columns = [surface.points[index]]
-        columns += [surface.normals[index]] if with_normals else []
-        columns += [surface.colors[index]] if with_colors else []
-        return np.concatenate(columns, axis=1).astype(np.float32)
+        return surface.points[index].astype(np.float32)
     chunks = [min(SAMPLE_CHUNK, n - start) for start in range(0, n, SAMPLE_CHUNK)]
     parts = [
-        _sample_mesh(surface, count, rng, with_normals, with_colors)
+        trimesh.sample.sample_surface(surface.mesh, count, seed=rng)[0].astype(np.float32)
         for count in tqdm(chunks, desc="sampling surface", unit="chunk", disable=len(chunks) < 2)
     ]
     return np.concatenate(parts, axis=0)
-
-
-def _sample_mesh(
-    surface: Surface, count: int, rng: np.random.Generator, with_normals: bool, with_colors: bool
-) -> np.ndarray:
-    mesh = surface.mesh
-    points, faces, barycentric = trimesh.sample.sample_surface(mesh, count, seed=rng, return_barycentric=True)
-    columns = [points]
-    if with_normals:
-        columns.append(mesh.face_normals[faces])
-    if with_colors:
-        columns.append(_mesh_colors(surface, faces, barycentric))
-    return np.concatenate(columns, axis=1).astype(np.float32)
-
-
-def _mesh_colors(surface: Surface, faces: np.ndarray, barycentric: np.ndarray) -> np.ndarray:
-    """RGB in ``[0, 1]`` at the sampled points of a coloured or textured mesh."""
-    mesh, visual = surface.mesh, surface.mesh.visual
-    corners = mesh.faces[faces]
-    if visual.kind == "vertex":
-        rgb = visual.vertex_colors[:, :3].astype(np.float64)
-        return np.einsum("nk,nkc->nc", barycentric, rgb[corners]) / 255.0
-    if visual.kind == "face":
-        return visual.face_colors[faces, :3] / 255.0
-    image = getattr(visual.material, "image", None)
-    if image is None:
-        raise SurfaceError(f"{surface.source}: has texture coordinates but no texture image")
-    uv = np.einsum("nk,nkc->nc", barycentric, visual.uv[corners])
-    return trimesh.visual.color.uv_to_interpolated_color(uv, image)[:, :3] / 255.0
 
 
 class PointBank:
     """The normalised training points of one shape, drawn once; minibatches are drawn from them.
 
     Args:
-        points: ``(N, C)`` normalised points (layout in the module docstring).
+        points: ``(N, 3)`` normalised points.
         normalisation: the transform from the shape's units (stored in checkpoints).
-        with_normals, with_colors: which extra channels ``points`` holds.
     """
 
-    def __init__(
-        self, points: torch.Tensor, normalisation: Normalisation, with_normals: bool = False, with_colors: bool = False
-    ) -> None:
-        channels = 3 + 3 * with_normals + 3 * with_colors
-        if points.ndim != 2 or points.shape[1] != channels or len(points) == 0:
-            raise ValueError(f"points must have shape (N > 0, {channels}), got {tuple(points.shape)}")
+    def __init__(self, points: torch.Tensor, normalisation: Normalisation) -> None:
+        if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
+            raise ValueError(f"points must have shape (N > 0, 3), got {tuple(points.shape)}")
         self.points = points
         self.normalisation = normalisation
-        self.with_normals, self.with_colors = bool(with_normals), bool(with_colors)
 
     @classmethod
     def from_surface(
@@ -140,19 +81,14 @@ class PointBank:
         surface: Surface,
         num_points: int,
         seed: int,
-        with_normals: bool = False,
-        with_colors: bool = False,
         device: torch.device | str | None = None,
     ) -> PointBank:
         """Sample ``num_points`` surface points (seeded), fit the normalisation to them and the
         shape's bounding box, and keep the normalised points (float32, on ``device``)."""
-        samples = sample_surface_points(surface, num_points, seed, with_normals, with_colors)
+        samples = sample_surface_points(surface, num_points, seed)
         normalisation = Normalisation.fit(surface.bounds, samples)
-        encoded = normalisation.apply(samples)
-        if with_colors:
-            encoded[:, -3:] = (encoded[:, -3:] - 0.5) * COLOR_SCALE
-        points = torch.from_numpy(encoded).to(device)
-        return cls(points, normalisation, with_normals, with_colors)
+        points = torch.from_numpy(normalisation.apply(samples)).to(device)
+        return cls(points, normalisation)
 
     @property
     def num_points(self) -> int:
@@ -164,7 +100,7 @@ class PointBank:
 
     def to(self, device: torch.device | str) -> PointBank:
         """The same bank with its points on ``device``."""
-        return PointBank(self.points.to(device), self.normalisation, self.with_normals, self.with_colors)
+        return PointBank(self.points.to(device), self.normalisation)
 
     def batch_for_step(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
         """The minibatch of training step ``step``: ``batch_size`` points drawn with replacement.
@@ -179,20 +115,13 @@ class PointBank:
         return self.points[index.to(self.points.device)]
 
     def decode(self, points: torch.Tensor | np.ndarray) -> np.ndarray:
-        """Generated ``(..., C)`` points back in the shape's units as float64: xyz un-normalised,
-        normals scaled to unit length, colours un-standardised and clipped to ``[0, 1]``."""
+        """Generated ``(..., 3)`` points back in the shape's units, as float64."""
         if isinstance(points, torch.Tensor):
             points = points.detach().cpu().numpy()
         points = np.asarray(points, dtype=np.float64)
         if points.shape[-1] != self.channels:
             raise ValueError(f"expected {self.channels} channels, got shape {points.shape}")
-        out = self.normalisation.invert(points)
-        if self.with_normals:
-            normals = out[..., 3:6]
-            out[..., 3:6] = normals / np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
-        if self.with_colors:
-            out[..., -3:] = np.clip(out[..., -3:] / COLOR_SCALE + 0.5, 0.0, 1.0)
-        return out
+        return self.normalisation.invert(points)
 
 
 def save_points(
