@@ -8,8 +8,9 @@ import pytest
 import torch
 from cfm_core import CFMLoss, FlowMap, LossRecipe
 from cfm_core.formulations import FORMULATIONS
-from cfm_core.nn import load_single_time_state_dict
-from cfm_toy.backbone import ToyMLP, default_time_embedding
+from cfm_core.nn import load_single_time_state_dict, time_features_for
+from cfm_toy.backbone import ToyMLP
+from cfm_toy.config import ToyNetConfig
 from cfm_toy.data import (
     TOY_DISTRIBUTIONS,
     gaussian_mixture_components,
@@ -161,7 +162,7 @@ def test_toy_mlp_warm_starts_from_a_single_time_checkpoint(kind):
 @pytest.mark.parametrize("formulation", sorted(FORMULATIONS))
 def test_cumulative_flow_map_trains_every_toy_mlp_parameter(formulation):
     torch.manual_seed(0)
-    kind = default_time_embedding(formulation)
+    kind = time_features_for(formulation, ToyNetConfig().time_embedding)
     net = ToyMLP(hidden=32, depth=2, time_dim=16, time_embedding=kind, fourier_levels=2)
     loss_fn = CFMLoss(FlowMap(net, formulation))
     optimizer = torch.optim.SGD(net.parameters(), lr=0.05)

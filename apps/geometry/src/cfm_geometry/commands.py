@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from cfm_core.cli import ConfigError, config_from_dict, config_to_dict, parse_config
-from cfm_core.cli.common import load_trained, require_path
+from cfm_core.cli import ConfigError, config_from_dict
+from cfm_core.cli.common import require_path
+from cfm_core.cli.skeleton import device_of, from_argv, load_run, train_run
 from cfm_core.diagnostics import jump_gap
 from cfm_core.evaluation import SweepEntry, sweep_table
 from cfm_core.flow_map import FlowMap
@@ -24,8 +25,9 @@ from cfm_core.io import save_json
 from cfm_core.loss import CFMLoss
 from cfm_core.method import build_cfm
 from cfm_core.metrics import chamfer_distance
-from cfm_core.plotting import save_curves, save_point_cloud_views
-from cfm_core.training import Checkpoint, Trainer, seed_initial_weights
+from cfm_core.nn import time_features_for
+from cfm_core.plotting import save_quality_vs_nfe
+from cfm_core.training import Checkpoint
 
 from cfm_geometry.backbones import backbone_from_config
 from cfm_geometry.config import (
@@ -49,7 +51,7 @@ from cfm_geometry.generation import finite_rows, flatten_points, generate_points
 from cfm_geometry.normalisation import Normalisation
 from cfm_geometry.scoring import Units, score_points
 from cfm_geometry.shapes import BUILTIN_SHAPES
-from cfm_geometry.views import save_view_rows
+from cfm_geometry.views import save_point_cloud_views, save_view_rows
 
 APP = "geometry"
 #: CFM jump counts the training previews are scored at.
@@ -59,15 +61,12 @@ PREVIEW_STEPS = (1, 2, 4)
 # ------------------------------------------------------------------------------ building --
 def backbone_config(net: GeometryNetConfig, formulation: str) -> dict[str, Any]:
     """The :func:`~cfm_geometry.backbones.backbone_from_config` dict of ``net``."""
-    embedding = net.time_embedding
-    if embedding == "auto":
-        embedding = "fourier" if formulation == "edm" else "sinusoidal"
     shared = {
         "kind": net.backbone,
         "channels": 3,
         "depth": net.depth,
         "fourier_levels": net.fourier_levels,
-        "time_embedding": embedding,
+        "time_embedding": time_features_for(formulation, net.time_embedding),
     }
     if net.backbone == "point_mlp":
         return {**shared, "hidden": net.width}
@@ -114,14 +113,6 @@ def point_batches(bank: PointBank, batch_size: int, seed: int, points_per_set: i
     return data
 
 
-def _device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _inference_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def _preview_hook(cfg: GeometryTrainConfig, bank: PointBank, up_axis: str):
     """Every sample_every steps: the Chamfer distance (model units, summed form) of 1-, 2- and
     4-jump samples to the training points, and a PNG of the 1-jump cloud in original units
@@ -135,7 +126,7 @@ def _preview_hook(cfg: GeometryTrainConfig, bank: PointBank, up_axis: str):
         noise = point_noise(cfg.preview_points, per_set, seed=7)
         scores = {}
         for steps in PREVIEW_STEPS:
-            x = flatten_points(model.sample(noise.to(_device(model)), steps=steps).cpu(), cfg.preview_points)
+            x = flatten_points(model.sample(noise.to(device_of(model)), steps=steps).cpu(), cfg.preview_points)
             points, _ = finite_rows(x)
             scores[f"chamfer_{steps}step"] = chamfer_distance(points, reference).sum if len(points) else float("nan")
             if steps == 1 and len(points):
@@ -154,40 +145,29 @@ def train(cfg: GeometryTrainConfig) -> dict[str, Any]:
     option = "--mesh" if cfg.mesh is not None else "--shape"
     surface = load_surface_option(cfg.surface_spec, option)
     bank = PointBank.from_surface(surface, cfg.points, cfg.data_seed)
-    run_config = config_to_dict(cfg)
-    seed_initial_weights(cfg.train.seed)
-    model = build_model(run_config)
     up_axis = resolve_up_axis(cfg.up_axis, cfg.surface_spec)
-    trainer = Trainer(
-        model,
+    return train_run(
+        APP,
+        cfg,
+        build_model,
         point_batches(bank, cfg.train.batch_size, cfg.train.seed, set_size(cfg)),
-        cfg.train,
-        run_config=run_config,
-        app=APP,
         normalisation=bank.normalisation.to_dict(),
         on_sample=_preview_hook(cfg, bank, up_axis),
         extra={"surface": surface.source, "bounds": surface.bounds.tolist(), "up_axis": up_axis},
     )
-    return trainer.fit()
 
 
-def _trained(path: str, option: str = "--checkpoint") -> tuple[FlowMap, Checkpoint, GeometryTrainConfig, Normalisation]:
-    """A trained model (EMA weights, on the inference device), its checkpoint, run config and
-    normalisation."""
-    model, ckpt = load_trained(path, build_model, APP, option=option)
-    return (model.to(_inference_device()), ckpt, *_run_of(ckpt, option))
-
-
-def _run_of(ckpt: Checkpoint, option: str) -> tuple[GeometryTrainConfig, Normalisation]:
+def _trained(
+    path: str, option: str = "--checkpoint", **options: Any
+) -> tuple[FlowMap, Checkpoint, GeometryTrainConfig, Normalisation]:
+    """A trained model (EMA weights unless ``use_ema=False``, on the default device), its
+    checkpoint, run config and normalisation."""
+    model, ckpt, run = load_run(path, build_model, APP, GeometryTrainConfig, option=option, **options)
     try:
-        return (
-            config_from_dict(GeometryTrainConfig, ckpt.meta["config"]),
-            Normalisation.from_dict(ckpt.meta["normalisation"]),
-        )
+        normalisation = Normalisation.from_dict(ckpt.meta["normalisation"])
     except (KeyError, ValueError, TypeError) as err:
-        raise ConfigError(
-            f"{option}: {ckpt.path} holds no usable geometry run config or normalisation: {err}"
-        ) from None
+        raise ConfigError(f"{option}: {ckpt.path} holds no usable geometry normalisation: {err}") from None
+    return model, ckpt, run, normalisation
 
 
 def _run_up_axis(ckpt: Checkpoint, run: GeometryTrainConfig) -> str:
@@ -202,9 +182,7 @@ def sample(cfg: GeometrySampleConfig) -> Path:
     out = Path(cfg.out)
     if out.suffix.lower() not in POINT_OUTPUT_FORMATS:
         raise ConfigError(f"--out: {out} must end in one of {', '.join(POINT_OUTPUT_FORMATS)}")
-    model, ckpt = load_trained(cfg.checkpoint, build_model, APP, cfg.ema_decay, use_ema=cfg.ema)
-    model.to(_inference_device())
-    run, normalisation = _run_of(ckpt, "--checkpoint")
+    model, ckpt, run, normalisation = _trained(cfg.checkpoint, ema_decay=cfg.ema_decay, use_ema=cfg.ema)
     points, nfe, seconds = generate_points(
         model, cfg.points, cfg.steps, cfg.sampler, cfg.batch_size, cfg.seed, set_size(run)
     )
@@ -291,7 +269,7 @@ def evaluate(cfg: GeometryEvalConfig) -> dict[str, Any]:
         row["seconds_per_million_points"] = entry.seconds * 1e6 / cfg.points
     units = Units.of(normalisation, bounds)
     gaps = _jump_gaps(model, run, cfg, units)
-    out = Path(cfg.out) if cfg.out else ckpt.path.parent / "eval"
+    out = cfg.out_dir(ckpt)
     result = {
         "checkpoint": str(ckpt.path),
         "baseline": str(base_ckpt.path),
@@ -300,7 +278,7 @@ def evaluate(cfg: GeometryEvalConfig) -> dict[str, Any]:
         "reference_points": cfg.reference_points or cfg.points,
         "seed": cfg.seed,
         "baseline_method": method,
-        "device": str(_device(model)),
+        "device": str(device_of(model)),
         "units": {
             "box_per_original": units.box,
             "model_per_original": units.model,
@@ -334,7 +312,7 @@ def _jump_gaps(
     networks, whose samples are sets, and with --gap-points 0)."""
     if cfg.gap_points == 0 or set_size(run) is not None:
         return []
-    noise = point_noise(cfg.gap_points, None, cfg.seed).to(_device(model))
+    noise = point_noise(cfg.gap_points, None, cfg.seed).to(device_of(model))
     method = "ddim" if run.method.formulation == "ddim" else "heun"
     box_per_model = units.box / units.model
     return [
@@ -372,25 +350,15 @@ def _figures(
     for entry in (min(base, key=lambda e: e.nfe), max(base, key=lambda e: e.nfe)) if base else ():
         clouds[f"baseline {entry.sampler}, {entry.steps} step(s), NFE {entry.nfe}"] = entry.samples
     save_view_rows(clouds, out / "samples.png", up_axis)
-    curves = {}
-    for label, name in (("cfm", "CFM (cumulative)"), ("baseline", "baseline (instantaneous)")):
-        points = [
-            (r["nfe"], r["chamfer_sum_box"])
-            for r in rows
-            if r["label"] == label and np.isfinite(r["chamfer_sum_box"]) and r["chamfer_sum_box"] > 0
-        ]
-        if points:
-            curves[name] = tuple(zip(*points, strict=True))
-    if curves:
-        save_curves(
-            curves,
-            out / "quality_vs_nfe.png",
-            xlabel="NFE (network evaluations)",
-            ylabel="Chamfer (sum, box units; lower is better)",
-            logx=True,
-            logy=True,
-            title=f"{shape}: quality vs NFE",
-        )
+    save_quality_vs_nfe(
+        rows,
+        "chamfer_sum_box",
+        out / "quality_vs_nfe.png",
+        xlabel="NFE (network evaluations)",
+        ylabel="Chamfer (sum, box units; lower is better)",
+        logy=True,
+        title=f"{shape}: quality vs NFE",
+    )
 
 
 def _print_rows(rows: Sequence[dict]) -> None:
@@ -416,16 +384,6 @@ def _print_gaps(gaps: Sequence[dict]) -> None:
 
 
 # ------------------------------------------------------------------------------ argv glue --
-def run_train(argv: Sequence[str]) -> int:
-    train(parse_config(GeometryTrainConfig, argv, prog="cfm geometry train", presets=TRAIN_PRESETS))
-    return 0
-
-
-def run_sample(argv: Sequence[str]) -> int:
-    sample(parse_config(GeometrySampleConfig, argv, prog="cfm geometry sample"))
-    return 0
-
-
-def run_eval(argv: Sequence[str]) -> int:
-    evaluate(parse_config(GeometryEvalConfig, argv, prog="cfm geometry eval"))
-    return 0
+run_train = from_argv(train, GeometryTrainConfig, "cfm geometry train", TRAIN_PRESETS)
+run_sample = from_argv(sample, GeometrySampleConfig, "cfm geometry sample")
+run_eval = from_argv(evaluate, GeometryEvalConfig, "cfm geometry eval")

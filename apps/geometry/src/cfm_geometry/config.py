@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from cfm_core.cli import ConfigError, require_positive
+from cfm_core.cli.skeleton import EvalOptions, SampleOptions
 from cfm_core.method import MethodConfig
 from cfm_core.training import TrainConfig
 
@@ -182,21 +183,15 @@ TRAIN_PRESETS = {
     ),
 }
 
-Sampler = Literal["cumulative", "euler", "heun"]
 
-
-@dataclass
-class GeometrySampleConfig:
+@dataclass(kw_only=True)
+class GeometrySampleConfig(SampleOptions):
     """Generate a point cloud from a trained shape model, in the shape's original units."""
 
-    checkpoint: str
-    """A checkpoint directory or a run directory (its newest checkpoint)."""
-    points: int = 1_000_000
-    """Number of points to generate."""
     steps: int = 1
     """Number of jumps (cumulative) or solver steps (euler; heun costs 2 steps - 1 NFE)."""
-    sampler: Sampler = "cumulative"
-    """cumulative = CFM jumps; euler/heun = the instantaneous (r = t) field, multi-step."""
+    points: int = 1_000_000
+    """Number of points to generate."""
     out: str = "geometry-samples.ply"
     """Output point cloud (.ply, .npy, .npz or .xyz)."""
     npy: bool = False
@@ -205,21 +200,16 @@ class GeometrySampleConfig:
     """Also write a PNG of the cloud from several views beside --out."""
     batch_size: int | None = None
     """Points generated per network batch (default: 2^18 on a GPU, 2^12 on the CPU)."""
-    seed: int = 0
-    """Seed of the noise."""
     up_axis: UpAxis = "auto"
     """Which axis points up in the PNG (auto: the training run's choice)."""
-    ema_decay: float | None = None
-    """Which EMA average to use (default: the first); --no-ema uses the raw weights."""
-    ema: bool = True
-    """Sample with an EMA average of the weights (--ema-decay picks which); --no-ema: the raw weights."""
 
     def __post_init__(self) -> None:
-        require_positive({"--points": self.points, "--steps": self.steps, "--batch-size": self.batch_size})
+        super().__post_init__()
+        require_positive({"--points": self.points, "--batch-size": self.batch_size})
 
 
-@dataclass
-class GeometryEvalConfig:
+@dataclass(kw_only=True)
+class GeometryEvalConfig(EvalOptions):
     """Score a trained shape model (and a multi-step baseline) against dense surface samples.
 
     At every NFE: the two-sided Chamfer distance (the summed GD form and the 0.5-averaged form) in
@@ -233,10 +223,6 @@ class GeometryEvalConfig:
     --out.
     """
 
-    checkpoint: str
-    """The CFM checkpoint (or run directory)."""
-    baseline: str | None = None
-    """A multi-step baseline checkpoint; default: the CFM model's own r = t field."""
     points: int = 100_000
     """Points generated per run."""
     reference_points: int | None = None
@@ -258,10 +244,9 @@ class GeometryEvalConfig:
     64-step ODE, from several start times; per-point networks only; 0: skip)."""
     seed: int = 1234
     """Seed of the noise and of the reference samples (never the training samples)."""
-    out: str | None = None
-    """Output folder (default: <run dir>/eval)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.gap_points < 0:
             raise ConfigError(f"--gap-points must be >= 0, got {self.gap_points}")
         require_positive(
@@ -272,8 +257,6 @@ class GeometryEvalConfig:
                 "--reference-points": self.reference_points,
             }
         )
-        if not self.cfm_steps or min(self.cfm_steps) < 1 or (self.baseline_steps and min(self.baseline_steps) < 1):
-            raise ConfigError("--cfm-steps and --baseline-steps must be positive integers")
         if self.f_threshold >= 1:
             raise ConfigError(
                 f"--f-threshold is a fraction of the bounding-box diagonal and must be below 1, got {self.f_threshold}"

@@ -8,13 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from cfm_core.cli import ConfigError, config_from_dict, config_to_dict, parse_config
-from cfm_core.cli.common import load_trained
-from cfm_core.evaluation import nfe_sweep, sweep_table
+from cfm_core.cli import ConfigError, config_from_dict
+from cfm_core.cli import skeleton as app_skeleton
+from cfm_core.cli.skeleton import default_device, device_of, from_argv, load_run
+from cfm_core.evaluation import sweep_table
 from cfm_core.flow_map import FlowMap
 from cfm_core.loss import CFMLoss
 from cfm_core.method import build_cfm
-from cfm_core.training import Trainer, load_checkpoint, seed_initial_weights
+from cfm_core.nn import time_features_for
+from cfm_core.training import Trainer, load_checkpoint
 from torch import Tensor
 
 from cfm_image.classifier import builtin_classifier
@@ -57,9 +59,6 @@ def architecture(cfg: ImageTrainConfig) -> dict[str, Any]:
     data = cfg.data
     if data.resolution is None or data.channels is None:
         raise ConfigError("the data config is not resolved (resolution and channels unknown)")
-    embedding = cfg.net.time_embedding
-    if embedding == "auto":
-        embedding = "fourier" if cfg.method.formulation == "edm" else "sinusoidal"
     try:
         return unet_config(
             cfg.net.preset,
@@ -67,7 +66,7 @@ def architecture(cfg: ImageTrainConfig) -> dict[str, Any]:
             in_channels=data.channels,
             resolution=data.resolution,
             num_classes=data.num_classes,
-            time_embedding=embedding,
+            time_embedding=time_features_for(cfg.method.formulation, cfg.net.time_embedding),
         )
     except ValueError as err:
         raise ConfigError(f"net: {err}") from None
@@ -102,15 +101,11 @@ def generation_labels(
     return cycle.repeat(-(-n // len(cycle)))[:n]
 
 
-def _device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def _generate(
     model: FlowMap, noise: Tensor, steps: int, sampler: str, labels: Tensor | None, guidance: float = 1.0
 ) -> Tensor:
-    device = _device(model)
+    device = device_of(model)
     cond = None if labels is None else labels.to(device)
     return model.sample(noise.to(device), steps, sampler=sampler, cond=cond, guidance=guidance)
 
@@ -163,25 +158,21 @@ def make_trainer(cfg: ImageTrainConfig) -> Trainer:
     source, data = open_training_data(cfg.data, seed=cfg.train.seed)
     cfg = replace(cfg, data=data)
     _check_warm_start(cfg)
-    run_config = config_to_dict(cfg)
-    seed_initial_weights(cfg.train.seed)
-    model = build_model(run_config)
-    batches = training_batches(source, data, cfg.train.batch_size, cfg.train.seed)
-    print(
-        f"training on {data.name}: {data.channels}x{data.resolution}x{data.resolution}, "
-        f"{'unconditional' if data.num_classes is None else f'{data.num_classes} classes'}, "
-        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, formulation "
-        f"{cfg.method.formulation}, r = t share {cfg.method.instantaneous_ratio}"
-    )
-    return Trainer(
-        model,
-        batches,
-        cfg.train,
-        run_config=run_config,
-        app=APP,
+    trainer = app_skeleton.make_trainer(
+        APP,
+        cfg,
+        build_model,
+        training_batches(source, data, cfg.train.batch_size, cfg.train.seed),
         normalisation={"pixels": "x / 127.5 - 1, in [-1, 1]"},
         on_sample=_sample_hook(data),
     )
+    print(
+        f"training on {data.name}: {data.channels}x{data.resolution}x{data.resolution}, "
+        f"{'unconditional' if data.num_classes is None else f'{data.num_classes} classes'}, "
+        f"{sum(p.numel() for p in trainer.unwrapped_model.parameters()) / 1e6:.2f}M parameters, formulation "
+        f"{cfg.method.formulation}, r = t share {cfg.method.instantaneous_ratio}"
+    )
+    return trainer
 
 
 def train(cfg: ImageTrainConfig) -> dict[str, Any]:
@@ -191,12 +182,13 @@ def train(cfg: ImageTrainConfig) -> dict[str, Any]:
 
 def sample(cfg: ImageSampleConfig) -> dict[str, Any]:
     """Sample a trained model; write a grid and/or individual PNGs; return what was written."""
-    model, ckpt = load_trained(cfg.checkpoint, build_model, APP, cfg.ema_decay, use_ema=cfg.ema)
-    data = config_from_dict(ImageTrainConfig, ckpt.meta["config"]).data
+    model, ckpt, run = load_run(
+        cfg.checkpoint, build_model, APP, ImageTrainConfig, ema_decay=cfg.ema_decay, use_ema=cfg.ema
+    )
+    data = run.data
     labels = generation_labels(data.num_classes, cfg.n, cfg.labels, cfg.unconditional)
     if cfg.guidance != 1.0 and (labels is None or cfg.unconditional):
         raise ConfigError("--guidance needs a class-conditional model and class labels")
-    model.to("cuda" if torch.cuda.is_available() else "cpu")
     noise = torch.randn(
         cfg.n, data.channels, data.resolution, data.resolution, generator=torch.Generator().manual_seed(cfg.seed)
     )
@@ -253,7 +245,7 @@ def open_fid(weights: str | None) -> InceptionFID | None:
     a missing or wrong weights file raises :class:`ConfigError` at once."""
     if weights is None:
         return None
-    return InceptionFID(weights, "cuda" if torch.cuda.is_available() else "cpu")
+    return InceptionFID(weights, default_device())
 
 
 def evaluate(cfg: ImageEvalConfig, fid: InceptionFID | None = None) -> dict[str, Any]:
@@ -261,37 +253,28 @@ def evaluate(cfg: ImageEvalConfig, fid: InceptionFID | None = None) -> dict[str,
     the metric of ``cfg.fid_weights`` when the caller has already opened it."""
     if fid is None:
         fid = open_fid(cfg.fid_weights)  # before any other work: a wrong file fails at once
-    model, ckpt = load_trained(cfg.checkpoint, build_model, APP)
-    data = config_from_dict(ImageTrainConfig, ckpt.meta["config"]).data
+    model, ckpt, run = load_run(cfg.checkpoint, build_model, APP, ImageTrainConfig)
+    data = run.data
     baseline, baseline_name = model, OWN_FIELD
     if cfg.baseline is not None:
-        baseline, base_ckpt = load_trained(cfg.baseline, build_model, APP, option="--baseline")
-        if not _same_images(config_from_dict(ImageTrainConfig, base_ckpt.meta["config"]).data, data):
+        baseline, base_ckpt, base_run = load_run(cfg.baseline, build_model, APP, ImageTrainConfig, option="--baseline")
+        if not _same_images(base_run.data, data):
             raise ConfigError("--baseline was trained on other images than --checkpoint")
         baseline_name = str(base_ckpt.path)
     labels = generation_labels(data.num_classes, cfg.n)
     if cfg.guidance != 1.0 and labels is None:
         raise ConfigError("--guidance needs a class-conditional model")
     scorer, notes = _scorer(data, cfg, fid)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device()
     noise = torch.randn(
         cfg.n, data.channels, data.resolution, data.resolution, generator=torch.Generator().manual_seed(cfg.seed)
     )
-    model, baseline = model.to(device), baseline.to(device)
     for warm_up in (model, baseline):  # one-off costs (allocations, kernels) stay out of timings
         _generate(warm_up, noise[:2], 1, "cumulative", generation_labels(data.num_classes, 2))
     cond = None if labels is None else labels.to(device)
     with torch.no_grad():
-        entries = nfe_sweep(
-            noise.to(device),
-            model,
-            cfg.cfm_steps,
-            baseline,
-            cfg.baseline_steps,
-            cfg.baseline_method,
-            cond=cond,
-            guidance=cfg.guidance,
-            batch_size=cfg.batch_size,
+        entries = cfg.sweep(
+            noise.to(device), model, baseline, cond=cond, guidance=cfg.guidance, batch_size=cfg.batch_size
         )
     for entry in entries:
         entry.samples = entry.samples.cpu()
@@ -302,7 +285,7 @@ def evaluate(cfg: ImageEvalConfig, fid: InceptionFID | None = None) -> dict[str,
         # no Frechet distances: from 180 images they would mostly measure small-sample bias
         scores = scorer(real, None if labels is None else real_labels, frechet=False)
         notes["held_out"] = {"images": int(real.shape[0]), **scores}
-    out = Path(cfg.out) if cfg.out else ckpt.path.parent / "eval"
+    out = cfg.out_dir(ckpt)
     result = {
         "checkpoint": str(ckpt.path),
         "baseline": baseline_name,
@@ -374,21 +357,7 @@ def demo(cfg: ImageDemoConfig) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ argv glue --
-def run_train(argv: Sequence[str]) -> int:
-    train(parse_config(ImageTrainConfig, argv, prog="cfm image train", presets=TRAIN_PRESETS))
-    return 0
-
-
-def run_sample(argv: Sequence[str]) -> int:
-    sample(parse_config(ImageSampleConfig, argv, prog="cfm image sample"))
-    return 0
-
-
-def run_eval(argv: Sequence[str]) -> int:
-    evaluate(parse_config(ImageEvalConfig, argv, prog="cfm image eval"))
-    return 0
-
-
-def run_demo(argv: Sequence[str]) -> int:
-    demo(parse_config(ImageDemoConfig, argv, prog="cfm image demo"))
-    return 0
+run_train = from_argv(train, ImageTrainConfig, "cfm image train", TRAIN_PRESETS)
+run_sample = from_argv(sample, ImageSampleConfig, "cfm image sample")
+run_eval = from_argv(evaluate, ImageEvalConfig, "cfm image eval")
+run_demo = from_argv(demo, ImageDemoConfig, "cfm image demo")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from cfm_core.cli import ConfigError, require_positive
+from cfm_core.cli.skeleton import EvalOptions, SampleOptions
 from cfm_core.method import MethodConfig
 from cfm_core.training import TrainConfig
 
@@ -193,16 +194,10 @@ TRAIN_PRESETS = {
 }
 
 
-@dataclass
-class ImageSampleConfig:
+@dataclass(kw_only=True)
+class ImageSampleConfig(SampleOptions):
     """Sample a trained image model: a PNG grid and/or one PNG per image."""
 
-    checkpoint: str
-    """A checkpoint directory or a run directory (its newest checkpoint)."""
-    steps: int = 1
-    """Number of jumps (cumulative) or solver steps (euler/heun)."""
-    sampler: Literal["cumulative", "euler", "heun"] = "cumulative"
-    """cumulative = CFM jumps; euler/heun = the instantaneous (r = t) field, multi-step."""
     n: int = 64
     """Number of images."""
     labels: tuple[int, ...] | None = None
@@ -211,8 +206,6 @@ class ImageSampleConfig:
     """Sample the null class of a class-conditional model (trained with label dropout)."""
     guidance: float = 1.0
     """Classifier-free guidance weight (1 = none; needs a class-conditional model)."""
-    seed: int = 0
-    """Seed of the noise."""
     grid: str | None = "image-samples.png"
     """Output PNG grid (None: no grid)."""
     nrow: int | None = None
@@ -221,15 +214,10 @@ class ImageSampleConfig:
     """Also write one PNG per image into this folder (00000.png, ...)."""
     batch_size: int = 256
     """Images per sampling batch."""
-    ema_decay: float | None = None
-    """Which EMA average to use (default: the first); --no-ema uses the raw weights."""
-    ema: bool = True
-    """Sample with an EMA average of the weights (--ema-decay picks which); --no-ema: the raw weights."""
 
     def __post_init__(self) -> None:
-        require_positive(
-            {"--steps": self.steps, "--n": self.n, "--batch-size": self.batch_size, "--nrow": self.nrow}, integer=True
-        )
+        super().__post_init__()
+        require_positive({"--n": self.n, "--batch-size": self.batch_size, "--nrow": self.nrow}, integer=True)
         if self.grid is None and self.individual_dir is None:
             raise ConfigError("nothing to write: give --grid and/or --individual-dir")
         if self.labels is not None and self.unconditional:
@@ -238,8 +226,8 @@ class ImageSampleConfig:
             raise ConfigError(f"--labels must be non-negative class indices, got {self.labels}")
 
 
-@dataclass
-class ImageEvalConfig:
+@dataclass(kw_only=True)
+class ImageEvalConfig(EvalOptions):
     """Score a trained image model at several NFE against its data.
 
     Metrics: for the built-in digits, a small CNN digit classifier (trained once on the training
@@ -250,22 +238,10 @@ class ImageEvalConfig:
     run (grids/) into --out.
     """
 
-    checkpoint: str
-    """The CFM checkpoint (or run directory)."""
-    baseline: str | None = None
-    """A multi-step baseline checkpoint; default: the CFM model's own r = t field."""
-    cfm_steps: tuple[int, ...] = (1, 2, 4)
-    """Jump counts for CFM."""
-    baseline_steps: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)
-    """Step counts for the baseline's instantaneous solver."""
-    baseline_method: Literal["euler", "heun"] = "euler"
-    """The baseline's solver (euler is deterministic DDIM for ddim)."""
     n: int = 1000
     """Generated images per run."""
     guidance: float = 1.0
     """Classifier-free guidance weight of every run (class-conditional models)."""
-    seed: int = 1234
-    """Seed of the noise and of the labels."""
     batch_size: int = 500
     """Images per sampling batch."""
     fid_weights: str | None = None
@@ -274,15 +250,12 @@ class ImageEvalConfig:
     downloaded: without it FID is skipped, and the output says so."""
     classifier_cache: str | None = None
     """Folder caching the digit classifier (default: $CFM_CACHE_DIR, else ~/.cache/cfm)."""
-    out: str | None = None
-    """Output folder (default: <run dir>/eval)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.n < 10:
             raise ConfigError(f"--n must be at least 10, got {self.n}")
         require_positive({"--batch-size": self.batch_size}, integer=True)
-        if not self.cfm_steps or min(self.cfm_steps) < 1 or (self.baseline_steps and min(self.baseline_steps) < 1):
-            raise ConfigError("--cfm-steps and --baseline-steps must be positive integers")
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from cfm_core.evaluation import SweepEntry
 from cfm_core.io import atomic_path
-from cfm_core.plotting import save_curves
+from cfm_core.plotting import save_quality_vs_nfe
 from torch import Tensor
 
 from cfm_image.pictures import save_grid, save_panels
@@ -77,22 +77,9 @@ def save_comparison(entries: Sequence[SweepEntry], real: Tensor | None, path: Pa
 
 def save_quality_curve(rows: Sequence[dict], metric: str, path: Path, title: str) -> None:
     """``metric`` against NFE for CFM and the baseline (log axes; y linear if any value <= 0)."""
-    curves = {}
-    for label, name in (("cfm", "CFM (cumulative)"), ("baseline", "baseline (instantaneous)")):
-        points = [(r["nfe"], r[metric]) for r in rows if r["label"] == label and math.isfinite(r[metric])]
-        if points:
-            curves[name] = tuple(zip(*points, strict=True))
-    if curves:
-        positive = all(y > 0 for _, ys in curves.values() for y in ys)
-        save_curves(
-            curves,
-            path,
-            xlabel="NFE",
-            logx=True,
-            logy=positive,
-            title=title,
-            ylabel=f"{SHORT_NAMES.get(metric, metric)} (lower is better)",
-        )
+    save_quality_vs_nfe(
+        rows, metric, path, ylabel=f"{SHORT_NAMES.get(metric, metric)} (lower is better)", title=title, logy="auto"
+    )
 
 
 def print_rows(rows: Sequence[dict], metrics: Sequence[str], held_out: dict | None = None) -> None:

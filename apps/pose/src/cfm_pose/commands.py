@@ -10,14 +10,15 @@ from typing import Any
 import numpy as np
 import torch
 from cfm_core.cli.app import ConfigError
-from cfm_core.cli.common import load_trained, require_path
-from cfm_core.cli.config import config_from_dict, config_to_dict, parse_config
-from cfm_core.evaluation import SweepEntry, nfe_sweep, sweep_table
+from cfm_core.cli.common import require_path
+from cfm_core.cli.config import config_from_dict, config_to_dict
+from cfm_core.cli.skeleton import default_device, device_of, from_argv, load_run, train_run
+from cfm_core.evaluation import SweepEntry, sweep_table
 from cfm_core.flow_map import FlowMap
 from cfm_core.loss import CFMLoss
 from cfm_core.method import build_cfm
-from cfm_core.plotting import save_curves
-from cfm_core.training import Trainer, seed_initial_weights
+from cfm_core.nn import time_features_for
+from cfm_core.plotting import save_quality_vs_nfe
 from tqdm import tqdm
 
 from cfm_pose.backbone import PoseMLP
@@ -59,7 +60,7 @@ def build_model(run_config: dict[str, Any]) -> CFMLoss:
         hidden=cfg.net.hidden,
         depth=cfg.net.depth,
         time_dim=cfg.net.time_dim,
-        time_features="fourier" if cfg.method.formulation == "edm" else "sinusoidal",
+        time_features=time_features_for(cfg.method.formulation),
         code_dim=cfg.net.code_dim,
         encoder_hidden=cfg.net.encoder_hidden,
         encoder_depth=cfg.net.encoder_depth,
@@ -73,10 +74,6 @@ def pose_batches(source: ShapeSource, encoding: PoseEncoding, batch_size: int, s
     return lambda step: encoding.encode(source.shapes(step, batch_size, seed))
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def _predict(
     model: FlowMap,
     encoding: PoseEncoding,
@@ -88,7 +85,7 @@ def _predict(
     """Predicted joint sets of ``shapes`` with ``steps`` cumulative jumps."""
     x, cond = encoding.encode(shapes)
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
-    device = next(model.parameters()).device
+    device = device_of(model)
     with torch.no_grad():
         sample = model.sample(noise.to(device), steps=steps, cond=cond.to(device))
     return encoding.joints(sample, extraction)
@@ -132,35 +129,30 @@ def train(cfg: PoseTrainConfig) -> dict[str, Any]:
     source = make_source(cfg, read_all=True)
     cfg = with_detected_model_type(cfg, source)
     encoding = encoding_for(cfg)
-    run_config = config_to_dict(cfg)
-    seed_initial_weights(cfg.train.seed)
-    trainer = Trainer(
-        build_model(run_config),
+    return train_run(
+        APP,
+        cfg,
+        build_model,
         pose_batches(source, encoding, cfg.train.batch_size, cfg.train.seed),
-        cfg.train,
-        run_config=run_config,
-        app=APP,
         normalisation=encoding.normalisation(),
         on_sample=_sample_hook(source, encoding, cfg.train.seed + 1),
     )
-    return trainer.fit()
 
 
 def _load(path: str, option: str = "--checkpoint", **options: Any):
     """``(model on the device, checkpoint, train config)`` of a pose checkpoint."""
-    model, ckpt = load_trained(path, build_model, APP, option=option, **options)
-    return model.to(_device()).eval(), ckpt, config_from_dict(PoseTrainConfig, ckpt.meta["config"])
+    return load_run(path, build_model, APP, PoseTrainConfig, option=option, **options)
 
 
 def sample(cfg: PoseSampleConfig) -> Path:
     """Predict the joints of ``cfg.input``; write JSON, NPY and PNG; return the JSON path."""
     require_path(cfg.input, "shape file", "--input")
-    model, ckpt, run = _load(cfg.checkpoint, decay=cfg.ema_decay, use_ema=cfg.ema)
+    model, ckpt, run = _load(cfg.checkpoint, ema_decay=cfg.ema_decay, use_ema=cfg.ema)
     encoding = encoding_for(run)
     shape = load_input_shape(cfg.input, run.n_points, cfg.seed)
-    cond = torch.as_tensor(shape.normalized_points, dtype=torch.float32)[None].to(_device())
+    cond = torch.as_tensor(shape.normalized_points, dtype=torch.float32)[None].to(default_device())
     noise = torch.randn((1, *encoding.data_shape(run.n_points)), generator=torch.Generator().manual_seed(cfg.seed)).to(
-        _device()
+        default_device()
     )
     with torch.no_grad():
         x, nfe = model.sample(noise, cfg.steps, sampler=cfg.sampler, cond=cond, return_nfe=True)
@@ -217,20 +209,11 @@ def evaluate(cfg: PoseEvalConfig) -> dict[str, Any]:
     noise = torch.randn(
         (len(shapes), *encoding.data_shape(run.n_points)), generator=torch.Generator().manual_seed(cfg.seed)
     )
-    noise, cond = noise.to(_device()), cond.to(_device())
+    noise, cond = noise.to(default_device()), cond.to(default_device())
     with torch.no_grad():
         for warm in {id(model): model, id(baseline): baseline}.values():  # first-call overheads
             warm.sample(noise[:1], steps=1, cond=cond[:1])
-        entries = nfe_sweep(
-            noise,
-            model,
-            cfg.cfm_steps,
-            baseline,
-            cfg.baseline_steps,
-            cfg.baseline_method,
-            cond=cond,
-            batch_size=cfg.batch_size,
-        )
+        entries = cfg.sweep(noise, model, baseline, cond=cond, batch_size=cfg.batch_size)
     scores, predictions = [], {}
     for entry in tqdm(entries, desc="cfm pose eval: joints and scores", unit="run"):
         tic = time.perf_counter()
@@ -245,7 +228,7 @@ def evaluate(cfg: PoseEvalConfig) -> dict[str, Any]:
         )
         predictions[_label(entry)] = _predictions(shapes, joints, encoding, cfg.figure_shapes)
     rows = [{**row, "ms_per_shape": row.pop("ms_per_sample")} for row in sweep_table(entries, scores)]
-    out = Path(cfg.out) if cfg.out else ckpt.path.parent / "eval"
+    out = cfg.out_dir(ckpt)
     result = {
         "checkpoint": str(ckpt.path),
         "baseline": str(cfg.baseline or ckpt.path),
@@ -299,20 +282,13 @@ def _figures(
             grid[_label(entry)] = predictions[_label(entry)]
     save_prediction_grid(grid, out / "predictions.png", title=f"held-out {encoding.kind} skeletons")
     metric = "mpjpe" if encoding.kind == "fixed" else "cd_j2j"
-    curves = {}
-    for label, name in (("cfm", "CFM (cumulative)"), ("baseline", "baseline (instantaneous)")):
-        points = [(r["nfe"], r[metric]) for r in rows if r["label"] == label and r[metric] is not None]
-        if points:
-            curves[name] = tuple(zip(*points, strict=True))
-    if curves:
-        save_curves(
-            curves,
-            out / "quality_vs_nfe.png",
-            xlabel="NFE",
-            ylabel=f"{metric} (unit-box units, lower is better)",
-            logx=True,
-            title="joint error vs network evaluations",
-        )
+    save_quality_vs_nfe(
+        rows,
+        metric,
+        out / "quality_vs_nfe.png",
+        ylabel=f"{metric} (unit-box units, lower is better)",
+        title="joint error vs network evaluations",
+    )
 
 
 def _print_rows(rows: Sequence[dict]) -> None:
@@ -332,21 +308,7 @@ def _print_rows(rows: Sequence[dict]) -> None:
 
 
 # ------------------------------------------------------------------------------ argv glue --
-def run_train(argv: Sequence[str]) -> int:
-    train(parse_config(PoseTrainConfig, argv, prog="cfm pose train", presets=TRAIN_PRESETS))
-    return 0
-
-
-def run_sample(argv: Sequence[str]) -> int:
-    sample(parse_config(PoseSampleConfig, argv, prog="cfm pose sample"))
-    return 0
-
-
-def run_eval(argv: Sequence[str]) -> int:
-    evaluate(parse_config(PoseEvalConfig, argv, prog="cfm pose eval"))
-    return 0
-
-
-def run_convert_smpl(argv: Sequence[str]) -> int:
-    convert_smpl(parse_config(ConvertSmplConfig, argv, prog="cfm pose convert-smpl"))
-    return 0
+run_train = from_argv(train, PoseTrainConfig, "cfm pose train", TRAIN_PRESETS)
+run_sample = from_argv(sample, PoseSampleConfig, "cfm pose sample")
+run_eval = from_argv(evaluate, PoseEvalConfig, "cfm pose eval")
+run_convert_smpl = from_argv(convert_smpl, ConvertSmplConfig, "cfm pose convert-smpl")

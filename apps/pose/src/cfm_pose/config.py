@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 import tyro
 from cfm_core.cli import require_positive
 from cfm_core.cli.app import ConfigError
+from cfm_core.cli.skeleton import EvalOptions, SampleOptions
 from cfm_core.method import MethodConfig
 from cfm_core.training import TrainConfig
 
@@ -25,7 +26,6 @@ DataKind = Literal["procedural", "smpl", "rignet"]
 ModelType = Literal["auto", "smpl", "smplx"]
 Template = Literal["mixed", "biped", "quadruped", "tailed_biped", "four_armed_biped"]
 RigNetSplit = Literal["train", "val", "test", "all"]
-Sampler = Literal["cumulative", "euler", "heun"]
 
 
 @dataclass
@@ -198,38 +198,27 @@ class ExtractionConfig:
         require_positive({"--extraction.bandwidth": self.bandwidth, "--extraction.min-count": self.min_count})
 
 
-@dataclass
-class PoseSampleConfig:
+@dataclass(kw_only=True)
+class PoseSampleConfig(SampleOptions):
     """Predict the joints of one shape: writes JSON and NPY joints and a PNG of the input points
     with the skeleton drawn (--out names the JSON; the NPY and PNG share its stem)."""
 
-    checkpoint: str
-    """A checkpoint directory or a run directory (its newest checkpoint)."""
     input: str
     """A mesh (.obj .ply .off .stl ...) or a point cloud (.ply, .npy (N, 3)); y up."""
-    steps: int = 1
-    """CFM jumps (cumulative) or solver steps (euler/heun)."""
-    sampler: Sampler = "cumulative"
-    """cumulative = CFM jumps; euler/heun = the r = t field (euler on ddim = DDIM)."""
     seed: int = 0
     """Seed of the surface sampling and of the noise."""
     out: str = "pose-joints.json"
     """Output JSON (joints in the input's own frame); the .npy and .png beside it."""
     extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
-    ema_decay: float | None = None
-    """Which EMA average to use (default: the first)."""
-    ema: bool = True
-    """Sample with an EMA average of the weights (--ema-decay picks which); --no-ema: the raw weights."""
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ConfigError(f"--steps must be positive, got {self.steps}")
+        super().__post_init__()
         if not self.out.endswith(".json"):
             raise ConfigError(f"--out must name a .json file, got {self.out}")
 
 
-@dataclass
-class PoseEvalConfig:
+@dataclass(kw_only=True)
+class PoseEvalConfig(EvalOptions):
     """Score a trained model on held-out shapes at several NFE, against a multi-step baseline.
 
     Held-out shapes: procedural and SMPL bodies drawn with --seed (refused if it is the training
@@ -238,16 +227,10 @@ class PoseEvalConfig:
     unit-box shape units. Writes metrics.json, predictions.png and quality_vs_nfe.png into --out.
     """
 
-    checkpoint: str
-    """The CFM checkpoint (or run directory)."""
-    baseline: str | None = None
-    """A multi-step baseline checkpoint; default: the CFM model's own r = t field."""
     cfm_steps: tuple[int, ...] = (1, 2, 5, 10)
     """Jump counts for CFM."""
     baseline_steps: tuple[int, ...] = (1, 2, 5, 10, 50, 100)
     """Step counts of the baseline's instantaneous solver."""
-    baseline_method: Literal["euler", "heun"] = "euler"
-    """The baseline's solver (euler on a ddim model is deterministic DDIM)."""
     n_shapes: int = 32
     """Held-out shapes."""
     seed: int = 1234
@@ -259,18 +242,12 @@ class PoseEvalConfig:
     extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
     figure_shapes: int = 4
     """Shapes drawn in predictions.png."""
-    out: str | None = None
-    """Output folder (default: <run dir>/eval)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require_positive(
             {"--n-shapes": self.n_shapes, "--batch-size": self.batch_size, "--figure-shapes": self.figure_shapes}
         )
-        if not self.cfm_steps:
-            raise ConfigError("--cfm-steps needs at least one jump count")
-        for name, counts in (("cfm-steps", self.cfm_steps), ("baseline-steps", self.baseline_steps)):
-            if counts and min(counts) < 1:
-                raise ConfigError(f"--{name} must be positive integers, got {list(counts)}")
 
 
 @dataclass

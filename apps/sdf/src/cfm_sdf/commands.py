@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import torch
 import trimesh
-from cfm_core.cli import ConfigError, config_from_dict, config_to_dict, parse_config
-from cfm_core.cli.common import load_trained, require_path
+from cfm_core.cli import ConfigError, config_to_dict
+from cfm_core.cli.common import require_path
+from cfm_core.cli.skeleton import device_of, from_argv, load_run, train_run
 from cfm_core.flow_map import FlowMap
-from cfm_core.plotting import save_curves
-from cfm_core.training import Trainer, seed_initial_weights
+from cfm_core.plotting import save_quality_vs_nfe
 from tqdm.auto import tqdm
 
 from cfm_sdf.config import (
@@ -62,14 +62,6 @@ class EmptyShapeError(RuntimeError):
     """The generated field has no zero level set, so there is no surface to mesh."""
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _run_config(checkpoint) -> SdfTrainConfig:
-    return config_from_dict(SdfTrainConfig, checkpoint.meta["config"])
-
-
 def _generate(
     model: FlowMap,
     samples: Sequence[dict[str, np.ndarray]],
@@ -84,7 +76,7 @@ def _generate(
     """Generate one field per sample (its context points and, if ``conditional``, its surface
     points; otherwise the null condition) and read it at ``extra_points`` ``(B, Ne, 3)``; the
     noise is seeded by ``seed``."""
-    device = next(model.parameters()).device
+    device = device_of(model)
 
     def stack(key: str) -> torch.Tensor:
         return torch.from_numpy(np.stack([s[key] for s in samples])).float().to(device)
@@ -177,9 +169,6 @@ def _sample_hook(cfg: SdfTrainConfig, source: str | RecordSource):
 
 def train(cfg: SdfTrainConfig) -> dict[str, Any]:
     """Train and return the trainer's summary."""
-    run_config = config_to_dict(cfg)
-    seed_initial_weights(cfg.train.seed)
-    model = build_model(run_config)
     source = training_source(cfg.data)
     data = sdf_batches(cfg, source)
     try:
@@ -191,16 +180,7 @@ def train(cfg: SdfTrainConfig) -> dict[str, Any]:
         "values": "clamp(sdf / truncation, -1, 1), negative inside",
         "truncation": cfg.data.truncation,
     }
-    trainer = Trainer(
-        model,
-        data,
-        cfg.train,
-        run_config=run_config,
-        app=APP,
-        normalisation=normalisation,
-        on_sample=_sample_hook(cfg, source),
-    )
-    return trainer.fit()
+    return train_run(APP, cfg, build_model, data, normalisation=normalisation, on_sample=_sample_hook(cfg, source))
 
 
 def _check_guidance(guidance: float, runs: Sequence[tuple[SdfTrainConfig, str]]) -> None:
@@ -230,8 +210,9 @@ def sample(cfg: SdfSampleConfig) -> Path:
     out = Path(cfg.out)
     if out.suffix.lower() not in MESH_SUFFIXES:
         raise ConfigError(f"--out: {out} must end in one of {', '.join(MESH_SUFFIXES)}")
-    model, ckpt = load_trained(cfg.checkpoint, build_model, APP, cfg.ema_decay, use_ema=cfg.ema)
-    run = _run_config(ckpt)
+    model, ckpt, run = load_run(
+        cfg.checkpoint, build_model, APP, SdfTrainConfig, ema_decay=cfg.ema_decay, use_ema=cfg.ema
+    )
     conditional = cfg.points is not None
     if run.unconditional and conditional:
         raise ConfigError(f"--points: {ckpt.path} was trained unconditionally; leave out --points")
@@ -256,7 +237,6 @@ def sample(cfg: SdfSampleConfig) -> Path:
     if condition is not None:
         item["surface_points"] = condition.points
     grid = grid_points(cfg.resolution).astype(np.float32)
-    model.to(_device())
     fields = _generate(
         model, [item], conditional, grid[None], steps, sampler, run.data.noise_grid, cfg.seed, cfg.guidance
     )
@@ -282,8 +262,7 @@ def sample(cfg: SdfSampleConfig) -> Path:
 def _load_models(cfg: SdfEvalConfig):
     """The CFM model, the baseline (default: the CFM model's own r = t field), the run config and
     the paths of both checkpoints."""
-    model, ckpt = load_trained(cfg.checkpoint, build_model, APP)
-    run = _run_config(ckpt)
+    model, ckpt, run = load_run(cfg.checkpoint, build_model, APP, SdfTrainConfig)
     if run.unconditional:
         raise ConfigError(
             f"--checkpoint: {ckpt.path} is unconditional; eval scores shapes "
@@ -291,8 +270,7 @@ def _load_models(cfg: SdfEvalConfig):
         )
     baseline, base_run, base_path = model, run, str(ckpt.path)
     if cfg.baseline is not None:
-        baseline, base_ckpt = load_trained(cfg.baseline, build_model, APP, option="--baseline")
-        base_run = _run_config(base_ckpt)
+        baseline, base_ckpt, base_run = load_run(cfg.baseline, build_model, APP, SdfTrainConfig, option="--baseline")
         if base_run.unconditional or config_to_dict(base_run.data) != config_to_dict(run.data):
             raise ConfigError(
                 "--baseline was trained on other data (or sample sizes, or unconditionally) than --checkpoint"
@@ -416,9 +394,7 @@ def evaluate(cfg: SdfEvalConfig) -> dict[str, Any]:
     on procedural or prepared shapes; write metrics.json, shapes.png and quality_vs_nfe.png."""
     model, baseline, run, model_path, base_path = _load_models(cfg)
     shapes, source = _eval_shapes(cfg, run)
-    device = _device()
-    model.to(device)
-    baseline.to(device)
+    device = device_of(model)
     out = Path(cfg.out) if cfg.out else Path(model_path).parent / "eval"
     truths = [s.iou_truth(cfg.resolution) for s in shapes]
     settings = [("cfm", model, "cumulative", s) for s in cfg.cfm_steps]
@@ -475,17 +451,11 @@ def _figures(rows, pictures, shapes, out: Path, title: str, cfg: SdfEvalConfig) 
             name = f"{'CFM' if label == 'cfm' else 'baseline'}, {steps} step(s)"
             panels.append(Panel(name, pictures[(label, steps)][index], points))
     render_mesh_grid_png(panels, out / "shapes.png", columns=len(columns) + 1)
-    curves = {}
-    for label, name in (("cfm", "CFM (cumulative)"), ("baseline", "baseline (instantaneous)")):
-        points = [(r["nfe"], r["iou"]) for r in rows if r["label"] == label]
-        if points:
-            curves[name] = tuple(zip(*points, strict=True))
-    save_curves(
-        curves,
+    save_quality_vs_nfe(
+        rows,
+        "iou",
         out / "quality_vs_nfe.png",
-        xlabel="NFE",
         ylabel="volumetric IoU (higher is better)",
-        logx=True,
         title=f"{title}: reconstruction from surface points vs NFE",
     )
 
@@ -535,25 +505,16 @@ def prepare(cfg: SdfPrepareConfig) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ argv glue --
-def run_train(argv: Sequence[str]) -> int:
-    train(parse_config(SdfTrainConfig, argv, prog="cfm sdf train", presets=TRAIN_PRESETS))
-    return 0
+run_train = from_argv(train, SdfTrainConfig, "cfm sdf train", TRAIN_PRESETS)
+run_eval = from_argv(evaluate, SdfEvalConfig, "cfm sdf eval")
+run_prepare = from_argv(prepare, SdfPrepareConfig, "cfm sdf prepare")
 
 
 def run_sample(argv: Sequence[str]) -> int:
+    """``cfm sdf sample``: exit code 1 (and no file) when the generated field has no surface."""
     try:
-        sample(parse_config(SdfSampleConfig, argv, prog="cfm sdf sample"))
+        from_argv(sample, SdfSampleConfig, "cfm sdf sample")(argv)
     except EmptyShapeError as err:
         print(f"cfm sdf sample: {err}", file=sys.stderr)
         return 1
-    return 0
-
-
-def run_eval(argv: Sequence[str]) -> int:
-    evaluate(parse_config(SdfEvalConfig, argv, prog="cfm sdf eval"))
-    return 0
-
-
-def run_prepare(argv: Sequence[str]) -> int:
-    prepare(parse_config(SdfPrepareConfig, argv, prog="cfm sdf prepare"))
     return 0

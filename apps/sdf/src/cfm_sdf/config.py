@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 import tyro
 from cfm_core.cli import ConfigError, require_positive
+from cfm_core.cli.skeleton import EvalOptions, SampleOptions
 from cfm_core.method import MethodConfig
 from cfm_core.training import TrainConfig
 
@@ -167,13 +168,11 @@ TRAIN_PRESETS = {
 }
 
 
-@dataclass
-class SdfSampleConfig:
+@dataclass(kw_only=True)
+class SdfSampleConfig(SampleOptions):
     """Generate a shape (conditioned on surface points, or from noise alone) and mesh it: writes
     the mesh (.obj/.ply) and a PNG picture beside it."""
 
-    checkpoint: str
-    """A checkpoint directory or a run directory (its newest checkpoint)."""
     points: str | None = None
     """Surface points to condition on: an .npy (N, 3) array or a mesh file (.obj .ply .stl .off)
     to sample them from. Leave out for an unconditional checkpoint, or to sample a checkpoint
@@ -198,20 +197,17 @@ class SdfSampleConfig:
     """Seed of the noise (and of the point subset)."""
     out: str = "sdf-sample.obj"
     """Output mesh (.obj or .ply); the PNG is written beside it with the same stem."""
-    ema_decay: float | None = None
-    """Which EMA average to use (default: the first)."""
-    ema: bool = True
-    """Sample with an EMA average of the weights (--ema-decay picks which); --no-ema: the raw weights."""
 
     def __post_init__(self) -> None:
-        require_positive({"--n-points": self.n_points, "--steps": self.steps})
+        super().__post_init__()
+        require_positive({"--n-points": self.n_points})
         if self.resolution < 8:
             raise ConfigError(f"--resolution must be at least 8, got {self.resolution}")
         _finite(guidance=self.guidance)
 
 
-@dataclass
-class SdfEvalConfig:
+@dataclass(kw_only=True)
+class SdfEvalConfig(EvalOptions):
     """Score generated shapes against the shapes of a procedural family (held out) or of a folder
     prepared by `cfm sdf prepare`, at several NFE: Chamfer distance, F-score, volumetric IoU, SDF
     error, and time per shape (network vs meshing).
@@ -220,16 +216,10 @@ class SdfEvalConfig:
     largest) and quality_vs_nfe.png into --out.
     """
 
-    checkpoint: str
-    """The CFM checkpoint (or run directory)."""
-    baseline: str | None = None
-    """A multi-step baseline checkpoint; default: the CFM model's own r = t field."""
     cfm_steps: tuple[int, ...] = (1, 2, 4, 10)
     """Jump counts for CFM."""
     baseline_steps: tuple[int, ...] = (4, 10, 64)
     """Step counts for the baseline's instantaneous solver."""
-    baseline_method: Literal["euler", "heun"] = "euler"
-    """The baseline's solver."""
     family: Family | None = None
     """Procedural family to score on (default: the checkpoint's training data)."""
     folder: str | None = None
@@ -254,10 +244,9 @@ class SdfEvalConfig:
     --method.cond-dropout > 0)."""
     seed: int = 1234
     """Seed of the held-out shapes and the noise (never the training stream)."""
-    out: str | None = None
-    """Output folder (default: <run dir>/eval)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require_positive(
             {
                 "--n-shapes": self.n_shapes,
@@ -270,9 +259,6 @@ class SdfEvalConfig:
             raise ConfigError(f"--n-query must be at least 2, got {self.n_query}")
         if self.resolution < 8:
             raise ConfigError(f"--resolution must be at least 8, got {self.resolution}")
-        steps = self.cfm_steps + self.baseline_steps
-        if not self.cfm_steps or min(steps) < 1:
-            raise ConfigError("--cfm-steps and --baseline-steps must be positive integers")
         _finite(guidance=self.guidance)
         if self.family is not None and self.folder is not None:
             raise ConfigError("--family and --folder: give one source of shapes, not both")

@@ -36,6 +36,7 @@ from cfm_core.cli import ConfigError, config_from_dict
 from cfm_core.conditions import Condition
 from cfm_core.loss import CFMLoss
 from cfm_core.method import build_cfm
+from cfm_core.nn import time_features_for
 from torch import Tensor, nn
 
 from cfm_sdf.backbone import NULL_SURFACE_VALUE, DecoderState, SDFDecoder
@@ -146,16 +147,15 @@ class CorrelatedNoiseSampler:
 
 def build_decoder(cfg: SdfTrainConfig) -> SDFDecoder:
     """The decoder a train config describes (fresh weights)."""
-    features = cfg.net.time_features
-    if features == "auto":
-        features = "fourier" if cfg.method.formulation == "edm" else "sinusoidal"
     overrides = {
         name: getattr(cfg.net, name)
         for name in ("width", "num_latents", "stages")
         if getattr(cfg.net, name) is not None
     }
     try:
-        return SDFDecoder.from_preset(cfg.net.preset, time_features=features, **overrides)
+        return SDFDecoder.from_preset(
+            cfg.net.preset, time_features=time_features_for(cfg.method.formulation, cfg.net.time_features), **overrides
+        )
     except ValueError as err:
         raise ConfigError(f"--net: {err}") from None
 

@@ -13,31 +13,8 @@ runs under ``torch.func.jvp``.
 
 from __future__ import annotations
 
-from cfm_core.nn import (
-    FourierPointFeatures,
-    FourierTimeEmbedding,
-    SinusoidalTimeEmbedding,
-    TimeMLPEmbedding,
-    TwoTimeEmbedding,
-)
+from cfm_core.nn import FourierPointFeatures, TimeMLPEmbedding, TwoTimeEmbedding, time_features
 from torch import Tensor, nn
-
-TIME_EMBEDDINGS = ("sinusoidal", "fourier")
-
-
-def default_time_embedding(formulation: str) -> str:
-    """The time features used when none is chosen: low-frequency Fourier features (scale 1) for
-    every formulation; on the checkerboard they gave the best one-step samples (u: energy distance
-    0.0076 against 0.011 for sinusoidal features at scale 10, and divergence at scale 1000)."""
-    return "fourier"
-
-
-def _time_features(kind: str, dim: int) -> nn.Module:
-    if kind == "sinusoidal":
-        return SinusoidalTimeEmbedding(dim)
-    if kind == "fourier":
-        return FourierTimeEmbedding(dim)
-    raise ValueError(f"unknown time_embedding {kind!r}; choose one of {TIME_EMBEDDINGS}")
 
 
 class FiLMResidualBlock(nn.Module):
@@ -65,8 +42,8 @@ class ToyMLP(nn.Module):
         hidden: width of the residual stream and of the time embedding.
         depth: number of residual blocks.
         time_embedding: ``"sinusoidal"`` or ``"fourier"`` features (the core's low-frequency
-            defaults; ``"fourier"`` is the measured best for every formulation); see
-            :func:`default_time_embedding`.
+            defaults, :func:`cfm_core.nn.time_features`); the toy app uses ``"fourier"`` for
+            every formulation.
         time_dim: number of time features fed to the embedding MLP (even).
         cond_dim: size of an optional vector condition ``(B, cond_dim)``, projected and added to
             the time embedding; 0 (default) means unconditional.
@@ -90,7 +67,7 @@ class ToyMLP(nn.Module):
                 f"depth={depth}, cond_dim={cond_dim}"
             )
         self.dim, self.cond_dim = dim, cond_dim
-        features = _time_features(time_embedding, time_dim)
+        features = time_features(time_embedding, time_dim)
         self.time_embed = TwoTimeEmbedding(TimeMLPEmbedding(hidden, features=features, feature_dim=time_dim))
         self.cond_embed = nn.Linear(cond_dim, hidden) if cond_dim else None
         self.embed_act = nn.SiLU()

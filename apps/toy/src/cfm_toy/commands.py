@@ -10,18 +10,18 @@ from typing import Any
 import numpy as np
 import torch
 from cfm_core.cli.app import ConfigError
-from cfm_core.cli.common import load_trained
-from cfm_core.cli.config import config_from_dict, config_to_dict, parse_config
-from cfm_core.evaluation import SweepEntry, nfe_sweep, sweep_table
+from cfm_core.cli.config import config_from_dict
+from cfm_core.cli.skeleton import default_device, device_of, from_argv, load_run, train_run
+from cfm_core.evaluation import SweepEntry, sweep_table
 from cfm_core.flow_map import FlowMap
 from cfm_core.io import save_json, write_atomically
 from cfm_core.loss import CFMLoss
 from cfm_core.method import build_cfm
 from cfm_core.metrics import energy_distance, sliced_wasserstein
-from cfm_core.plotting import save_curves, save_scatter_panels
-from cfm_core.training import Trainer, seed_initial_weights
+from cfm_core.nn import time_features_for
+from cfm_core.plotting import save_quality_vs_nfe
 
-from cfm_toy.backbone import ToyMLP, default_time_embedding
+from cfm_toy.backbone import ToyMLP
 from cfm_toy.config import (
     TRAIN_PRESETS,
     ToyDemoConfig,
@@ -31,6 +31,7 @@ from cfm_toy.config import (
     toy_method,
 )
 from cfm_toy.data import sample_toy
+from cfm_toy.plots import save_scatter_panels
 
 APP = "toy"
 
@@ -39,14 +40,11 @@ APP = "toy"
 def build_model(run_config: dict[str, Any]) -> CFMLoss:
     """The loss (and its ``.model``) a toy run config describes (fresh weights)."""
     cfg = config_from_dict(ToyTrainConfig, run_config)
-    embedding = cfg.net.time_embedding
-    if embedding == "auto":
-        embedding = default_time_embedding(cfg.method.formulation)
     net = ToyMLP(
         dim=2,
         hidden=cfg.net.hidden,
         depth=cfg.net.depth,
-        time_embedding=embedding,
+        time_embedding=time_features_for(cfg.method.formulation, cfg.net.time_embedding),
         fourier_levels=cfg.net.fourier_levels,
     )
     return build_cfm(net, cfg.method)
@@ -67,7 +65,7 @@ def _sample_hook(name: str):
         panels = {"data": data}
         scores = {}
         for steps in (1, 2, 4):
-            x = model.sample(noise.to(_device(model)), steps=steps).cpu()
+            x = model.sample(noise.to(device_of(model)), steps=steps).cpu()
             panels[f"{steps} step{'s' * (steps > 1)}"] = x
             scores[f"energy_{steps}step"] = energy_distance(x, data)
         save_scatter_panels(panels, out / "samples" / f"step-{step:07d}.png", title=f"{name}, step {step}")
@@ -76,32 +74,20 @@ def _sample_hook(name: str):
     return hook
 
 
-def _device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 # ----------------------------------------------------------------------------- commands --
 def train(cfg: ToyTrainConfig) -> dict[str, Any]:
     """Train and return the trainer's summary."""
-    run_config = config_to_dict(cfg)
-    seed_initial_weights(cfg.train.seed)
-    model = build_model(run_config)
-    trainer = Trainer(
-        model,
-        toy_batches(cfg.data, cfg.train.batch_size),
-        cfg.train,
-        run_config=run_config,
-        app=APP,
-        on_sample=_sample_hook(cfg.data),
+    return train_run(
+        APP, cfg, build_model, toy_batches(cfg.data, cfg.train.batch_size), on_sample=_sample_hook(cfg.data)
     )
-    return trainer.fit()
 
 
 def sample(cfg: ToySampleConfig) -> Path:
     """Sample a trained model; write NPY and PNG; return the NPY path."""
-    model, ckpt = load_trained(cfg.checkpoint, build_model, APP, cfg.ema_decay, use_ema=cfg.ema)
-    noise = torch.randn(cfg.n, 2, generator=torch.Generator().manual_seed(cfg.seed))
+    model, _, _ = load_run(cfg.checkpoint, build_model, APP, ToyTrainConfig, ema_decay=cfg.ema_decay, use_ema=cfg.ema)
+    noise = torch.randn(cfg.n, 2, generator=torch.Generator().manual_seed(cfg.seed)).to(default_device())
     x, nfe = model.sample(noise, cfg.steps, sampler=cfg.sampler, return_nfe=True)
+    x = x.cpu()
     out = Path(cfg.out)
     write_atomically(out, lambda file: np.save(file, x.numpy()))
     png = save_scatter_panels({f"{cfg.sampler}, {cfg.steps} step(s), NFE {nfe}": x}, out.with_suffix(".png"))
@@ -111,18 +97,20 @@ def sample(cfg: ToySampleConfig) -> Path:
 
 def evaluate(cfg: ToyEvalConfig) -> dict[str, Any]:
     """The NFE sweep of a CFM model (and a baseline), scored against held-out data."""
-    model, ckpt = load_trained(cfg.checkpoint, build_model, APP)
+    model, ckpt, run = load_run(cfg.checkpoint, build_model, APP, ToyTrainConfig)
     if cfg.baseline is not None:
-        baseline, base_ckpt = load_trained(cfg.baseline, build_model, APP, option="--baseline")
-        if base_ckpt.meta["config"]["data"] != ckpt.meta["config"]["data"]:
+        baseline, _, base_run = load_run(cfg.baseline, build_model, APP, ToyTrainConfig, option="--baseline")
+        if base_run.data != run.data:
             raise ConfigError("--baseline was trained on another distribution than --checkpoint")
     else:
         baseline = model
-    name = ckpt.meta["config"]["data"]
+    name = run.data
     gen = torch.Generator().manual_seed(cfg.seed)
     noise = torch.randn(cfg.n, 2, generator=gen)
     held_out = sample_toy(name, cfg.n, generator=gen)
-    entries = nfe_sweep(noise, model, cfg.cfm_steps, baseline, cfg.baseline_steps, cfg.baseline_method)
+    entries = cfg.sweep(noise.to(default_device()), model, baseline)
+    for entry in entries:
+        entry.samples = entry.samples.cpu()
     scores = [
         {
             "energy_distance": energy_distance(e.samples, held_out),
@@ -131,7 +119,7 @@ def evaluate(cfg: ToyEvalConfig) -> dict[str, Any]:
         for e in entries
     ]
     rows = sweep_table(entries, scores)
-    out = Path(cfg.out) if cfg.out else ckpt.path.parent / "eval"
+    out = cfg.out_dir(ckpt)
     out.mkdir(parents=True, exist_ok=True)
     result = {
         "checkpoint": str(ckpt.path),
@@ -185,17 +173,11 @@ def _figures(entries: Sequence[SweepEntry], rows, held_out, out: Path, name: str
     if biggest is not None:
         panels[f"baseline {biggest.sampler}, NFE {biggest.nfe}"] = biggest.samples
     save_scatter_panels(panels, out / "samples.png", title=name)
-    curves = {}
-    for label in ("cfm", "baseline"):
-        pts = [(r["nfe"], r["energy_distance"]) for r in rows if r["label"] == label]
-        if pts:
-            curves["CFM (cumulative)" if label == "cfm" else "baseline (instantaneous)"] = tuple(zip(*pts, strict=True))
-    save_curves(
-        curves,
+    save_quality_vs_nfe(
+        rows,
+        "energy_distance",
         out / "quality_vs_nfe.png",
-        xlabel="NFE",
         ylabel="energy distance (lower is better)",
-        logx=True,
         title=f"{name}: quality vs network evaluations",
     )
 
@@ -210,21 +192,7 @@ def _print_rows(rows) -> None:
 
 
 # ------------------------------------------------------------------------------ argv glue --
-def run_train(argv: Sequence[str]) -> int:
-    train(parse_config(ToyTrainConfig, argv, prog="cfm toy train", presets=TRAIN_PRESETS))
-    return 0
-
-
-def run_sample(argv: Sequence[str]) -> int:
-    sample(parse_config(ToySampleConfig, argv, prog="cfm toy sample"))
-    return 0
-
-
-def run_eval(argv: Sequence[str]) -> int:
-    evaluate(parse_config(ToyEvalConfig, argv, prog="cfm toy eval"))
-    return 0
-
-
-def run_demo(argv: Sequence[str]) -> int:
-    demo(parse_config(ToyDemoConfig, argv, prog="cfm toy demo"))
-    return 0
+run_train = from_argv(train, ToyTrainConfig, "cfm toy train", TRAIN_PRESETS)
+run_sample = from_argv(sample, ToySampleConfig, "cfm toy sample")
+run_eval = from_argv(evaluate, ToyEvalConfig, "cfm toy eval")
+run_demo = from_argv(demo, ToyDemoConfig, "cfm toy demo")

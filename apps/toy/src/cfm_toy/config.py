@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from cfm_core.cli.app import ConfigError
+from cfm_core.cli.skeleton import EvalOptions, SampleOptions
 from cfm_core.method import MethodConfig
 from cfm_core.training import TrainConfig
 
@@ -20,8 +21,9 @@ class ToyNetConfig:
     """Width of the MLP."""
     depth: int = 4
     """Number of residual blocks."""
-    time_embedding: Literal["auto", "sinusoidal", "fourier"] = "auto"
-    """Time features: auto = low-frequency Fourier features (the measured best; see the backbone)."""
+    time_embedding: Literal["auto", "sinusoidal", "fourier"] = "fourier"
+    """Time features: fourier = low-frequency Fourier features, the toy's default for every
+    formulation; auto = the apps' rule (Fourier for edm, sinusoidal otherwise)."""
     fourier_levels: int = 3
     """Octaves of the point features sin/cos(2^k pi x) (0: raw coordinates). Checkerboard, u, 3000
     steps: raw coordinates gave one-step samples with no squares at all (energy distance 0.0035),
@@ -84,62 +86,36 @@ TRAIN_PRESETS = {
 }
 
 
-@dataclass
-class ToySampleConfig:
+@dataclass(kw_only=True)
+class ToySampleConfig(SampleOptions):
     """Draw samples from a trained toy model and save them as NPY (and a PNG scatter plot)."""
 
-    checkpoint: str
-    """A checkpoint directory or a run directory (its newest checkpoint)."""
-    steps: int = 1
-    """Number of jumps (cumulative) or solver steps (euler/heun)."""
-    sampler: Literal["cumulative", "euler", "heun"] = "cumulative"
-    """cumulative = CFM jumps; euler/heun = the instantaneous (r = t) field, multi-step."""
     n: int = 5000
     """Number of samples."""
-    seed: int = 0
-    """Seed of the noise."""
     out: str = "toy-samples.npy"
     """Output NPY file (a PNG with the same stem is written beside it)."""
-    ema_decay: float | None = None
-    """Which EMA average to use (default: the first); --no-ema uses the raw weights."""
-    ema: bool = True
-    """Sample with an EMA average of the weights (--ema-decay picks which); --no-ema: the raw weights."""
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.n < 1:
-            raise ConfigError(f"--steps and --n must be positive, got {self.steps}, {self.n}")
+        super().__post_init__()
+        if self.n < 1:
+            raise ConfigError(f"--n must be positive, got {self.n}")
 
 
-@dataclass
-class ToyEvalConfig:
+@dataclass(kw_only=True)
+class ToyEvalConfig(EvalOptions):
     """Score a trained toy model against held-out samples of its distribution, at several NFE.
 
     Writes metrics.json, samples.png (data | CFM at each step count | baseline at its largest
     step count) and quality_vs_nfe.png into --out.
     """
 
-    checkpoint: str
-    """The CFM checkpoint (or run directory)."""
-    baseline: str | None = None
-    """A multi-step baseline checkpoint; default: the CFM model's own r = t field."""
-    cfm_steps: tuple[int, ...] = (1, 2, 4)
-    """Jump counts for CFM."""
-    baseline_steps: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)
-    """Step counts for the baseline's instantaneous solver."""
-    baseline_method: Literal["euler", "heun"] = "euler"
-    """The baseline's solver (euler is deterministic DDIM for ddim)."""
     n: int = 5000
     """Samples per run, and held-out data samples."""
-    seed: int = 1234
-    """Seed of the noise and of the held-out data (never the training stream)."""
-    out: str | None = None
-    """Output folder (default: <run dir>/eval)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.n < 10:
             raise ConfigError(f"--n must be at least 10, got {self.n}")
-        if not self.cfm_steps or min(self.cfm_steps) < 1 or (self.baseline_steps and min(self.baseline_steps) < 1):
-            raise ConfigError("--cfm-steps and --baseline-steps must be positive integers")
 
 
 @dataclass

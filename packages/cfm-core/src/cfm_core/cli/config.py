@@ -1,4 +1,8 @@
-"""One config system for every app: typed dataclasses, named presets and command-line overrides (tyro)."""
+"""One config system for every app: typed dataclasses, named presets and command-line overrides.
+
+Parsing the command line needs tyro, the ``cli`` extra of cfm-core (``pip install 'cfm-core[cli]'``);
+the rest of this module (configs to and from JSON, option checks) does not.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,8 @@ import re
 import textwrap
 import typing
 from collections.abc import Iterator, Mapping, Sequence
+from types import ModuleType
 from typing import Any, TypeVar
-
-import tyro
 
 from cfm_core.cli.app import ConfigError
 
@@ -32,6 +35,17 @@ def require_positive(options: Mapping[str, float | None], *, integer: bool = Fal
             raise ConfigError(f"{option} must be positive, got {value!r}")
 
 
+def _tyro() -> ModuleType:
+    """tyro, or an ImportError saying how to install it."""
+    try:
+        import tyro
+    except ImportError:
+        raise ImportError(
+            "parsing cfm command lines needs tyro, the 'cli' extra of cfm-core: pip install 'cfm-core[cli]'"
+        ) from None
+    return tyro
+
+
 def parse_config(
     config_type: type[T],
     argv: Sequence[str],
@@ -45,6 +59,7 @@ def parse_config(
     ``--help`` lists every option with its default (the preset's, when one is chosen).
     Validation errors raised by the dataclass (``__post_init__``) become :class:`ConfigError`.
     """
+    tyro = _tyro()
     argv = list(argv)
     default = None
     if presets:
@@ -93,7 +108,7 @@ def _reflowed_help() -> Iterator[None]:
     inside its box. While parsing, tyro's helper is replaced by :func:`reflow_help`; without that
     helper this does nothing.
     """
-    strings = getattr(tyro, "_strings", None)
+    strings = getattr(_tyro(), "_strings", None)
     original = getattr(strings, "remove_single_line_breaks", None)
     if original is None:
         yield

@@ -90,3 +90,28 @@ class FourierPointFeatures(nn.Module):
         octaves = 2.0 ** torch.arange(self.levels, device=x.device, dtype=x.dtype)
         angles = (x[..., None] * (math.pi * octaves)).flatten(-2)
         return torch.cat([x, torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+#: The time features :func:`time_features` builds.
+TIME_FEATURES = ("sinusoidal", "fourier")
+
+
+def time_features_for(formulation: str, choice: str = "auto") -> str:
+    """The time features of a network for ``formulation``: ``choice`` itself, or for ``"auto"``
+    the rule every app follows: ``"fourier"`` for EDM (its network time ``ln(sigma) / 4`` is
+    unbounded) and ``"sinusoidal"`` for the formulations whose times lie in ``[0, 1]``."""
+    if choice == "auto":
+        return "fourier" if formulation == "edm" else "sinusoidal"
+    if choice not in TIME_FEATURES:
+        raise ValueError(f"unknown time features {choice!r}; choose auto or one of {TIME_FEATURES}")
+    return choice
+
+
+def time_features(kind: str, dim: int) -> nn.Module:
+    """A :class:`SinusoidalTimeEmbedding` or :class:`FourierTimeEmbedding` of ``dim`` features,
+    with the defaults above (``kind`` one of :data:`TIME_FEATURES`)."""
+    if kind == "sinusoidal":
+        return SinusoidalTimeEmbedding(dim)
+    if kind == "fourier":
+        return FourierTimeEmbedding(dim)
+    raise ValueError(f"unknown time_embedding {kind!r}; choose one of {TIME_FEATURES}")
