@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from cfm_core.cli import ConfigError, config_from_dict
 from cfm_core.cli import skeleton as app_skeleton
-from cfm_core.cli.skeleton import default_device, device_of, from_argv, load_run
+from cfm_core.cli.skeleton import default_device, demo_run, device_of, from_argv, load_run
 from cfm_core.evaluation import sweep_table
 from cfm_core.flow_map import FlowMap
 from cfm_core.loss import CFMLoss
@@ -321,22 +321,17 @@ def demo(cfg: ImageDemoConfig) -> dict[str, Any]:
     beside the multi-step baseline (its own r = t field, or a trained one)."""
     fid = open_fid(cfg.fid_weights)  # a wrong weights file fails before the training
     out = Path(cfg.out)
-    quick = TRAIN_PRESETS["quick"]
     runs = {}
     labels = (("cfm", 0.5), ("baseline", 1.0)) if cfg.baseline == "trained" else (("cfm", 0.5),)
     for label, ratio in labels:
-        method = replace(quick.method, formulation=cfg.formulation, instantaneous_ratio=ratio)
-        run = replace(
-            quick,
-            method=method,
-            train=replace(
-                quick.train,
-                steps=cfg.steps,
-                seed=cfg.seed,
-                output_dir=str(out / label),
-                checkpoint_every=cfg.steps,
-                sample_every=cfg.steps,
-            ),
+        run = demo_run(
+            TRAIN_PRESETS["quick"],
+            out / label,
+            steps=cfg.steps,
+            seed=cfg.seed,
+            sample_every=cfg.steps,
+            formulation=cfg.formulation,
+            instantaneous_ratio=ratio,
         )
         print(f"== training {label} ({cfg.formulation}, r = t share {ratio}) on the digits")
         train(run)

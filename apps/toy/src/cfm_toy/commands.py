@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import numpy as np
 import torch
 from cfm_core.cli.app import ConfigError
 from cfm_core.cli.config import config_from_dict
-from cfm_core.cli.skeleton import default_device, device_of, from_argv, load_run, train_run
+from cfm_core.cli.skeleton import default_device, demo_run, device_of, from_argv, load_run, train_run
 from cfm_core.evaluation import SweepEntry, sweep_table
 from cfm_core.flow_map import FlowMap
 from cfm_core.io import save_json, write_atomically
@@ -28,7 +27,6 @@ from cfm_toy.config import (
     ToyEvalConfig,
     ToySampleConfig,
     ToyTrainConfig,
-    toy_method,
 )
 from cfm_toy.data import sample_toy
 from cfm_toy.plots import save_scatter_panels
@@ -143,18 +141,14 @@ def demo(cfg: ToyDemoConfig) -> dict[str, Any]:
     options = {"sigma_data": 1.0} if cfg.formulation == "edm" else {}
     runs = {}
     for label, ratio in (("cfm", 0.5), ("baseline", 1.0)):
-        base = ToyTrainConfig(data=cfg.data)
-        run = replace(
-            base,
-            method=toy_method(formulation=cfg.formulation, formulation_options=options, instantaneous_ratio=ratio),
-            train=replace(
-                base.train,
-                steps=cfg.steps,
-                seed=cfg.seed,
-                output_dir=str(out / label),
-                checkpoint_every=cfg.steps,
-                sample_every=0,
-            ),
+        run = demo_run(
+            ToyTrainConfig(data=cfg.data),
+            out / label,
+            steps=cfg.steps,
+            seed=cfg.seed,
+            formulation=cfg.formulation,
+            formulation_options=options,
+            instantaneous_ratio=ratio,
         )
         print(f"== training {label} ({cfg.formulation}, r=t share {ratio}) on {cfg.data}")
         train(run)

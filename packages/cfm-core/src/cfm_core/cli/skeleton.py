@@ -21,7 +21,7 @@ pictures); the command glue is here::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
@@ -135,6 +135,24 @@ def make_trainer(
     seed_initial_weights(config.train.seed)
     model = build_model(run_config)
     return Trainer(model, data, config.train, run_config=run_config, app=app, **trainer_options)
+
+
+def demo_run(config: C, out: str | Path, *, steps: int, seed: int, sample_every: int = 0, **method: Any) -> C:
+    """One training run of a ``demo`` command: the train ``config`` with its ``method`` options
+    replaced by ``method``, ``steps`` steps from ``seed``, one checkpoint at the end, previews
+    every ``sample_every`` steps (0: none), written into ``out``."""
+    return replace(
+        config,
+        method=replace(config.method, **method),
+        train=replace(
+            config.train,
+            steps=steps,
+            seed=seed,
+            output_dir=str(out),
+            checkpoint_every=steps,
+            sample_every=sample_every,
+        ),
+    )
 
 
 def train_run(
