@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import torch
 
     from cfm_core.evaluation import SweepEntry
+    from cfm_core.flow_map import FlowMap
     from cfm_core.training import Checkpoint, Trainer
 
 C = TypeVar("C")
@@ -94,7 +95,9 @@ class EvalOptions:
         """``--out``, or the ``eval`` folder beside ``checkpoint``."""
         return Path(self.out) if self.out else checkpoint.path.parent / "eval"
 
-    def sweep(self, noise: torch.Tensor, model: Any, baseline: Any = None, **options: Any) -> list[SweepEntry]:
+    def sweep(
+        self, noise: torch.Tensor, model: FlowMap, baseline: FlowMap | None = None, **options: Any
+    ) -> list[SweepEntry]:
         """:func:`~cfm_core.evaluation.nfe_sweep` of ``model`` at ``--cfm-steps`` jumps and of
         ``baseline`` (default: ``model``'s own r = t field) with ``--baseline-method`` at
         ``--baseline-steps``, all from ``noise``; ``options`` (``cond``, ``guidance``,
@@ -128,7 +131,8 @@ def make_trainer(
     ``train`` field, a :class:`~cfm_core.training.TrainConfig`): the config is stored as the run
     config, every RNG is seeded with ``config.train.seed`` right before ``build_model`` builds the
     fresh model (reproducible initial weights), and ``data(step)`` feeds it. ``trainer_options``
-    go to the Trainer (``normalisation``, ``on_sample``, ``extra``)."""
+    go to the Trainer (``normalisation``, ``on_sample``, ``extra``). ``build_model(run_config)``
+    returns the :class:`~cfm_core.CFMLoss` to train (its ``.model`` is what checkpoints hold)."""
     from cfm_core.training import Trainer, seed_initial_weights
 
     run_config = config_to_dict(config)
@@ -169,7 +173,7 @@ def train_run(
 class TrainedRun(NamedTuple):
     """A trained model loaded for sampling, its checkpoint, and the app config it was trained with."""
 
-    model: Any
+    model: FlowMap
     checkpoint: Checkpoint
     config: Any
 
@@ -185,8 +189,8 @@ def load_run(
     use_ema: bool = True,
     device: torch.device | str | None = None,
 ) -> TrainedRun:
-    """Load what ``cfm <app> train`` wrote at ``path`` (a checkpoint or a run directory): the model
-    (EMA weights unless ``use_ema`` is false, in eval mode, on ``device``, default
+    """Load what ``cfm <app> train`` wrote at ``path`` (a checkpoint or a run directory): the
+    :class:`~cfm_core.FlowMap` (EMA weights unless ``use_ema`` is false, in eval mode, on ``device``, default
     :func:`default_device`), its checkpoint and its run config as a ``config_type``. Every error
     is a :class:`ConfigError` naming ``option``."""
     model, checkpoint = load_trained(path, build_model, app, ema_decay, use_ema=use_ema, option=option)
