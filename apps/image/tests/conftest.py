@@ -54,3 +54,15 @@ def fake_inception_weights(tmp_path_factory):
     path = folder / "fake-inception.pth"
     torch.save(network.state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_image_run(tmp_path_factory):
+    """A 2-step class-conditional run on the 8x8 digits with the micro UNet (its run directory)."""
+    from cfm_core.cli import main
+
+    out = tmp_path_factory.mktemp("tiny-image") / "run"
+    argv = ["--net.preset", "micro", "--net.base-channels", "8", "--data.resolution", "8"]
+    argv += ["--train.batch-size", "8", "--train.steps", "2", "--train.sample-every", "0"]
+    assert main(["image", "train", *argv, "--train.output-dir", str(out)]) == 0
+    return out

@@ -337,11 +337,14 @@ def test_eval_with_fid(cfm_run, fake_inception_weights, tmp_path, monkeypatch, c
     ]
     damaged = tmp_path / "damaged.pth"
     damaged.write_bytes(b"not weights")
-    for weights, message in [(tmp_path / "missing.pth", "Inception weights file not found"), (damaged, "cannot load")]:
+    for weights, message in [
+        (tmp_path / "missing.pth", "Inception weights file not found"),
+        (damaged, f"{damaged} is not the published"),
+    ]:
         assert main([*argv, str(weights)]) == 2  # before any work: nothing written
         assert f"--fid-weights: {message}" in capsys.readouterr().err and not out.exists()
 
-    assert main([*argv, str(fake_inception_weights)]) == 0
+    assert main([*argv, str(fake_inception_weights), "--allow-unverified-fid-weights"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["fid"] == {"status": "computed", "weights": str(fake_inception_weights), "reference_images": 4}
     assert [row["label"] for row in metrics["rows"]] == ["cfm"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from cfm_core.cli import ConfigError
+from cfm_core.trust import sha256_of
+from cfm_image import fid as fid_module
 from cfm_image.data import load_builtin
-from cfm_image.fid import InceptionFID, inception_input
+from cfm_image.fid import UNVERIFIED_OPTION, WEIGHTS_FILE, InceptionFID, inception_input
 
 
 def test_inception_input_rounds_like_a_png_and_repeats_grey():
@@ -33,7 +35,7 @@ def _closed_form_fid(real: torch.Tensor, fake: torch.Tensor) -> float:
 def test_fid_is_zero_on_the_reference_and_the_frechet_distance_of_inception_features(fake_inception_weights):
     digits = load_builtin("digits", 8, split="train").images[:4]  # 1 channel, 8x8
     inverted = -digits
-    fid = InceptionFID(fake_inception_weights)
+    fid = InceptionFID(fake_inception_weights, verify=False)
     fid.set_reference(digits)
     assert fid(digits) == pytest.approx(0.0, abs=1e-3)
     different = fid(inverted)
@@ -49,11 +51,42 @@ def test_a_missing_or_wrong_weights_file_names_the_option_and_the_file(tmp_path)
         InceptionFID(missing)
     damaged = tmp_path / "damaged.pth"
     damaged.write_bytes(b"not a weights file")
-    with pytest.raises(
-        ConfigError, match=f"--fid-weights: cannot load {damaged} as torch-fidelity's Inception-v3 weights"
-    ):
+    with pytest.raises(ConfigError, match=f"--fid-weights: {damaged} is not the published {WEIGHTS_FILE}"):
         InceptionFID(damaged)
+    with pytest.raises(ConfigError, match=f"--fid-weights: {damaged} is not a plain tensor file"):
+        InceptionFID(damaged, verify=False)
     other = tmp_path / "other.pth"
     torch.save({"weight": torch.zeros(3)}, other)
     with pytest.raises(ConfigError, match=f"cannot load {other}"):
-        InceptionFID(other)
+        InceptionFID(other, verify=False)
+
+
+class _CreatesFile:
+    """Unpickling this object opens (creates) a file: a stand-in for any code a pickle may run."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("verify", [True, False], ids=["checked", "unverified"])
+def test_a_crafted_pickle_as_fid_weights_runs_no_code(tmp_path, verify):
+    marker = tmp_path / "marker"
+    crafted = tmp_path / "crafted.pth"
+    torch.save({"Conv2d_1a_3x3.conv.weight": _CreatesFile(marker)}, crafted)
+    with pytest.raises(ConfigError, match="--fid-weights"):
+        InceptionFID(crafted, verify=verify)
+    assert not marker.exists()
+    torch.load(crafted, weights_only=False)  # the file does run code when fully unpickled
+    assert marker.exists()
+
+
+def test_the_published_hash_lets_the_file_through_and_another_one_names_the_option_to_skip(
+    fake_inception_weights, monkeypatch
+):
+    with pytest.raises(ConfigError, match=f"is not the published .*{UNVERIFIED_OPTION}"):
+        InceptionFID(fake_inception_weights)
+    monkeypatch.setattr(fid_module, "WEIGHTS_SHA256", sha256_of(fake_inception_weights))
+    assert InceptionFID(fake_inception_weights).weights == fake_inception_weights

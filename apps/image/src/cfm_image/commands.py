@@ -42,6 +42,7 @@ from cfm_image.report import (
 )
 from cfm_image.scores import ImageScorer
 from cfm_image.sources import (
+    checked_stored_data,
     held_out_images,
     open_training_data,
     reference_images,
@@ -185,7 +186,7 @@ def sample(cfg: ImageSampleConfig) -> dict[str, Any]:
     model, ckpt, run = load_run(
         cfg.checkpoint, build_model, APP, ImageTrainConfig, ema_decay=cfg.ema_decay, use_ema=cfg.ema
     )
-    data = run.data
+    data = checked_stored_data(run.data, ckpt.path)
     labels = generation_labels(data.num_classes, cfg.n, cfg.labels, cfg.unconditional)
     if cfg.guidance != 1.0 and (labels is None or cfg.unconditional):
         raise ConfigError("--guidance needs a class-conditional model and class labels")
@@ -240,21 +241,22 @@ def _scorer(
     return ImageScorer(real, classifier, fid), notes
 
 
-def open_fid(weights: str | None) -> InceptionFID | None:
+def open_fid(weights: str | None, verify: bool = True) -> InceptionFID | None:
     """The FID metric of ``--fid-weights`` (``None`` without it), on the GPU when there is one;
-    a missing or wrong weights file raises :class:`ConfigError` at once."""
+    a missing, wrong or (with ``verify``) unpublished weights file raises :class:`ConfigError` at once."""
     if weights is None:
         return None
-    return InceptionFID(weights, default_device())
+    return InceptionFID(weights, default_device(), verify=verify)
 
 
 def evaluate(cfg: ImageEvalConfig, fid: InceptionFID | None = None) -> dict[str, Any]:
     """The NFE sweep of a CFM model (and a baseline), scored against real images; ``fid`` is
     the metric of ``cfg.fid_weights`` when the caller has already opened it."""
     if fid is None:
-        fid = open_fid(cfg.fid_weights)  # before any other work: a wrong file fails at once
+        # before any other work: a wrong file fails at once
+        fid = open_fid(cfg.fid_weights, not cfg.allow_unverified_fid_weights)
     model, ckpt, run = load_run(cfg.checkpoint, build_model, APP, ImageTrainConfig)
-    data = run.data
+    data = checked_stored_data(run.data, ckpt.path)
     baseline, baseline_name = model, OWN_FIELD
     if cfg.baseline is not None:
         baseline, base_ckpt, base_run = load_run(cfg.baseline, build_model, APP, ImageTrainConfig, option="--baseline")
@@ -319,7 +321,9 @@ def evaluate(cfg: ImageEvalConfig, fid: InceptionFID | None = None) -> dict[str,
 def demo(cfg: ImageDemoConfig) -> dict[str, Any]:
     """Train CFM on the built-in digits (quick preset), then evaluate it at 1, 2 and 4 steps
     beside the multi-step baseline (its own r = t field, or a trained one)."""
-    fid = open_fid(cfg.fid_weights)  # a wrong weights file fails before the training
+    fid = open_fid(
+        cfg.fid_weights, not cfg.allow_unverified_fid_weights
+    )  # a wrong weights file fails before the training
     out = Path(cfg.out)
     runs = {}
     labels = (("cfm", 0.5), ("baseline", 1.0)) if cfg.baseline == "trained" else (("cfm", 0.5),)
@@ -345,6 +349,7 @@ def demo(cfg: ImageDemoConfig) -> dict[str, Any]:
             n=cfg.n,
             classifier_cache=cfg.classifier_cache,
             fid_weights=cfg.fid_weights,
+            allow_unverified_fid_weights=cfg.allow_unverified_fid_weights,
             out=str(out / "eval"),
         ),
         fid,

@@ -247,7 +247,12 @@ class ImageEvalConfig(EvalOptions):
     fid_weights: str | None = None
     """FID against the reference images (the training split of built-in data) with this local
     Inception-v3 file: torch-fidelity's weights-inception-2015-12-05-6726825d.pth. Nothing is
-    downloaded: without it FID is skipped, and the output says so."""
+    downloaded: without it FID is skipped, and the output says so. The file must be the published
+    one (its SHA-256 is checked before it is read)."""
+    allow_unverified_fid_weights: bool = False
+    """Accept a --fid-weights file that is not the published one. Risk: such a file may be a
+    crafted pickle, so it is read only as plain tensors (which refuses code), and FIDs from other
+    weights compare with no published number."""
     classifier_cache: str | None = None
     """Folder caching the digit classifier (default: $CFM_CACHE_DIR, else ~/.cache/cfm)."""
 
@@ -291,6 +296,9 @@ class ImageDemoConfig:
     fid_weights: str | None = None
     """Also report FID, with this local Inception-v3 file (see cfm image eval --help); checked
     before training."""
+    allow_unverified_fid_weights: bool = False
+    """Accept a --fid-weights file that is not the published one, read as plain tensors only (see
+    cfm image eval --help)."""
 
     def __post_init__(self) -> None:
         require_positive({"--steps": self.steps}, integer=True)

@@ -7,15 +7,22 @@ torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth`` (the TensorFlow F
 as a PNG would store them, grey images are repeated to three channels, and torchmetrics resizes
 every image to 299x299 (bilinear) before the network; the 2048 pool features enter the Frechet
 distance.
+
+The file is a pickle, and unpickling a file can run code, so :class:`InceptionFID` checks its
+SHA-256 against the published file's before anything reads it. With ``verify=False``
+(``--allow-unverified-fid-weights``) another file is accepted but read only as plain tensors
+(``torch.load(weights_only=True)``) and re-saved for torchmetrics, so it cannot run code either.
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import torch
 from cfm_core.cli import ConfigError
 from cfm_core.cli.common import require_path
+from cfm_core.trust import load_plain_tensors, require_sha256
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -23,6 +30,11 @@ WEIGHTS_OPTION = "--fid-weights"
 """The command-line option that names the weights file."""
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 """torch-fidelity's name of the Inception-v3 FID weights."""
+WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
+"""SHA-256 of the published file (torch-fidelity's and pytorch-fid's copies are the same bytes;
+the ``6726825d`` in its name is the start of this hash)."""
+UNVERIFIED_OPTION = "--allow-unverified-fid-weights"
+"""The option that accepts a weights file other than the published one."""
 BATCH_SIZE = 50
 """Images per Inception forward pass."""
 SKIP_REASON = (
@@ -50,25 +62,35 @@ class InceptionFID:
     :meth:`set_reference`, then call the object on generated images.
     """
 
-    def __init__(self, weights: str | Path, device: torch.device | str = "cpu") -> None:
+    def __init__(self, weights: str | Path, device: torch.device | str = "cpu", *, verify: bool = True) -> None:
+        self.weights = require_path(weights, "Inception weights file", WEIGHTS_OPTION)
+        if verify:
+            require_sha256(
+                self.weights, WEIGHTS_SHA256, WEIGHTS_OPTION, f"the published {WEIGHTS_FILE}", UNVERIFIED_OPTION
+            )
+            metric = self._metric(self.weights)
+        else:
+            state = load_plain_tensors(self.weights, WEIGHTS_OPTION)
+            with tempfile.TemporaryDirectory(prefix="cfm-fid-") as folder:
+                plain = Path(folder) / "weights.pth"
+                torch.save(state, plain)  # holds tensors only: safe for torchmetrics' full unpickling
+                metric = self._metric(plain)
+        self.metric = metric.to(device)
+        self.reference_size = 0
+
+    def _metric(self, path: Path):
         from torchmetrics.image.fid import FrechetInceptionDistance
 
-        self.weights = require_path(weights, "Inception weights file", WEIGHTS_OPTION)
         try:
-            metric = FrechetInceptionDistance(
-                feature=2048,
-                normalize=False,
-                reset_real_features=False,
-                feature_extractor_weights_path=str(self.weights),
+            return FrechetInceptionDistance(
+                feature=2048, normalize=False, reset_real_features=False, feature_extractor_weights_path=str(path)
             )
-        except Exception as err:  # torch.load / load_state_dict on a wrong or damaged file
+        except Exception as err:  # load_state_dict on a wrong or damaged file
             reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
             raise ConfigError(
                 f"{WEIGHTS_OPTION}: cannot load {self.weights} as torch-fidelity's Inception-v3 "
                 f"weights ({WEIGHTS_FILE}): {reason}"
             ) from None
-        self.metric = metric.to(device)
-        self.reference_size = 0
 
     @torch.no_grad()
     def features(self, images: Tensor) -> Tensor:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from cfm_core.cli import ConfigError
+from cfm_core.trust import require_plain_local
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -109,6 +110,14 @@ def _shards(cfg: ImageDataConfig, seed: int, repeat: bool):
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"data.shards: {err}") from None
     return stream, replace(cfg, resolution=resolution, channels=channels, num_classes=num_classes)
+
+
+def checked_stored_data(data: ImageDataConfig, checkpoint: str | Path) -> ImageDataConfig:
+    """``data`` as read from ``checkpoint``'s stored config, refused (:class:`ConfigError`) when
+    its folder or shards are a ``pipe:`` command or a URL: a checkpoint may come from a stranger."""
+    require_plain_local(data.folder, "data.folder", checkpoint)
+    require_plain_local(data.shards, "data.shards", checkpoint)
+    return data
 
 
 def open_training_data(cfg: ImageDataConfig, seed: int = 0):
