@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 
 import cfm_core
 import pytest
 import torch
+from cfm_core.io import OutputError
 from cfm_core.training import (
     EMA,
     build_ema_model,
@@ -140,10 +142,10 @@ def test_atomic_write_leaves_no_temporary_directories(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step-0000001"]
 
     def broken_save_file(tensors, path, metadata=None):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(checkpoint_module, "save_file", broken_save_file)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match=f"cannot write the checkpoint {tmp_path / 'step-0000002'}: No space left"):
         _save(tmp_path, 2, parts)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step-0000001"]
     assert latest_checkpoint(tmp_path) == tmp_path / "step-0000001"

@@ -117,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"cfm {app.name} {command.name}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a file system refusal the command did not word itself
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"cfm {app.name} {command.name}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -2,7 +2,10 @@
 
 The layout is documented in :mod:`cfm_core.training`. A checkpoint directory is written into a
 hidden temporary directory beside it and renamed into place, so a crash never leaves a half-written
-``step-XXXXXXX/``; :func:`latest_checkpoint` ignores anything else in the run directory.
+``step-XXXXXXX/``; :func:`latest_checkpoint` ignores anything else in the run directory, and
+:func:`remove_stale_temporaries` clears what a killed process left. A write that fails with an
+``OSError`` (a full disk, a read-only folder) raises :class:`~cfm_core.io.OutputError` naming the
+checkpoint and the cause, and leaves the older checkpoints as they were.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from cfm_core.io import OutputError, describe_os_error
 from cfm_core.training.ema import EMA
 
 FORMAT = 1
@@ -40,6 +44,7 @@ META_KEYS = (
     "optimizer",
 )
 _STEP_DIR = re.compile(r"^step-(\d{7,})$")
+_TEMPORARY_DIR = re.compile(r"^\.(tmp|old)-step-\d{7,}-")
 
 
 def checkpoint_dir_name(step: int) -> str:
@@ -104,6 +109,24 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return steps[max(steps)] if steps else None
 
 
+def checkpoints_newest_first(run_dir: str | os.PathLike) -> list[Path]:
+    """Every ``step-XXXXXXX`` directory in ``run_dir``, the newest first."""
+    steps = _checkpoint_dirs(Path(run_dir))
+    return [steps[step] for step in sorted(steps, reverse=True)]
+
+
+def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
+    """Remove the hidden temporary checkpoint directories a killed or failed save left in
+    ``run_dir`` (call it only when no other process is saving there); returns what was removed."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    stale = sorted(p for p in run_dir.iterdir() if _TEMPORARY_DIR.match(p.name) and p.is_dir())
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
 def _checkpoint_dirs(run_dir: Path) -> dict[int, Path]:
     if not run_dir.is_dir():
         return {}
@@ -162,8 +185,23 @@ def save_checkpoint(
         "optimizer": optimizer is not None,
     }
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     final = run_dir / checkpoint_dir_name(step)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_checkpoint_dir(run_dir, final, model, meta, ema_state, optimizer, scheduler)
+    except OSError as err:
+        raise OutputError(f"cannot write the checkpoint {final}: {describe_os_error(err)}") from None
+    except SafetensorError as err:  # safetensors reports its own I/O errors (a full disk) this way
+        raise OutputError(f"cannot write the checkpoint {final}: {err}") from None
+    if keep_last > 0:
+        dirs = _checkpoint_dirs(run_dir)
+        for old in sorted(dirs)[:-keep_last]:
+            shutil.rmtree(dirs[old])
+    return final
+
+
+def _write_checkpoint_dir(run_dir, final, model, meta, ema_state, optimizer, scheduler) -> None:
+    """Write every file into a hidden temporary directory, then rename it to ``final``."""
     tmp = run_dir / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
@@ -185,11 +223,6 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if keep_last > 0:
-        dirs = _checkpoint_dirs(run_dir)
-        for old in sorted(dirs)[:-keep_last]:
-            shutil.rmtree(dirs[old])
-    return final
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -35,14 +35,17 @@ from tqdm import tqdm
 from cfm_core.cli import ConfigError
 from cfm_core.conditions import Condition, select_condition
 from cfm_core.flow_map import FlowMap
+from cfm_core.io import check_output_dir
 from cfm_core.loss import CFMLoss
 from cfm_core.model import CumulativeFlowMap
 from cfm_core.nn import load_single_time_state_dict
 from cfm_core.training.checkpoint import (
     Checkpoint,
     check_formulation,
+    checkpoints_newest_first,
     latest_checkpoint,
     load_checkpoint,
+    remove_stale_temporaries,
     save_checkpoint,
 )
 from cfm_core.training.config import LR_SCHEDULES, TrainConfig
@@ -192,8 +195,11 @@ class Trainer:
         self.data, self.config, self.app = data, config, app
         self.run_config, self.normalisation, self.extra = run_config, normalisation, extra or {}
         self.on_sample = on_sample
-        self.output_dir = Path(config.output_dir)
+        self.output_dir = check_output_dir(config.output_dir, "--train.output-dir")
         self.accelerator = make_accelerator(config)
+        if self.is_main:
+            for stale in remove_stale_temporaries(self.output_dir):
+                self.accelerator.print(f"removed {stale}, a checkpoint left half-written by an interrupted run")
 
         model = loss.model
         resume_from = self._checkpoint_to_resume(model)
@@ -219,7 +225,10 @@ class Trainer:
                 self.accelerator.print(f"  changed since the checkpoint: {change}")
         self.log = None
         if self.is_main:
-            self.log = MetricLog(self.output_dir, None if resume_from is None else self.step)
+            try:
+                self.log = MetricLog(self.output_dir, None if resume_from is None else self.step)
+            except ValueError as err:
+                raise ConfigError(f"resume: {err}") from None
 
     # ------------------------------------------------------------------ setup --
     @property
@@ -248,7 +257,8 @@ class Trainer:
             return None
         if latest is None:
             raise ConfigError(f"resume: no checkpoint in {self.output_dir} to resume from")
-        checkpoint = load_checkpoint(latest)
+        checkpoint = self._newest_readable_checkpoint()
+        latest = checkpoint.path
         try:
             check_formulation(checkpoint, model)
         except ValueError as err:
@@ -261,6 +271,21 @@ class Trainer:
                 f"the config asks for {self.config.ema_decays}"
             )
         return checkpoint
+
+    def _newest_readable_checkpoint(self) -> Checkpoint:
+        """The newest checkpoint that loads; an unreadable newer one (a disk that lost part of a
+        file) is passed over with a warning naming both."""
+        unreadable = []
+        for path in checkpoints_newest_first(self.output_dir):
+            try:
+                checkpoint = load_checkpoint(path)
+            except (FileNotFoundError, ValueError) as err:
+                unreadable.append(f"{path.name} ({err})")
+                continue
+            for skipped in unreadable:
+                self.accelerator.print(f"warning: cannot read the checkpoint {skipped}; resuming from {path} instead")
+            return checkpoint
+        raise ConfigError(f"resume: no readable checkpoint in {self.output_dir}: {'; '.join(unreadable)}")
 
     def _warm_start(self, model: FlowMap) -> None:
         """Load ``config.init_from``'s network weights (single-time checkpoints too)."""
