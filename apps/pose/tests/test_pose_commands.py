@@ -341,7 +341,7 @@ def test_bad_inputs_fail_before_work_with_the_file_named(tmp_path, capsys):
     assert "must end in .pkl or .npz" in error("convert-smpl", str(model), str(tmp_path / "out.txt"))
     blocked = tmp_path / "file" / "out.pkl"
     (tmp_path / "file").write_text("a file, not a folder")
-    assert f"cannot write the output {blocked}" in error("convert-smpl", str(model), str(blocked))
+    assert f"cannot write {blocked}: {blocked.parent} is a file" in error("convert-smpl", str(model), str(blocked))
     assert "--checkpoint: checkpoint or run directory not found" in error(
         "sample", "--checkpoint", str(tmp_path / "run"), "--input", str(model)
     )

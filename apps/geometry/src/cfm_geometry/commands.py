@@ -21,7 +21,7 @@ from cfm_core.cli.skeleton import device_of, from_argv, load_run, train_run
 from cfm_core.diagnostics import jump_gap
 from cfm_core.evaluation import SweepEntry, sweep_table
 from cfm_core.flow_map import FlowMap
-from cfm_core.io import save_json
+from cfm_core.io import check_output_dir, check_output_file, save_json
 from cfm_core.loss import CFMLoss
 from cfm_core.method import build_cfm
 from cfm_core.metrics import chamfer_distance
@@ -179,9 +179,7 @@ def _run_up_axis(ckpt: Checkpoint, run: GeometryTrainConfig) -> str:
 def sample(cfg: GeometrySampleConfig) -> Path:
     """Generate ``cfg.points`` points in the shape's original units; write them (PLY, and NPY /
     PNG when asked); return the output path."""
-    out = Path(cfg.out)
-    if out.suffix.lower() not in POINT_OUTPUT_FORMATS:
-        raise ConfigError(f"--out: {out} must end in one of {', '.join(POINT_OUTPUT_FORMATS)}")
+    out = check_output_file(cfg.out, "--out", POINT_OUTPUT_FORMATS)
     model, ckpt, run, normalisation = _trained(cfg.checkpoint, ema_decay=cfg.ema_decay, use_ema=cfg.ema)
     points, nfe, seconds = generate_points(
         model, cfg.points, cfg.steps, cfg.sampler, cfg.batch_size, cfg.seed, set_size(run)
@@ -232,6 +230,8 @@ def _sweep(
 def evaluate(cfg: GeometryEvalConfig) -> dict[str, Any]:
     """Chamfer / F-score / Hausdorff of CFM at ``cfg.cfm_steps`` jumps and of the baseline at
     ``cfg.baseline_steps`` solver steps; writes metrics.json and two PNGs; returns the result."""
+    if cfg.out is not None:
+        check_output_dir(cfg.out, "--out")
     model, ckpt, run, normalisation = _trained(cfg.checkpoint)
     if cfg.baseline is not None:
         baseline, base_ckpt, base_run, base_norm = _trained(cfg.baseline, "--baseline")

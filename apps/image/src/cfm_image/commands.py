@@ -13,6 +13,7 @@ from cfm_core.cli import skeleton as app_skeleton
 from cfm_core.cli.skeleton import default_device, demo_run, device_of, from_argv, load_run
 from cfm_core.evaluation import sweep_table
 from cfm_core.flow_map import FlowMap
+from cfm_core.io import check_output_dir, check_output_file
 from cfm_core.loss import CFMLoss
 from cfm_core.method import build_cfm
 from cfm_core.nn import time_features_for
@@ -183,6 +184,10 @@ def train(cfg: ImageTrainConfig) -> dict[str, Any]:
 
 def sample(cfg: ImageSampleConfig) -> dict[str, Any]:
     """Sample a trained model; write a grid and/or individual PNGs; return what was written."""
+    if cfg.grid is not None:
+        check_output_file(cfg.grid, "--grid", (".png",))
+    if cfg.individual_dir is not None:
+        check_output_dir(cfg.individual_dir, "--individual-dir")
     model, ckpt, run = load_run(
         cfg.checkpoint, build_model, APP, ImageTrainConfig, ema_decay=cfg.ema_decay, use_ema=cfg.ema
     )
@@ -252,6 +257,8 @@ def open_fid(weights: str | None, verify: bool = True) -> InceptionFID | None:
 def evaluate(cfg: ImageEvalConfig, fid: InceptionFID | None = None) -> dict[str, Any]:
     """The NFE sweep of a CFM model (and a baseline), scored against real images; ``fid`` is
     the metric of ``cfg.fid_weights`` when the caller has already opened it."""
+    if cfg.out is not None:
+        check_output_dir(cfg.out, "--out")
     if fid is None:
         # before any other work: a wrong file fails at once
         fid = open_fid(cfg.fid_weights, not cfg.allow_unverified_fid_weights)
@@ -321,9 +328,9 @@ def evaluate(cfg: ImageEvalConfig, fid: InceptionFID | None = None) -> dict[str,
 def demo(cfg: ImageDemoConfig) -> dict[str, Any]:
     """Train CFM on the built-in digits (quick preset), then evaluate it at 1, 2 and 4 steps
     beside the multi-step baseline (its own r = t field, or a trained one)."""
-    fid = open_fid(
-        cfg.fid_weights, not cfg.allow_unverified_fid_weights
-    )  # a wrong weights file fails before the training
+    check_output_dir(cfg.out, "--out")
+    # a wrong weights file fails before the training
+    fid = open_fid(cfg.fid_weights, not cfg.allow_unverified_fid_weights)
     out = Path(cfg.out)
     runs = {}
     labels = (("cfm", 0.5), ("baseline", 1.0)) if cfg.baseline == "trained" else (("cfm", 0.5),)

@@ -15,6 +15,7 @@ from cfm_core.cli.config import config_from_dict, config_to_dict
 from cfm_core.cli.skeleton import default_device, device_of, from_argv, load_run, train_run
 from cfm_core.evaluation import SweepEntry, sweep_table
 from cfm_core.flow_map import FlowMap
+from cfm_core.io import check_output_dir, check_output_file
 from cfm_core.loss import CFMLoss
 from cfm_core.method import build_cfm
 from cfm_core.nn import time_features_for
@@ -146,6 +147,7 @@ def _load(path: str, option: str = "--checkpoint", **options: Any):
 
 def sample(cfg: PoseSampleConfig) -> Path:
     """Predict the joints of ``cfg.input``; write JSON, NPY and PNG; return the JSON path."""
+    check_output_file(cfg.out, "--out", (".json",))
     require_path(cfg.input, "shape file", "--input")
     model, ckpt, run = _load(cfg.checkpoint, ema_decay=cfg.ema_decay, use_ema=cfg.ema)
     encoding = encoding_for(run)
@@ -197,6 +199,8 @@ def _held_out(cfg: PoseEvalConfig, run: PoseTrainConfig) -> ShapeBatch:
 
 def evaluate(cfg: PoseEvalConfig) -> dict[str, Any]:
     """The NFE sweep of a CFM model (and a baseline), scored on held-out shapes."""
+    if cfg.out is not None:
+        check_output_dir(cfg.out, "--out")
     model, ckpt, run = _load(cfg.checkpoint)
     if cfg.baseline is not None:
         baseline, _, base_run = _load(cfg.baseline, option="--baseline")

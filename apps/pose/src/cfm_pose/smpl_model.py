@@ -327,7 +327,8 @@ def convert_smpl_pkl(src: str | Path, dst: str | Path) -> BodyModelFile:
 
     The output holds exactly the family's arrays (:class:`BodyModelFile`; dense
     ``J_regressor``), which is what ``smplx.SMPL`` / ``smplx.SMPLX`` read. Returns the written
-    file; a ``dst`` that cannot be written raises ``ValueError`` naming it.
+    file; a ``dst`` that cannot be written raises :class:`~cfm_core.io.OutputError` (a
+    ``ValueError``) naming it.
     """
     src, dst = Path(src), Path(dst)
     if dst.suffix not in (".pkl", ".npz"):
@@ -335,7 +336,4 @@ def convert_smpl_pkl(src: str | Path, dst: str | Path) -> BodyModelFile:
     if dst.resolve() == src.resolve():
         raise ValueError(f"output {dst} would overwrite the input")
     model = read_smpl_model(src)
-    try:
-        return BodyModelFile(write_smpl_model(model.arrays, dst), model.family, model.arrays)
-    except OSError as error:
-        raise ValueError(f"cannot write the output {dst}: {error}") from error
+    return BodyModelFile(write_smpl_model(model.arrays, dst), model.family, model.arrays)

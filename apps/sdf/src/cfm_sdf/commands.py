@@ -16,6 +16,7 @@ from cfm_core.cli import ConfigError, config_to_dict
 from cfm_core.cli.common import require_path
 from cfm_core.cli.skeleton import device_of, from_argv, load_run, train_run
 from cfm_core.flow_map import FlowMap
+from cfm_core.io import check_output_dir, check_output_file
 from cfm_core.plotting import save_quality_vs_nfe
 from tqdm.auto import tqdm
 
@@ -207,9 +208,7 @@ def _resolve_sampler(sampler: str, steps: int | None, run: SdfTrainConfig) -> tu
 
 def sample(cfg: SdfSampleConfig) -> Path:
     """Generate one shape, mesh it, write the mesh and a PNG; return the mesh path."""
-    out = Path(cfg.out)
-    if out.suffix.lower() not in MESH_SUFFIXES:
-        raise ConfigError(f"--out: {out} must end in one of {', '.join(MESH_SUFFIXES)}")
+    out = check_output_file(cfg.out, "--out", MESH_SUFFIXES)
     model, ckpt, run = load_run(
         cfg.checkpoint, build_model, APP, SdfTrainConfig, ema_decay=cfg.ema_decay, use_ema=cfg.ema
     )
@@ -392,6 +391,8 @@ def _score_setting(
 def evaluate(cfg: SdfEvalConfig) -> dict[str, Any]:
     """Score CFM at each of ``cfg.cfm_steps`` and the baseline at each of ``cfg.baseline_steps``
     on procedural or prepared shapes; write metrics.json, shapes.png and quality_vs_nfe.png."""
+    if cfg.out is not None:
+        check_output_dir(cfg.out, "--out")
     model, baseline, run, model_path, base_path = _load_models(cfg)
     shapes, source = _eval_shapes(cfg, run)
     device = device_of(model)
@@ -479,6 +480,7 @@ def _print_rows(rows: Sequence[dict[str, Any]]) -> None:
 def prepare(cfg: SdfPrepareConfig) -> dict[str, Any]:
     """Prepare a mesh folder (progress bar, report.json); return the report as a dict."""
     require_path(cfg.mesh_folder, "mesh folder", "MESH_FOLDER")
+    check_output_dir(cfg.out, "OUT")
     try:
         report = prepare_mesh_folder(
             cfg.mesh_folder,

@@ -186,6 +186,7 @@ def prepare_mesh_folder(
         except MeshRejected as err:
             report.skipped.append({"source": str(relative), "reason": str(err)})
             bar.write(f"skipped {relative}: {err}")
+            bar.set_postfix(skipped=len(report.skipped))
             continue
         if fixes:
             report.fixed.append({"source": str(relative), "fixes": fixes})

@@ -13,7 +13,7 @@ from cfm_core.cli.config import config_from_dict
 from cfm_core.cli.skeleton import default_device, demo_run, device_of, from_argv, load_run, train_run
 from cfm_core.evaluation import SweepEntry, sweep_table
 from cfm_core.flow_map import FlowMap
-from cfm_core.io import save_json, write_atomically
+from cfm_core.io import check_output_dir, check_output_file, save_json, write_atomically
 from cfm_core.loss import CFMLoss
 from cfm_core.method import build_cfm
 from cfm_core.metrics import energy_distance, sliced_wasserstein
@@ -82,11 +82,11 @@ def train(cfg: ToyTrainConfig) -> dict[str, Any]:
 
 def sample(cfg: ToySampleConfig) -> Path:
     """Sample a trained model; write NPY and PNG; return the NPY path."""
+    out = check_output_file(cfg.out, "--out", (".npy",))
     model, _, _ = load_run(cfg.checkpoint, build_model, APP, ToyTrainConfig, ema_decay=cfg.ema_decay, use_ema=cfg.ema)
     noise = torch.randn(cfg.n, 2, generator=torch.Generator().manual_seed(cfg.seed)).to(default_device())
     x, nfe = model.sample(noise, cfg.steps, sampler=cfg.sampler, return_nfe=True)
     x = x.cpu()
-    out = Path(cfg.out)
     write_atomically(out, lambda file: np.save(file, x.numpy()))
     png = save_scatter_panels({f"{cfg.sampler}, {cfg.steps} step(s), NFE {nfe}": x}, out.with_suffix(".png"))
     print(f"wrote {out} ({cfg.n} samples, NFE {nfe}) and {png}")
@@ -95,6 +95,8 @@ def sample(cfg: ToySampleConfig) -> Path:
 
 def evaluate(cfg: ToyEvalConfig) -> dict[str, Any]:
     """The NFE sweep of a CFM model (and a baseline), scored against held-out data."""
+    if cfg.out is not None:
+        check_output_dir(cfg.out, "--out")
     model, ckpt, run = load_run(cfg.checkpoint, build_model, APP, ToyTrainConfig)
     if cfg.baseline is not None:
         baseline, _, base_run = load_run(cfg.baseline, build_model, APP, ToyTrainConfig, option="--baseline")
@@ -137,7 +139,7 @@ def evaluate(cfg: ToyEvalConfig) -> dict[str, Any]:
 
 def demo(cfg: ToyDemoConfig) -> dict[str, Any]:
     """Train CFM and its multi-step baseline side by side (same net and budget), then evaluate."""
-    out = Path(cfg.out)
+    out = check_output_dir(cfg.out, "--out")
     options = {"sigma_data": 1.0} if cfg.formulation == "edm" else {}
     runs = {}
     for label, ratio in (("cfm", 0.5), ("baseline", 1.0)):

@@ -105,6 +105,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     with reported_as(path):
         if path.is_dir():
             raise OutputError(f"cannot write {path}: it is a folder")
+        existing = _nearest_existing(path.parent)
+        if not existing.is_dir():
+            raise OutputError(f"cannot write {path}: {existing} is a file, not a folder")
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
