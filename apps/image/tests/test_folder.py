@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from cfm_image.data import ImageFolderDataset, UnreadableImageWarning
+from cfm_image.data.imaging import decode_image
 from PIL import Image
 
 
@@ -29,6 +30,22 @@ def test_constant_image_values_are_exact(tmp_path):
     image, _ = ImageFolderDataset(tmp_path, 12)[0]
     expected = torch.tensor(color, dtype=torch.float32) / 127.5 - 1.0
     assert torch.equal(image, expected[:, None, None].expand(3, 12, 12))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_16_bit_png_keeps_its_levels(tmp_path, channels):
+    levels = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000  # 0 .. 63000 of 65535
+    Image.fromarray(levels).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    image, _ = ImageFolderDataset(tmp_path, 8, channels=channels)[0]
+    expected = torch.from_numpy(np.round(levels / 257.0)).float() / 127.5 - 1.0
+    assert torch.equal(image, expected.expand(channels, 8, 8))  # not clipped to white
+
+
+def test_a_float_image_is_refused_naming_why(tmp_path):
+    Image.fromarray(np.full((8, 8), 0.5, dtype=np.float32)).save(tmp_path / "float.tiff")
+    with pytest.raises(ValueError, match="F images .32-bit pixels. have no fixed white level"):
+        decode_image(str(tmp_path / "float.tiff"), 1)
 
 
 @pytest.mark.parametrize("wide", [True, False])

@@ -88,6 +88,8 @@ class Surface:
         if len(points) == 0:
             raise SurfaceError(f"{source}: empty point cloud")
         _check_finite(points, source, "point")
+        if np.ptp(points, axis=0).max() == 0:
+            raise SurfaceError(f"{source}: all {len(points)} point(s) coincide; a shape needs points spread in space")
         extras = {"normals": normals, "colors": colors}
         for name, value in extras.items():
             if value is None:

@@ -9,13 +9,15 @@ images the evaluation compares generated ones with.
 from __future__ import annotations
 
 import json
+import tarfile
 from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 
 import torch
 from cfm_core.cli import ConfigError
-from cfm_core.trust import require_plain_local
+from cfm_core.resources import require_memory
+from cfm_core.trust import is_plain_local, require_plain_local
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -49,9 +51,13 @@ def _shard_urls(spec: str) -> str | list[str]:
 def _shard_meta(urls: str | list[str]) -> dict:
     """The ``meta.json`` beside the first shard, or ``{}``; missing shards raise ConfigError."""
     try:
-        first = Path(expand_shards(urls)[0])
+        shards = expand_shards(urls)
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"data.shards: {err}") from None
+    for shard in shards:
+        if is_plain_local(shard) and not tarfile.is_tarfile(shard):
+            raise ConfigError(f"data.shards: {shard} is not a tar file (shards are WebDataset .tar files)")
+    first = Path(shards[0])
     path = first.parent / SHARD_META
     if not path.is_file():
         return {}
@@ -134,7 +140,11 @@ def open_training_data(cfg: ImageDataConfig, seed: int = 0):
 
 
 def training_batches(source: Dataset | ShardStream, data: ImageDataConfig, batch_size: int, seed: int = 0):
-    """The trainer's ``data(step)``: images, with labels when ``data.num_classes`` is set."""
+    """The trainer's ``data(step)``: images, with labels when ``data.num_classes`` is set; a batch
+    that would not fit in memory is refused first (:class:`ConfigError`)."""
+    side = data.resolution
+    batch_bytes = 4 * batch_size * data.channels * side**2
+    require_memory(batch_bytes, f"a batch of {batch_size} images at {side}x{side}", "--data.resolution")
     batches = step_batches(source, batch_size, seed)
 
     def batch(step: int):

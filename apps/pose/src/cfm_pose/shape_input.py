@@ -42,6 +42,8 @@ def _load_npy(path: Path) -> np.ndarray:
         raise ConfigError(f"--input: {path} is not a readable .npy array ({err})") from None
     if array.ndim != 2 or array.shape[1] != 3 or len(array) == 0:
         raise ConfigError(f"--input: {path} must hold an (N, 3) array of points, got shape {array.shape}")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool) or np.iscomplexobj(array):
+        raise ConfigError(f"--input: {path} must hold numbers (point coordinates), got {array.dtype} values")
     return np.asarray(array, np.float64)
 
 

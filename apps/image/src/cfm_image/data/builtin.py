@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from cfm_core.resources import require_memory
 from torch import Tensor
 
 from cfm_image.data.imaging import check_resolution
@@ -83,6 +84,8 @@ def load_builtin(
         raise ValueError(f"unknown built-in dataset {name!r}; choose one of {BUILTIN_DATASETS}")
     resolution = check_resolution(DEFAULT_RESOLUTION[name] if resolution is None else resolution)
     images, labels, class_names = _LOADERS[name]()
+    pixels = len(images) * resolution**2
+    require_memory(2 * 4 * pixels, f"{len(images)} {name} images at {resolution}x{resolution}", "--data.resolution")
     index = split_indices(len(images), split, test_fraction, seed)
     x = _resize_unit_images(images, resolution)[index]
     y = None if labels is None else torch.as_tensor(labels, dtype=torch.long)[index]

@@ -55,9 +55,22 @@ def decode_image(source: str | os.PathLike | bytes, channels: int) -> Image.Imag
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     with Image.open(stream) as image:
         image.load()
+        image = _as_8_bit(image)
         if image.mode == "P" and "transparency" in image.info:
             image = image.convert("RGBA")  # PIL's route for palettes with transparency; alpha dropped
         return image.convert(mode)
+
+
+def _as_8_bit(image: Image.Image) -> Image.Image:
+    """16-bit grey (``I;16*``, and PNG's ``I``) scaled to 8 bits (``v / 257``, white stays white);
+    32-bit integer and float images have no fixed white level and are refused (``ValueError``).
+    PIL's own conversion would clip every value above 255, turning most of a 16-bit image white."""
+    if image.mode.startswith("I;16") or (image.mode == "I" and image.format == "PNG"):
+        levels = np.asarray(image, dtype=np.float64) / 257.0
+        return Image.fromarray(np.round(levels).clip(0, 255).astype(np.uint8), mode="L")
+    if image.mode in ("I", "F"):
+        raise ValueError(f"{image.mode} images (32-bit pixels) have no fixed white level; save them as 8 or 16 bits")
+    return image
 
 
 def fit_square(image: Image.Image, resolution: int) -> Image.Image:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import re
 import textwrap
 import typing
@@ -71,13 +72,34 @@ def parse_config(
             if name not in presets:
                 raise ConfigError(f"unknown preset {name!r}; choose one of {names}")
             default = presets[name]
+        late = next((arg for arg in argv if arg == "--preset" or arg.startswith("--preset=")), None)
+        if late is not None:
+            raise ConfigError(f"--preset must come first, before the other options (choose one of {names})")
     try:
         with _reflowed_help():
             if default is None:
-                return tyro.cli(config_type, args=argv, prog=prog, description=description)
-            return tyro.cli(config_type, args=argv, prog=prog, description=description, default=default)
+                config = tyro.cli(config_type, args=argv, prog=prog, description=description)
+            else:
+                config = tyro.cli(config_type, args=argv, prog=prog, description=description, default=default)
     except (ValueError, TypeError) as err:
         raise ConfigError(str(err)) from None
+    require_finite(config)
+    return config
+
+
+def require_finite(config: Any, prefix: str = "--") -> None:
+    """Raise :class:`ConfigError` naming the first float option of a (nested) dataclass config
+    that is NaN or infinite (``--guidance nan`` would otherwise give NaN outputs)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        option = f"{prefix}{f.name.replace('_', '-')}"
+        if dataclasses.is_dataclass(value):
+            require_finite(value, f"{option}.")
+            continue
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        for item in values:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ConfigError(f"{option} must be a finite number, got {item}")
 
 
 _LIST_ITEM = re.compile(r"[-*•]\s|\d+[.)]\s")
