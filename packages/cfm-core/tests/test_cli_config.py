@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
@@ -46,3 +47,45 @@ def test_help_shows_a_multi_line_field_docstring_as_one_paragraph(capsys):
     assert "A help text written over 3 source lines, the last 0.5 of it" in " ".join(out.replace("│", " ").split())
     first = next(line for line in out.splitlines() if "A help text" in line)
     assert "3 source lines" in first, "the docstring's own line breaks survived into --help"
+
+
+@dataclass
+class _Inner:
+    scale: float = 1.0
+    """A float of a nested group."""
+
+
+@dataclass
+class _Checked:
+    weights: tuple[float, ...] = (1.0,)
+    """Floats."""
+    count: int = 1
+    """A positive count."""
+    inner: _Inner = dataclasses.field(default_factory=_Inner)
+
+    def __post_init__(self) -> None:
+        require_positive({"--count": self.count}, integer=True)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--inner.scale", "nan"], "--inner.scale must be a finite number, got nan"),
+        (["--weights", "1", "inf"], "--weights must be a finite number, got inf"),
+        (["--count", "0"], "--count must be a positive integer, got 0"),  # raised inside the parser
+        (["--count", "two"], "Error parsing --count: invalid literal for int() with base 10: 'two'"),
+        (["--bogus", "1"], "Unrecognized options: --bogus, 1"),
+    ],
+)
+def test_every_refused_command_line_is_one_config_error(argv, message, capsys):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_Checked, argv, prog="demo")
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert capsys.readouterr().err == ""  # the parser's own box is not printed as well
+
+
+def test_a_preset_must_come_first():
+    presets = {"small": _Checked(count=2)}
+    assert parse_config(_Checked, ["--preset", "small", "--weights", "2"], prog="demo", presets=presets).count == 2
+    with pytest.raises(ConfigError, match="--preset must come first, before the other options .choose one of small"):
+        parse_config(_Checked, ["--weights", "2", "--preset", "small"], prog="demo", presets=presets)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import math
 import re
+import sys
 import textwrap
 import typing
 from collections.abc import Iterator, Mapping, Sequence
@@ -75,16 +77,46 @@ def parse_config(
         late = next((arg for arg in argv if arg == "--preset" or arg.startswith("--preset=")), None)
         if late is not None:
             raise ConfigError(f"--preset must come first, before the other options (choose one of {names})")
+    errors = io.StringIO()
     try:
-        with _reflowed_help():
+        with _reflowed_help(), contextlib.redirect_stderr(errors):
             if default is None:
                 config = tyro.cli(config_type, args=argv, prog=prog, description=description)
             else:
                 config = tyro.cli(config_type, args=argv, prog=prog, description=description, default=default)
     except (ValueError, TypeError) as err:
         raise ConfigError(str(err)) from None
+    except SystemExit as exit_:
+        message = _boxed_message(errors.getvalue()) if exit_.code == 2 else None
+        if message:
+            raise ConfigError(message) from None
+        sys.stderr.write(errors.getvalue())
+        raise
+    sys.stderr.write(errors.getvalue())
     require_finite(config)
     return config
+
+
+_BOX_EDGES = "│╭╮╰╯─ "
+_RULE = set("─-╭╮╰╯ ")
+
+
+def _boxed_message(text: str) -> str | None:
+    """The message of the error tyro prints for a rejected command line (a box on a terminal,
+    rules otherwise), as one line: the title, then the text; rules and the help pointer left
+    out. None when there is no text."""
+    parts = []
+    for line in text.splitlines():
+        inner = line.strip().strip(_BOX_EDGES).strip()
+        if inner and not set(inner) <= _RULE and not inner.startswith("For full helptext"):
+            parts.append(inner.rstrip(":"))
+    if not parts:
+        return None
+    title, *rest = parts
+    body = " ".join(rest).partition(" Argument helptext")[0]
+    if not body or title == "Value error":
+        return body or title
+    return body if body.startswith(title) else f"{title}: {body}"
 
 
 def require_finite(config: Any, prefix: str = "--") -> None:

@@ -1,0 +1,106 @@
+"""Test helpers for apps: run a ``cfm`` command in-process and check that it refuses bad input
+cleanly (exit code 2, one line naming the problem, no traceback, nothing written), and the broken
+checkpoints every command that reads one must refuse."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from cfm_core.cli import main
+from cfm_core.training.checkpoint import latest_checkpoint
+
+
+def run_cfm(argv: Sequence[str]) -> tuple[int, str, str]:
+    """Run ``cfm argv`` in this process: ``(exit code, stdout, stderr)``; an option parser's
+    ``SystemExit`` gives its code."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return code, out.getvalue(), err.getvalue()
+
+
+def tree_state(roots: Iterable[str | Path]) -> dict[str, str]:
+    """Every file and folder under ``roots`` with the SHA-256 of its bytes (folders: ``"dir"``)."""
+    state = {}
+    for root in map(Path, roots):
+        for path in [root, *root.rglob("*")] if root.exists() else []:
+            state[str(path)] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    return state
+
+
+def assert_refused(
+    argv: Sequence[str], *fragments: str, unchanged: Iterable[str | Path] = (), parser: bool = False
+) -> str:
+    """Assert that ``cfm argv`` exits with code 2 and no traceback, with exactly one
+    ``cfm <app> <command>: error: ...`` line on stderr holding every fragment, and that nothing
+    under ``unchanged`` was created, changed or removed. ``parser=True``: the option parser (tyro)
+    refused the value in its own box instead of an error line. Returns stderr."""
+    roots = list(unchanged)
+    before = tree_state(roots)
+    code, _, err = run_cfm(argv)
+    shown = " ".join(err.split())
+    assert "Traceback" not in err, f"{list(argv)} printed a traceback:\n{err}"
+    assert code == 2, f"{list(argv)} exited with {code}, not 2; stderr:\n{err}"
+    if parser:
+        assert all(" ".join(f.split()) in shown for f in fragments), f"missing {fragments} in:\n{err}"
+    else:
+        lines = [line for line in err.splitlines() if ": error: " in line]
+        assert len(lines) == 1, f"{list(argv)}: expected one error line, got:\n{err}"
+        assert all(f in lines[0] for f in fragments), f"missing {fragments} in: {lines[0]}"
+    assert tree_state(roots) == before, f"{list(argv)} changed files under {roots}"
+    return err
+
+
+def broken_checkpoints(run: str | Path, into: str | Path) -> dict[str, tuple[Path, str]]:
+    """Broken copies of ``run``'s newest checkpoint, made in ``into``: ``{case: (path, what the
+    error must say)}``: missing, empty folder, meta.json empty / not JSON / missing keys / another
+    format, model.safetensors truncated / missing, another app's checkpoint."""
+    source, into = latest_checkpoint(run), Path(into)
+    into.mkdir(parents=True, exist_ok=True)
+    cases: dict[str, tuple[Path, str]] = {
+        "missing": (into / "missing", "not found"),
+        "empty-folder": (into / "empty", "holds no checkpoint"),
+    }
+    (into / "empty").mkdir(exist_ok=True)
+
+    def copy(name: str) -> Path:
+        target = into / name / source.name
+        if not target.exists():
+            shutil.copytree(source, target)
+        return target
+
+    def edit_meta(name: str, **changes) -> Path:
+        target = copy(name)
+        meta = json.loads((target / "meta.json").read_text())
+        meta.update(changes)
+        for key in [k for k, v in changes.items() if v is None]:
+            del meta[key]
+        (target / "meta.json").write_text(json.dumps(meta))
+        return target
+
+    empty = copy("meta-empty")
+    (empty / "meta.json").write_text("")
+    cases["meta-empty"] = (empty, f"corrupt checkpoint file {empty / 'meta.json'}")
+    garbage = copy("meta-not-json")
+    (garbage / "meta.json").write_text("{'step': 1,")
+    cases["meta-not-json"] = (garbage, f"corrupt checkpoint file {garbage / 'meta.json'}")
+    cases["meta-missing-keys"] = (edit_meta("meta-missing-keys", formulation=None), "missing keys ['formulation']")
+    cases["other-format"] = (edit_meta("other-format", format=99), "checkpoint format 99")
+    truncated = copy("truncated-model")
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:64])
+    cases["truncated-model"] = (truncated, f"corrupt checkpoint file {weights}")
+    lost = copy("missing-model")
+    (lost / "model.safetensors").unlink()
+    cases["missing-model"] = (lost, f"checkpoint file missing: {lost / 'model.safetensors'}")
+    cases["other-app"] = (edit_meta("other-app", app="another-app"), "was trained by app 'another-app'")
+    return cases
