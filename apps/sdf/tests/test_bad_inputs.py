@@ -1,0 +1,94 @@
+"""Bad inputs to every sdf command: exit code 2, one line naming the problem, nothing written."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+from cfm_core.cli import main
+from cfm_core.testing import assert_refused, broken_checkpoints
+
+CHECKPOINT_CASES = [
+    "missing",
+    "empty-folder",
+    "meta-empty",
+    "meta-not-json",
+    "meta-missing-keys",
+    "other-format",
+    "truncated-model",
+    "missing-model",
+    "other-app",
+]
+TINY = ["--net.preset", "tiny", "--data.n-context", "64", "--data.n-query-near", "32", "--data.n-query-surface", "8"]
+TINY += ["--data.noise-grid", "8", "--train.batch-size", "2", "--train.sample-every", "0"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 2-step run on the procedural shapes."""
+    out = tmp_path_factory.mktemp("sdf") / "run"
+    assert main(["sdf", "train", *TINY, "--train.steps", "2", "--train.output-dir", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def broken(run, tmp_path_factory):
+    return broken_checkpoints(run, tmp_path_factory.mktemp("broken"))
+
+
+@pytest.fixture
+def ws(tmp_path):
+    """A workspace holding outputs of an earlier run, which a refused command must leave alone."""
+    (tmp_path / "existing.obj").write_text("v 0 0 0\n")
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "folder.obj").mkdir()
+    (tmp_path / "no-meshes").mkdir()
+    (tmp_path / "meshes").mkdir()
+    trimesh.creation.icosphere(subdivisions=1).export(tmp_path / "meshes" / "ball.obj")
+    np.save(tmp_path / "nan-points.npy", np.full((50, 3), np.nan))
+    np.save(tmp_path / "strings.npy", np.array([["a", "b", "c"]] * 20))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "command, case",
+    [(c, k) for c in ("sample", "eval", "info") for k in CHECKPOINT_CASES if (c, k) != ("info", "other-app")],
+)
+def test_a_broken_checkpoint_is_refused(command, case, broken, ws):
+    path, message = broken[case]
+    extra = {"sample": ["--out", ws / "existing.obj"], "eval": ["--out", ws / "eval"], "info": []}[command]
+    assert_refused(["sdf", command, "--checkpoint", path, *extra], "--checkpoint", message, unchanged=[ws])
+
+
+CASES = {
+    "out-suffix": (["sample", "--out", "{ws}/x.stl"], ["--out", "must end in .obj or .ply"]),
+    "out-is-folder": (["sample", "--out", "{ws}/folder.obj"], ["--out", "is a folder"]),
+    "out-under-a-file": (["sample", "--out", "{ws}/a-file/x.obj"], ["--out", "a-file is a file"]),
+    "guidance-nan": (["sample", "--out", "{ws}/x.obj", "--guidance", "nan"], ["guidance"]),
+    "resolution-too-small": (["sample", "--out", "{ws}/x.obj", "--resolution", "4"], ["--resolution"]),
+    "points-missing": (["sample", "--out", "{ws}/x.obj", "--points", "{ws}/none.npy"], ["--points"]),
+    "points-nan": (["sample", "--out", "{ws}/x.obj", "--points", "{ws}/nan-points.npy"], ["--points"]),
+    "points-strings": (["sample", "--out", "{ws}/x.obj", "--points", "{ws}/strings.npy"], ["--points"]),
+    "eval-out-is-file": (["eval", "--out", "{ws}/a-file"], ["--out", "is a file"]),
+    "eval-folder-missing": (["eval", "--out", "{ws}/e", "--folder", "{ws}/none"], ["--folder"]),
+    "eval-baseline-missing": (["eval", "--out", "{ws}/e", "--baseline", "{ws}/none"], ["--baseline", "not found"]),
+    "prepare-folder-missing": (["prepare", "{ws}/none", "{ws}/records"], ["MESH_FOLDER", "not found"]),
+    "prepare-no-meshes": (["prepare", "{ws}/no-meshes", "{ws}/records"], ["MESH_FOLDER", "no mesh files"]),
+    "prepare-out-is-file": (["prepare", "{ws}/meshes", "{ws}/a-file"], ["OUT", "is a file"]),
+    "prepare-near-std-nan": (["prepare", "{ws}/meshes", "{ws}/records", "--near-std", "nan"], ["--near-std"]),
+    "train-folder-missing": (["train", "--data.folder", "{ws}/none"], ["data.folder"]),
+    "output-dir-is-file": (["train", "--train.output-dir", "{ws}/a-file"], ["--train.output-dir", "is a file"]),
+    "lr-nan": (["train", "--train.lr", "nan"], ["lr", "nan"]),
+    "preset-late": (["train", "--train.steps", "9", "--preset", "quick"], ["--preset must come first"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_bad_option_or_file_is_refused(case, ws, run):
+    argv, fragments = CASES[case]
+    argv = ["sdf", *(str(a).format(ws=ws) for a in argv)]
+    if argv[1] in ("sample", "eval"):
+        argv[2:2] = ["--checkpoint", str(run)]
+    if argv[1] == "train" and not any(a.startswith("--train.output-dir") for a in argv):
+        argv += ["--train.output-dir", str(ws / "run")]
+    assert_refused(argv, *(f.format(ws=ws) for f in fragments), unchanged=[ws, run])
