@@ -1,0 +1,84 @@
+"""Bad inputs to every toy command: exit code 2, one line naming the problem, nothing written."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cfm_core.cli import main
+from cfm_core.testing import assert_refused, broken_checkpoints
+
+CHECKPOINT_CASES = [
+    "missing",
+    "empty-folder",
+    "meta-empty",
+    "meta-not-json",
+    "meta-missing-keys",
+    "other-format",
+    "truncated-model",
+    "missing-model",
+    "other-app",
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 2-step run on two moons."""
+    out = tmp_path_factory.mktemp("toy") / "run"
+    argv = ["--net.hidden", "8", "--net.depth", "1", "--train.steps", "2", "--train.batch-size", "8"]
+    assert main(["toy", "train", "--data", "two_moons", *argv, "--train.output-dir", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def broken(run, tmp_path_factory):
+    return broken_checkpoints(run, tmp_path_factory.mktemp("broken"))
+
+
+@pytest.fixture
+def ws(tmp_path):
+    """A workspace holding outputs of an earlier run, which a refused command must leave alone."""
+    np.save(tmp_path / "existing.npy", np.zeros((3, 2)))
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "folder.npy").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "command, case",
+    [(c, k) for c in ("sample", "eval", "info") for k in CHECKPOINT_CASES if (c, k) != ("info", "other-app")],
+)
+def test_a_broken_checkpoint_is_refused(command, case, broken, ws):
+    path, message = broken[case]
+    extra = {"sample": ["--out", ws / "existing.npy"], "eval": ["--out", ws / "eval"], "info": []}[command]
+    assert_refused(["toy", command, "--checkpoint", path, *extra], "--checkpoint", message, unchanged=[ws])
+
+
+CASES = {
+    "out-suffix": (["sample", "--out", "{ws}/x.txt"], ["--out", "must end in .npy"]),
+    "out-is-folder": (["sample", "--out", "{ws}/folder.npy"], ["--out", "is a folder"]),
+    "out-under-a-file": (["sample", "--out", "{ws}/a-file/x.npy"], ["--out", "a-file is a file"]),
+    "n-zero": (["sample", "--out", "{ws}/x.npy", "--n", "0"], ["--n"]),
+    "steps-zero": (["sample", "--out", "{ws}/x.npy", "--steps", "0"], ["--steps"]),
+    "ema-decay-nan": (["sample", "--out", "{ws}/x.npy", "--ema-decay", "nan"], ["--ema-decay must be a finite"]),
+    "eval-out-is-file": (["eval", "--out", "{ws}/a-file"], ["--out", "is a file"]),
+    "eval-baseline-missing": (["eval", "--out", "{ws}/e", "--baseline", "{ws}/none"], ["--baseline", "not found"]),
+    "eval-no-cfm-steps": (["eval", "--out", "{ws}/e", "--cfm-steps"], ["cfm"]),
+    "demo-out-is-file": (["demo", "--out", "{ws}/a-file"], ["--out", "is a file"]),
+    "unknown-data": (["train", "--data", "circles"], ["invalid choice 'circles'"]),
+    "output-dir-is-file": (["train", "--train.output-dir", "{ws}/a-file"], ["--train.output-dir", "is a file"]),
+    "lr-nan": (["train", "--train.lr", "nan"], ["lr", "nan"]),
+    "lr-negative": (["train", "--train.lr", "-1"], ["lr"]),
+    "preset-late": (["train", "--train.steps", "9", "--preset", "quick"], ["--preset must come first"]),
+    "preset-unknown": (["train", "--preset", "fast"], ["unknown preset 'fast'"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_bad_option_or_file_is_refused(case, ws, run):
+    argv, fragments = CASES[case]
+    argv = ["toy", *(str(a).format(ws=ws) for a in argv)]
+    if argv[1] in ("sample", "eval"):
+        argv[2:2] = ["--checkpoint", str(run)]
+    if argv[1] == "train" and not any(a.startswith("--train.output-dir") for a in argv):
+        argv += ["--train.output-dir", str(ws / "run")]
+    assert_refused(argv, *(f.format(ws=ws) for f in fragments), unchanged=[ws, run])
