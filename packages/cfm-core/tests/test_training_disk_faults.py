@@ -7,12 +7,12 @@ import pytest
 from cfm_core.cli import ConfigError
 from cfm_core.training import Trainer, read_log
 
-from .test_training_fixtures import gaussian_data, make_model, train_config
+from .test_training_fixtures import gaussian_data, make_loss, train_config
 
 
 def _trainer(run_dir, steps, resume=False, **options):
     config = train_config(run_dir, steps=steps, checkpoint_every=2, resume=resume, **options)
-    return Trainer(make_model(), gaussian_data, config, run_config={}, app="test")
+    return Trainer(make_loss(), gaussian_data, config, run_config={}, app="test")
 
 
 def _losses(run_dir):

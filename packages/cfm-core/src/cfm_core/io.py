@@ -13,6 +13,7 @@ target and the cause.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -47,6 +48,13 @@ def _check_writable_folder(path: Path, option: str) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         cause = "a read-only file system" if _read_only(existing) else "permission denied"
         raise OutputError(f"{option}: cannot write into {existing} ({cause})")
+
+
+def _no_space_left(folder: Path) -> bool:
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _read_only(path: Path) -> bool:
@@ -116,6 +124,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             yield tmp
             os.chmod(tmp, _default_mode())
             os.replace(tmp, path)
+        except OSError as err:
+            full = err.errno is None and _no_space_left(tmp.parent)  # numpy's tofile gives no errno
+            tmp.unlink(missing_ok=True)
+            if full:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from err
+            raise
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
