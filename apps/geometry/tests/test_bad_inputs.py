@@ -81,6 +81,7 @@ CASES = {
     "mesh-unknown-format": (["train", "--mesh", "{ws}/shape.abc"], ["--mesh", "unknown shape format"]),
     "unknown-shape": (["train", "--shape", "teapot"], ["invalid choice 'teapot'"]),
     "points-zero-train": (["train", "--points", "0"], ["--points"]),
+    "points-beyond-memory": (["train", "--points", str(10**14)], ["--points", "GiB of memory"]),
     "output-dir-is-file": (["train", "--train.output-dir", "{ws}/a-file"], ["--train.output-dir", "is a file"]),
     "lr-nan": (["train", "--train.lr", "nan"], ["lr", "nan"]),
     "preset-late": (["train", "--points", "9", "--preset", "quick"], ["--preset must come first"]),

@@ -45,6 +45,7 @@ def ws(tmp_path):
     (tmp_path / "no-meshes").mkdir()
     (tmp_path / "meshes").mkdir()
     trimesh.creation.icosphere(subdivisions=1).export(tmp_path / "meshes" / "ball.obj")
+    np.save(tmp_path / "points.npy", np.random.default_rng(0).uniform(-0.5, 0.5, size=(200, 3)))
     np.save(tmp_path / "nan-points.npy", np.full((50, 3), np.nan))
     np.save(tmp_path / "strings.npy", np.array([["a", "b", "c"]] * 20))
     return tmp_path
@@ -66,6 +67,11 @@ CASES = {
     "out-under-a-file": (["sample", "--out", "{ws}/a-file/x.obj"], ["--out", "a-file is a file"]),
     "guidance-nan": (["sample", "--out", "{ws}/x.obj", "--guidance", "nan"], ["guidance"]),
     "resolution-too-small": (["sample", "--out", "{ws}/x.obj", "--resolution", "4"], ["--resolution"]),
+    "resolution-beyond-memory": (
+        ["sample", "--out", "{ws}/x.obj", "--points", "{ws}/points.npy", "--resolution", "100000"],
+        ["--resolution", "GiB of memory"],
+    ),
+    "eval-resolution-beyond-memory": (["eval", "--out", "{ws}/e", "--resolution", "100000"], ["GiB of memory"]),
     "points-missing": (["sample", "--out", "{ws}/x.obj", "--points", "{ws}/none.npy"], ["--points"]),
     "points-nan": (["sample", "--out", "{ws}/x.obj", "--points", "{ws}/nan-points.npy"], ["--points"]),
     "points-strings": (["sample", "--out", "{ws}/x.obj", "--points", "{ws}/strings.npy"], ["--points"]),

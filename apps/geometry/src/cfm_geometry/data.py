@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import trimesh
 from cfm_core.io import write_bytes_atomic
+from cfm_core.resources import require_memory
 from tqdm.auto import tqdm
 
 from cfm_geometry.normalisation import Normalisation
@@ -84,7 +85,9 @@ class PointBank:
         device: torch.device | str | None = None,
     ) -> PointBank:
         """Sample ``num_points`` surface points (seeded), fit the normalisation to them and the
-        shape's bounding box, and keep the normalised points (float32, on ``device``)."""
+        shape's bounding box, and keep the normalised points (float32, on ``device``). A count
+        too large for the available memory is refused first (:class:`ConfigError`)."""
+        require_memory(4 * 3 * 8 * num_points, f"{num_points:,} surface samples", "--points")
         samples = sample_surface_points(surface, num_points, seed)
         normalisation = Normalisation.fit(surface.bounds, samples)
         points = torch.from_numpy(normalisation.apply(samples)).to(device)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import trimesh
 from cfm_core.io import write_bytes_atomic as write_atomic
+from cfm_core.resources import require_memory
 from skimage import measure
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -33,7 +34,9 @@ def grid_axis(resolution: int, bounds: tuple[float, float] = (-1.0, 1.0)) -> np.
 
 
 def grid_points(resolution: int, bounds: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
-    """All ``resolution**3`` grid nodes, an ``(R**3, 3)`` float64 array in ``[i, j, k]`` order."""
+    """All ``resolution**3`` grid nodes, an ``(R**3, 3)`` float64 array in ``[i, j, k]`` order; a
+    grid too large for the available memory is refused first (:class:`ConfigError`)."""
+    require_memory(4 * 3 * 8 * resolution**3, f"a {resolution}^3 grid", "--resolution")
     axis = grid_axis(resolution, bounds)
     return np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
 
