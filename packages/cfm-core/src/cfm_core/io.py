@@ -88,15 +88,15 @@ def check_output_dir(path: str | os.PathLike, option: str) -> Path:
 
 
 @contextlib.contextmanager
-def reported_as(path: str | os.PathLike, what: str = "write") -> Iterator[None]:
-    """Turn an ``OSError`` inside the block into an :class:`OutputError`: ``cannot {what} {path}:
-    {cause}``."""
+def reported_as(path: str | os.PathLike) -> Iterator[None]:
+    """Turn an ``OSError`` inside the block (which writes ``path``) into an :class:`OutputError`:
+    ``cannot write {path}: {cause}``."""
     try:
         yield
     except OutputError:
         raise
     except OSError as err:
-        raise OutputError(f"cannot {what} {path}: {describe_os_error(err)}") from None
+        raise OutputError(f"cannot write {path}: {describe_os_error(err)}") from None
 
 
 def _default_mode() -> int:

@@ -161,6 +161,11 @@ class Trainer:
             process every ``config.sample_every`` steps and at the end with a copy of the model
             holding the first EMA average; the metrics it returns are logged as ``sample/<name>``.
         extra: anything else to store in every checkpoint's ``meta.json`` (JSON).
+
+    Before anything else the output folder is checked (:func:`~cfm_core.io.check_output_dir`) and
+    the temporary checkpoint folders a killed run left in it are removed. With ``config.resume``
+    the run continues from the newest checkpoint that loads (a newer unreadable one is named in a
+    warning), and a torn last line of ``log.jsonl`` is dropped with a warning.
     """
 
     def __init__(
