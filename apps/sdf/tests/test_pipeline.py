@@ -146,3 +146,13 @@ def test_dataset_reports_corrupt_files(prepared, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no .npz records"):
         SdfFolderDataset(tmp_path / "empty")
+
+
+def test_the_progress_bar_counts_a_skipped_last_mesh(tmp_path, capsys):
+    folder = tmp_path / "meshes"
+    folder.mkdir()
+    trimesh.creation.box().export(folder / "a.obj")
+    (folder / "b.off").write_text("this is not a mesh\n")
+    prepare_mesh_folder(folder, tmp_path / "out", seed=0, **SIZES)
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "2/2" in bar and "skipped=1" in bar
