@@ -1,5 +1,6 @@
-"""A training killed with SIGKILL (kill -9) at any moment, a checkpoint write included, resumes to
-the log of an uninterrupted run; a full disk gives one error line and leaves no partial files."""
+"""What a kill and a disk do: a training killed with SIGKILL (kill -9) at any moment, a checkpoint
+write included, resumes to the log of an uninterrupted run; a full disk gives one error line and
+leaves no partial files; a read-only destination is refused before any work."""
 
 from __future__ import annotations
 
@@ -118,22 +119,50 @@ def test_a_killed_training_resumes_to_the_uninterrupted_log(tmp_path, moment, un
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # nothing half-written left
 
 
-@pytest.fixture
-def full_disk(tmp_path):
-    """A 2 MiB tmpfs with about 48 KiB free (mounting needs root and may be refused)."""
-    mount = tmp_path / "disk"
+def _tmpfs(mount, options: str) -> None:
+    """Mount a tmpfs at ``mount`` (skips the test where mounting is refused: it needs root)."""
     mount.mkdir()
     if shutil.which("mount") is None:
         pytest.skip("no mount command")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True)
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip() or result.returncode}")
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 2 MiB tmpfs with about 48 KiB free."""
+    mount = tmp_path / "disk"
+    _tmpfs(mount, "size=2m")
     try:
         free = shutil.disk_usage(mount).free
         (mount / "filler").write_bytes(b"\0" * (free - 48 * 1024))
         yield mount
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.fixture
+def read_only_disk(tmp_path):
+    """A read-only tmpfs holding one earlier output, ``old.npy``."""
+    mount = tmp_path / "read-only"
+    _tmpfs(mount, "size=1m")
+    try:
+        np.save(mount / "old.npy", np.zeros((2, 2)))
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_read_only_destination_is_refused_before_any_work(read_only_disk, tmp_path):
+    checkpoint = read_only_disk / "none"  # refused before the checkpoint is even looked for
+    for argv, option in [
+        (["toy", "sample", "--checkpoint", checkpoint, "--out", read_only_disk / "old.npy"], "--out"),
+        (["toy", "eval", "--checkpoint", checkpoint, "--out", read_only_disk / "eval"], "--out"),
+        (["toy", "train", "--train.output-dir", read_only_disk / "run"], "--train.output-dir"),
+    ]:
+        assert_refused(argv, f"{option}: cannot write into {read_only_disk} (a read-only file system)")
 
 
 def test_a_full_disk_is_one_error_line_and_leaves_no_partial_checkpoint(full_disk, tmp_path):
