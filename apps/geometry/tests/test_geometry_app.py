@@ -313,3 +313,16 @@ def test_ddim_with_the_apps_model_target_is_refused_clearly(tmp_path, capsys):
     assert "method.target_field" in err and "diverges" in err and not (tmp_path / "run").exists()
     ddim = parse_config(GeometryTrainConfig, [*argv, "--method.target-field", "conditional"], prog="t")
     assert ddim.method.formulation == "ddim" and ddim.method.target_field == "conditional"
+
+
+def test_distil_a_baseline_and_refuse_another_shape(tmp_path, capsys):
+    teacher = train(tmp_path, "teacher", "--shape", "saddle", "--method.instantaneous-ratio", "1.0")
+    student = train(tmp_path, "student", "--shape", "saddle", "--method.teacher", str(teacher))
+    meta = json.loads((student / "step-0000004" / "meta.json").read_text())
+    assert len(meta["extra"]["teacher"]["weights_sha256"]) == 64 and meta["extra"]["surface"]
+    assert meta["config"]["train"]["init_from"].endswith("step-0000004")
+    code = main(
+        ["geometry", "train", *TINY, "--train.output-dir", str(tmp_path / "x"), "--method.teacher", str(teacher)]
+    )
+    assert code == 2
+    assert 'shape = "saddle", the student has shape = "torus_knot"' in capsys.readouterr().err

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cfm_core.cli import main, parse_config
+from cfm_core.cli import ConfigError, main, parse_config
 from cfm_core.training import load_checkpoint
 from cfm_image.classifier import ClassifierRecipe, builtin_classifier
 from cfm_image.commands import make_trainer
@@ -405,3 +405,25 @@ def test_bad_inputs_fail_before_work_with_the_option_named(cfm_run, tmp_path, ca
     ]:
         assert main(["image", *argv]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_distil_the_baseline(tmp_path):
+    """--method.teacher: the student starts from the teacher's EMA weights and records the teacher;
+    a teacher of another class count is refused before training."""
+    base = train(tmp_path / "base", "--method.instantaneous-ratio", "1.0")
+    argv = [*TINY, "--train.steps", "2", "--train.output-dir", str(tmp_path / "student")]
+    trainer = make_trainer(
+        parse_config(
+            ImageTrainConfig, [*argv, "--method.teacher", str(base), "--method.objective", "lagrangian"], prog="test"
+        )
+    )
+    ema = load_checkpoint(base, load_optimizer=False).state_dict(use_ema=True)
+    for name, value in trainer.unwrapped_model.state_dict().items():
+        assert torch.equal(value, ema[name]), name
+    assert trainer.unwrapped_loss.objective == "lagrangian"
+    assert trainer.fit()["trained_steps"] == 2
+    record = json.loads((tmp_path / "student" / "step-0000002" / "meta.json").read_text())["extra"]["teacher"]
+    assert record["weights_sha256"] == trainer.unwrapped_loss.teacher.weights_sha256
+    other = [*argv, "--data.unconditional", "--method.teacher", str(base)]
+    with pytest.raises(ConfigError, match="data.num_classes = 10, the student has data.num_classes = null"):
+        make_trainer(parse_config(ImageTrainConfig, other, prog="test"))

@@ -359,3 +359,13 @@ def test_bad_inputs_fail_before_work_with_the_file_named(tmp_path, capsys):
     assert "junk.obj" in error("sample", "--checkpoint", str(run), "--input", str(tmp_path / "junk.obj"))
     assert "--seed 0 is the training seed" in error("eval", "--checkpoint", str(run), "--seed", "0")
     assert "unknown preset 'fast'" in error("train", "--preset", "fast")
+
+
+def test_distil_a_baseline_and_refuse_another_encoding(tmp_path, capsys):
+    teacher = _train(tmp_path, "teacher", "--method.instantaneous-ratio", "1.0")
+    student = _train(tmp_path, "student", "--method.teacher", str(teacher), "--method.objective", "lagrangian")
+    meta = json.loads((student / "step-0000003" / "meta.json").read_text())
+    assert len(meta["extra"]["teacher"]["weights_sha256"]) == 64
+    argv = ["pose", "train", *TINY, "--train.steps", "1", "--train.output-dir", str(tmp_path / "x")]
+    assert main([*argv, "--method.teacher", str(teacher), "--pdt-rule", "joint"]) == 2
+    assert 'pdt_rule = "bone", the student has pdt_rule = "joint"' in capsys.readouterr().err

@@ -371,3 +371,13 @@ def test_bad_inputs_fail_before_work_with_the_option_named(runs, chair_points, t
     fails(["train", "--preset", "huge"], "unknown preset")
     fails(["train", "--data.noise-grid", "1"], "--data.noise-grid must be at least 2")
     fails(["train", *TINY, "--net.width", "31", "--train.output-dir", str(tmp_path / "w")], "--net: ")
+
+
+def test_distil_a_baseline_and_refuse_another_conditioning(tmp_path, capsys):
+    teacher = train(tmp_path / "teacher", "--method.instantaneous-ratio", "1.0", "--train.steps", "2")
+    student = train(tmp_path / "student", "--method.teacher", str(teacher), "--train.steps", "2")
+    meta = json.loads((student / "step-0000002" / "meta.json").read_text())
+    assert len(meta["extra"]["teacher"]["weights_sha256"]) == 64
+    argv = ["sdf", "train", *TINY, "--train.output-dir", str(tmp_path / "x"), "--method.teacher", str(teacher)]
+    assert main([*argv, "--unconditional"]) == 2
+    assert "unconditional = false, the student has unconditional = true" in capsys.readouterr().err

@@ -54,6 +54,8 @@ from cfm_geometry.shapes import BUILTIN_SHAPES
 from cfm_geometry.views import save_point_cloud_views, save_view_rows
 
 APP = "geometry"
+#: What a distillation teacher must share with its student: the surface its points come from.
+TEACHER_MUST_MATCH = ("mesh", "shape")
 #: CFM jump counts the training previews are scored at.
 PREVIEW_STEPS = (1, 2, 4)
 
@@ -154,6 +156,7 @@ def train(cfg: GeometryTrainConfig) -> dict[str, Any]:
         normalisation=bank.normalisation.to_dict(),
         on_sample=_preview_hook(cfg, bank, up_axis),
         extra={"surface": surface.source, "bounds": surface.bounds.tolist(), "up_axis": up_axis},
+        teacher_must_match=TEACHER_MUST_MATCH,
     )
 
 

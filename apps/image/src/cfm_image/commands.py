@@ -52,6 +52,8 @@ from cfm_image.sources import (
 from cfm_image.unet import UNet, unet_config, unet_from_config
 
 APP = "image"
+#: What a distillation teacher must share with its student: the image shape and the classes.
+TEACHER_MUST_MATCH = ("data.resolution", "data.channels", "data.num_classes")
 OWN_FIELD = "the CFM model's own r = t field (instantaneous sampler)"
 
 
@@ -167,6 +169,7 @@ def make_trainer(cfg: ImageTrainConfig) -> Trainer:
         training_batches(source, data, cfg.train.batch_size, cfg.train.seed),
         normalisation={"pixels": "x / 127.5 - 1, in [-1, 1]"},
         on_sample=_sample_hook(data),
+        teacher_must_match=TEACHER_MUST_MATCH,
     )
     print(
         f"training on {data.name}: {data.channels}x{data.resolution}x{data.resolution}, "

@@ -47,6 +47,8 @@ from cfm_pose.smpl_model import convert_smpl_pkl
 from cfm_pose.sources import ShapeBatch, ShapeSource, make_source, with_detected_model_type
 
 APP = "pose"
+#: What a distillation teacher must share with its student: the data and how joints are encoded.
+TEACHER_MUST_MATCH = ("data", "n_points", "data_scale", "pdt_rule")
 PREVIEW_SHAPES = 4
 
 
@@ -137,6 +139,7 @@ def train(cfg: PoseTrainConfig) -> dict[str, Any]:
         pose_batches(source, encoding, cfg.train.batch_size, cfg.train.seed),
         normalisation=encoding.normalisation(),
         on_sample=_sample_hook(source, encoding, cfg.train.seed + 1),
+        teacher_must_match=TEACHER_MUST_MATCH,
     )
 
 

@@ -51,6 +51,15 @@ from cfm_sdf.scoring import (
 )
 
 APP = "sdf"
+#: What a distillation teacher must share with its student: the point and grid shapes, the
+#: truncation and the conditioning.
+TEACHER_MUST_MATCH = (
+    "data.n_context",
+    "data.n_condition",
+    "data.truncation",
+    "data.noise_grid",
+    "unconditional",
+)
 #: The training-time picture: shapes, grid resolution, seed and the baseline's solver steps.
 HOOK_SHAPES, HOOK_RESOLUTION, HOOK_SEED, HOOK_BASELINE_STEPS = 4, 48, 7, 16
 #: Shapes drawn in the evaluation picture, and the grid of their true meshes (thin parts vanish
@@ -181,7 +190,15 @@ def train(cfg: SdfTrainConfig) -> dict[str, Any]:
         "values": "clamp(sdf / truncation, -1, 1), negative inside",
         "truncation": cfg.data.truncation,
     }
-    return train_run(APP, cfg, build_model, data, normalisation=normalisation, on_sample=_sample_hook(cfg, source))
+    return train_run(
+        APP,
+        cfg,
+        build_model,
+        data,
+        normalisation=normalisation,
+        on_sample=_sample_hook(cfg, source),
+        teacher_must_match=TEACHER_MUST_MATCH,
+    )
 
 
 def _check_guidance(guidance: float, runs: Sequence[tuple[SdfTrainConfig, str]]) -> None:

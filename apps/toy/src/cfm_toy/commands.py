@@ -74,9 +74,15 @@ def _sample_hook(name: str):
 
 # ----------------------------------------------------------------------------- commands --
 def train(cfg: ToyTrainConfig) -> dict[str, Any]:
-    """Train and return the trainer's summary."""
+    """Train (distilling ``--method.teacher`` if given; it must have learnt the same distribution)
+    and return the trainer's summary."""
     return train_run(
-        APP, cfg, build_model, toy_batches(cfg.data, cfg.train.batch_size), on_sample=_sample_hook(cfg.data)
+        APP,
+        cfg,
+        build_model,
+        toy_batches(cfg.data, cfg.train.batch_size),
+        on_sample=_sample_hook(cfg.data),
+        teacher_must_match=("data",),
     )
 
 

@@ -8,11 +8,13 @@ The public API::
     loss = loss_fn(x_data, cond=None)                   # scalar, differentiable
     x = model.sample(noise, steps=1)                    # k cumulative jumps (or a time grid)
     x = model.sample(noise, steps=100, sampler="euler") # the multi-step baseline (r = t)
+    student = CFMLoss(FlowMap(net2), LossRecipe(objective="lagrangian"), teacher=Teacher(model))  # distil
 
 ``CumulativeFlowMap`` (model and loss in one object) is deprecated.
 """
 
 from cfm_core.conditions import Condition, select_condition
+from cfm_core.distillation import Teacher
 from cfm_core.flow_map import FlowMap
 from cfm_core.formulations import (
     DDIM,
@@ -41,6 +43,7 @@ __all__ = [
     "FlowMap",
     "Formulation",
     "LossRecipe",
+    "Teacher",
     "TimePairSampler",
     "TwoTimeEmbedding",
     "UFlowMatching",

@@ -27,11 +27,21 @@ from cfm_core.derivatives import (
     jvp_with_value,
     shared_rng,
 )
+from cfm_core.distillation import (
+    OBJECTIVES,
+    TEACHER_OBJECTIVES,
+    Teacher,
+    lagrangian_prediction,
+    lagrangian_weight,
+    regression_pair,
+)
 from cfm_core.flow_map import FlowMap
+from cfm_core.samplers import INSTANTANEOUS_METHODS
 from cfm_core.time_sampling import TimePairSampler
 
 FIELD_WEIGHTINGS = ("normalized", "none")
 TARGET_FIELDS = ("conditional", "model")
+TEACHER_TARGETS = ("teacher", "data")
 
 NoiseSampler = Callable[[Tensor, Condition], Tensor]
 
@@ -73,7 +83,20 @@ class LossRecipe:
     target_field: Literal["conditional", "model"] = "conditional"
     """Instantaneous field inside the cumulative rows' target: conditional (m_t(x|x1): unbiased,
     carrying the data's spread) or model (the network's own r = t output under stop-gradient, one
-    extra forward pass; the r = t rows still learn from the data). Not with ddim."""
+    extra forward pass; the r = t rows still learn from the data). Not with ddim. Not used with a
+    teacher (its field takes this place)."""
+    objective: Literal["data", "eulerian", "lagrangian", "regression"] | None = None
+    """What the loss learns: data (the field-equation target above; the default without a teacher),
+    eulerian (the same target with a frozen teacher's r = t field in place of the conditional one,
+    no data noise; the default with a teacher), lagrangian (the residual of d_r psi_{t->r} =
+    v_teacher(psi_{t->r}, r), d_r by the derivative backend) or regression (the one jump from noise
+    to data regressed onto the teacher's ODE endpoint: the Luhman & Luhman 2021 peer)."""
+    teacher_target: Literal["teacher", "data"] = "teacher"
+    """With a teacher: what the r = t rows regress onto (its field, or the conditional target)."""
+    teacher_steps: int = 32
+    """With objective regression: hops of the teacher's ODE solve that gives each target."""
+    teacher_sampler: Literal["euler", "heun", "ddim"] = "heun"
+    """With objective regression: the teacher's ODE solver."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "logit_normal", tuple(float(v) for v in self.logit_normal))
@@ -100,6 +123,16 @@ class LossRecipe:
             raise ValueError(f"ot_block must be at least 2 rows, got {self.ot_block}")
         if self.target_field not in TARGET_FIELDS:
             raise ValueError(f"target_field: unknown {self.target_field!r}; choose one of {TARGET_FIELDS}")
+        if self.objective is not None and self.objective not in OBJECTIVES:
+            raise ValueError(f"objective: unknown {self.objective!r}; choose one of {OBJECTIVES}")
+        if self.teacher_target not in TEACHER_TARGETS:
+            raise ValueError(f"teacher_target: unknown {self.teacher_target!r}; choose one of {TEACHER_TARGETS}")
+        if int(self.teacher_steps) != self.teacher_steps or self.teacher_steps < 1:
+            raise ValueError(f"teacher_steps must be a positive integer, got {self.teacher_steps}")
+        if self.teacher_sampler not in INSTANTANEOUS_METHODS:
+            raise ValueError(
+                f"teacher_sampler: unknown {self.teacher_sampler!r}; choose one of {INSTANTANEOUS_METHODS}"
+            )
 
     def time_pairs(self) -> TimePairSampler:
         """The sampler of the training time pairs this recipe describes."""
@@ -121,10 +154,17 @@ class CFMLoss(nn.Module):
         recipe: the training options (default :class:`LossRecipe`).
         noise_sampler: ``noise_sampler(x_data, cond) -> noise`` used when ``forward`` is given no
             ``noise`` (default ``torch.randn_like``); e.g. spatially correlated noise for functions.
+        teacher: a frozen trained :class:`~cfm_core.distillation.Teacher` of the same formulation
+            to distil by ``recipe.objective`` (not a submodule: never saved with the model).
     """
 
     def __init__(
-        self, model: FlowMap, recipe: LossRecipe | None = None, *, noise_sampler: NoiseSampler | None = None
+        self,
+        model: FlowMap,
+        recipe: LossRecipe | None = None,
+        *,
+        noise_sampler: NoiseSampler | None = None,
+        teacher: Teacher | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(model, FlowMap):
@@ -134,6 +174,7 @@ class CFMLoss(nn.Module):
         if recipe.cond_dropout > 0 and model.null_cond is None:
             raise ValueError("cond_dropout > 0 needs null_cond (the condition meaning 'unconditional')")
         self.model, self.recipe, self.noise_sampler = model, recipe, noise_sampler
+        self.teacher, self.objective = teacher, _objective(recipe, teacher, model)
         self.time_sampler = recipe.time_pairs()
         p = model.formulation.default_adaptive_p if recipe.adaptive_p is None else recipe.adaptive_p
         self.adaptive_p = float(p)
@@ -162,6 +203,10 @@ class CFMLoss(nn.Module):
             noise = torch.randn_like(x_data) if self.noise_sampler is None else self.noise_sampler(x_data, cond)
         if noise.shape != x_data.shape:
             raise ValueError(f"noise shape {tuple(noise.shape)} does not match x_data shape {tuple(x_data.shape)}")
+        if self.objective == "regression":
+            return self._regression_loss(
+                noise, self._drop_condition(cond, x_data.shape[0], x_data.device), return_terms
+            )
         if recipe.coupling == "minibatch_ot":
             if cond is not None:
                 raise ValueError(
@@ -184,13 +229,19 @@ class CFMLoss(nn.Module):
             if rows.numel() == 0:  # sizes are fixed by the ratio: no device synchronisation
                 continue
             xs, ts, rs, ms, cs = x_t[rows], t[rows], r[rows], m_cond[rows], select_condition(cond, rows)
-            if cumulative:
+            lagrangian = cumulative and self.objective == "lagrangian"
+            if lagrangian:
+                pred, target = self._lagrangian_prediction(xs, ts, rs, cs)
+            elif cumulative:
                 pred, target = self._cumulative_prediction(xs, ts, rs, ms, cs)
             else:
+                if self.teacher is not None and recipe.teacher_target == "teacher":
+                    ms = self.teacher.field(xs, ts, cs)
                 pred, target = self.model.field(xs, ts, rs, cs), ms
             err = (pred.float() - target.float()).pow(2).flatten(1).mean(1) * f.loss_weight(ts).float()
             if cumulative and recipe.field_weighting == "normalized":
-                err = err * f.field_weight(ts, rs).float()
+                weight = lagrangian_weight(f, ts, rs) if lagrangian else f.field_weight(ts, rs)
+                err = err * weight.float()
             per_sample[rows] = err
 
         raw = per_sample
@@ -214,7 +265,9 @@ class CFMLoss(nn.Module):
     def _cumulative_prediction(self, x: Tensor, t: Tensor, r: Tensor, m_inst: Tensor, cond: Condition):
         """The gradient-carrying prediction ``m_{t->r}(x)`` and its stop-gradient field target."""
         model, f, backend = self.model, self.model.formulation, self.recipe.derivative
-        if self.recipe.target_field == "model":
+        if self.teacher is not None:
+            m_inst = self.teacher.field(x, t, cond)
+        elif self.recipe.target_field == "model":
             with torch.no_grad():
                 m_inst = model.field(x, t, t, cond)
         velocity = f.velocity(m_inst, x, t)
@@ -238,12 +291,56 @@ class CFMLoss(nn.Module):
         target = f.field_target(m_inst.float(), x.float(), t, r, dm)
         return pred, target.detach()
 
+    def _lagrangian_prediction(self, x: Tensor, t: Tensor, r: Tensor, cond: Condition):
+        """The prediction ``m_{t->r}(x)`` and its Lagrangian stop-gradient target (teacher velocity)."""
+        return lagrangian_prediction(
+            lambda r_: self.model.field(x, t, r_, cond),
+            x,
+            t,
+            r,
+            lambda x_, r_: self.teacher.velocity(x_, r_, cond),
+            self.model.formulation,
+            backend=self.recipe.derivative,
+            step=self.recipe.fd_step,
+        )
+
+    def _regression_loss(self, noise: Tensor, cond: Condition, return_terms: bool):
+        """The regression peer: the mean squared distance of the one jump to the teacher's endpoint."""
+        jump, endpoint = regression_pair(
+            lambda x, t, r: self.model.field(x, t, r, cond),
+            noise,
+            self.teacher,
+            self.recipe.teacher_steps,
+            self.recipe.teacher_sampler,
+            cond,
+        )
+        loss = (jump.float() - endpoint.float()).pow(2).flatten(1).mean(1).mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite regression loss ({loss.item()}): lower the learning rate")
+        return (loss, {"loss": loss.detach(), "loss_regression": loss.detach()}) if return_terms else loss
+
     def _drop_condition(self, cond: Condition, batch: int, device: torch.device) -> Condition:
         """``cond`` with a ``cond_dropout`` share of rows nulled (in training mode only)."""
         if cond is None or self.recipe.cond_dropout == 0 or not self.model.training:
             return cond
         mask = torch.rand(batch, device=device) < self.recipe.cond_dropout
         return replace_rows(cond, self.model.null_cond, mask)
+
+
+def _objective(recipe: LossRecipe, teacher: Teacher | None, model: FlowMap) -> str:
+    """The recipe's objective (its default: eulerian with a teacher, data without), checked
+    against the teacher."""
+    objective = recipe.objective or ("data" if teacher is None else "eulerian")
+    if teacher is None and objective in TEACHER_OBJECTIVES:
+        raise ValueError(f"objective {objective!r} distils a teacher: pass teacher=")
+    if teacher is not None and objective not in TEACHER_OBJECTIVES:
+        raise ValueError(f"a teacher needs a distillation objective {TEACHER_OBJECTIVES}, got {objective!r}")
+    if teacher is not None and teacher.formulation.config() != model.formulation.config():
+        raise ValueError(
+            f"the teacher's formulation {teacher.formulation.config()} differs from the "
+            f"student's {model.formulation.config()}"
+        )
+    return objective
 
 
 def _rng_state(device: torch.device) -> tuple[Tensor, Tensor | None]:

@@ -125,6 +125,8 @@ def make_trainer(
     config: Any,
     build_model: Callable[[dict[str, Any]], Any],
     data: Callable[[int], Any],
+    *,
+    teacher_must_match: Sequence[str] = (),
     **trainer_options: Any,
 ) -> Trainer:
     """The :class:`~cfm_core.training.Trainer` of an app's train ``config`` (a dataclass with a
@@ -132,12 +134,20 @@ def make_trainer(
     config, every RNG is seeded with ``config.train.seed`` right before ``build_model`` builds the
     fresh model (reproducible initial weights), and ``data(step)`` feeds it. ``trainer_options``
     go to the Trainer (``normalisation``, ``on_sample``, ``extra``). ``build_model(run_config)``
-    returns the :class:`~cfm_core.CFMLoss` to train (its ``.model`` is what checkpoints hold)."""
+    returns the :class:`~cfm_core.CFMLoss` to train (its ``.model`` is what checkpoints hold).
+
+    With ``config.method.teacher`` the loss distils that trained run (see
+    :func:`cfm_core.cli.teacher.distillation_setup`): the teacher must share the dotted config keys
+    ``teacher_must_match`` (data shape, classes...) and is recorded in every checkpoint."""
+    from cfm_core.cli.teacher import distillation_setup, teacher_record, with_teacher
     from cfm_core.training import Trainer, seed_initial_weights
 
+    config, teacher = distillation_setup(config, build_model, app, must_match=teacher_must_match)
     run_config = config_to_dict(config)
     seed_initial_weights(config.train.seed)
-    model = build_model(run_config)
+    model = with_teacher(build_model(run_config), teacher, config.method.objective)
+    if teacher is not None:
+        trainer_options["extra"] = {**(trainer_options.get("extra") or {}), **teacher_record(teacher)}
     return Trainer(model, data, config.train, run_config=run_config, app=app, **trainer_options)
 
 
