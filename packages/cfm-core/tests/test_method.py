@@ -37,6 +37,8 @@ def test_flags_and_stored_configs_are_unchanged():
     assert set(stored) == {
         "formulation",
         "formulation_options",
+        "teacher",
+        "student_init",
         *(f.name for f in dataclasses.fields(LossRecipe)),
     }
     assert config_from_dict(MethodConfig, stored) == cfg

@@ -83,7 +83,9 @@ def same_network(teacher_config: dict[str, Any], student_config: dict[str, Any],
     return _shown(_lookup(teacher_config, net_key)) == _shown(_lookup(student_config, net_key))
 
 
-def distillation_setup(cfg: Any, build: Callable[[dict[str, Any]], Any], app: str, *, must_match: Sequence[str] = ()):
+def distillation_setup(
+    cfg: Any, build: Callable[[dict[str, Any]], Any], app: str, *, must_match: Sequence[str] = ()
+) -> tuple[Any, Teacher | None]:
     """Load ``cfg.method.teacher`` (if any) for a train config with ``method`` and ``train`` parts.
 
     Returns ``(cfg, teacher)``: without a teacher ``(cfg, None)``; with one, the teacher checked
