@@ -31,6 +31,7 @@ SECTIONS: dict[str, tuple[str, list[str]]] = {
     "geometry": ("geometry", []),
     "geometry-18000steps": ("geometry", ["--steps", "18000", "--timing-max-nfe", "31"]),
     "distill-toy": ("distill", []),
+    "distill-digits": ("distill", ["--section", "digits"]),
 }
 
 ALL_NOTE = "Recorded by `tools/bench/run.py all`: every section of BENCHMARKS.md at the same commit."
