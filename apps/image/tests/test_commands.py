@@ -6,7 +6,6 @@ import functools
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +19,6 @@ from cfm_image.data import write_shards
 from cfm_image.sources import reference_images
 from PIL import Image
 
-PACK_TOOL = Path(__file__).resolve().parents[3] / "tools" / "pack_image_shards.py"
 # 8x8 digits, the micro UNet: a few seconds per command on one CPU thread.
 TINY = [
     "--net.preset",
@@ -266,7 +264,8 @@ def test_folder_with_labels_and_shards(labelled_folder, grid_dataset, tmp_path, 
         subprocess.run(
             [
                 sys.executable,
-                str(PACK_TOOL),
+                "-m",
+                "cfm_image.pack_shards",
                 str(labelled_folder),
                 str(packed),
                 "--resolution",

@@ -1,32 +1,22 @@
-"""tools/pack_image_shards.py: a folder in, shards and meta.json out, readable by ShardStream."""
+"""``cfm image pack``: a folder in, shards and meta.json out, readable by ShardStream."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from cfm_core.cli import main as cfm
+from cfm_image import pack_shards as tool
 from cfm_image.data import ImageFolderDataset, ShardStream, UnreadableImageWarning
 
-TOOL = Path(__file__).resolve().parents[3] / "tools" / "pack_image_shards.py"
 
-
-@pytest.fixture(scope="module")
-def tool():
-    spec = importlib.util.spec_from_file_location("pack_image_shards", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_pack_folder_with_labels(tool, labelled_folder, tmp_path, capsys):
+def test_pack_folder_with_labels(labelled_folder, tmp_path, capsys):
     (labelled_folder / "dog" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     out = tmp_path / "shards"
     argv = [str(labelled_folder), str(out), "--resolution", "8", "--maxcount", "4", "--labels"]
     with pytest.warns(UnreadableImageWarning, match="broken.jpg"):
-        assert tool.main(argv) == 0
+        assert cfm(["image", "pack", *argv]) == 0
     assert "wrote 10 images into 3 shards" in capsys.readouterr().out
     meta = json.loads((out / "meta.json").read_text())
     assert meta["count"] == 10 and meta["skipped"] == 1 and meta["class_names"] == ["cat", "dog"]
@@ -43,7 +33,7 @@ def test_pack_folder_with_labels(tool, labelled_folder, tmp_path, capsys):
     assert all(image.shape == (3, 8, 8) and image.dtype == torch.float32 for image, _ in samples)
 
 
-def test_pack_refuses_bad_input(tool, labelled_folder, tmp_path, capsys):
+def test_pack_refuses_bad_input(labelled_folder, tmp_path, capsys):
     assert tool.main([str(tmp_path / "missing"), str(tmp_path / "out"), "--resolution", "8"]) == 2
     assert "missing" in capsys.readouterr().err
     out = tmp_path / "out"

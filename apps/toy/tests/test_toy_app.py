@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from cfm_core.cli import main
+from cfm_core.cli import app_version, main
 
 
 def _train(tmp_path, name="run", *extra):
@@ -104,6 +104,7 @@ def test_train_sample_eval_info(tmp_path, capsys):
     assert main(["toy", "info", "--checkpoint", str(cfm_run)]) == 0
     info = capsys.readouterr().out
     assert "formulation" in info and '"two_moons"' in info and "t = 0 is noise" in info
+    assert app_version("toy") is not None and f"app version      {app_version('toy')}" in info
 
 
 def test_bad_inputs_fail_before_work_with_the_option_named(tmp_path, capsys):

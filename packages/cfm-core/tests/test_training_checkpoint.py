@@ -58,7 +58,7 @@ def _save(run_dir, step, parts, **kwargs):
 def test_round_trip_restores_every_state_exactly(tmp_path):
     parts = _trained_state()
     model, ema, optimizer, scheduler = parts
-    path = _save(tmp_path, 3, parts, normalisation={"scale": 2.0}, extra={"classes": 10})
+    path = _save(tmp_path, 3, parts, normalisation={"scale": 2.0}, extra={"classes": 10}, app_version="1.2.3")
     assert path == tmp_path / "step-0000003"
     assert sorted(p.name for p in path.iterdir()) == [
         "ema-0.9.safetensors",
@@ -75,6 +75,7 @@ def test_round_trip_restores_every_state_exactly(tmp_path):
         "library_version": cfm_core.__version__,
         "step": 3,
         "app": "toy",
+        "app_version": "1.2.3",
         "formulation": {"name": "u"},
         "time_convention": model.formulation.time_convention,
         "config": {"lr": 0.01, "dims": [2]},
@@ -118,6 +119,17 @@ def test_round_trip_restores_every_state_exactly(tmp_path):
         build_ema_model(checkpoint, make_loss().model, decay=0.5)
     with pytest.raises(ValueError, match="formulation"):
         build_ema_model(checkpoint, cfm_core.FlowMap(make_loss().model.net, formulation="x1"))
+
+
+def test_a_checkpoint_without_app_version_still_loads(tmp_path):
+    """Checkpoints written before the app version was recorded have no ``app_version`` key."""
+    model, ema, optimizer, scheduler = _trained_state(steps=1)
+    path = _save(tmp_path, 1, (model, ema, optimizer, scheduler), app_version="0.1.0")
+    meta = json.loads((path / "meta.json").read_text())
+    del meta["app_version"]
+    (path / "meta.json").write_text(json.dumps(meta))
+    checkpoint = load_checkpoint(path)
+    assert "app_version" not in checkpoint.meta and checkpoint.step == 1
 
 
 def test_inference_only_checkpoint_and_skipping_the_optimizer(tmp_path):

@@ -1,5 +1,6 @@
-"""DDP on two CPU processes (gloo): gradients synchronise through the JVP loss, and a short run
-keeps the ranks in step and checkpoints once.
+"""DDP on two CPU processes (gloo): gradients synchronise through the JVP loss, each rank builds only
+its shard of the global batch, a short run keeps the ranks in step, checkpoints and logs once (rank
+0), and follows the loss curve of one process accumulating two micro-batches of the same global batch.
 
 The workers are forked from the test process (``torch.multiprocessing``, start method "fork"), so
 they inherit the imported torch instead of spending many seconds importing it again; each runs
@@ -18,13 +19,14 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from accelerate.state import AcceleratorState
-from cfm_core.training import Trainer, loss_stream, seed_everything, step_seed
+from cfm_core.training import Trainer, loss_stream, read_log, seed_everything, step_seed
 from safetensors.torch import load_file, save_file
 
 from .test_training_fixtures import gaussian_data, make_loss, train_config
 
 SEED = 11
 WORLD = 2
+STEPS = 3
 
 
 def _worker(rank: int, port: int, out: Path) -> None:
@@ -39,10 +41,16 @@ def _worker(rank: int, port: int, out: Path) -> None:
         LOCAL_RANK=str(rank),
         LOCAL_WORLD_SIZE=str(WORLD),
     )
+    asked = []
+
+    def shard(step: int, rows: slice) -> torch.Tensor:
+        asked.append(rows)
+        return gaussian_data(step)[rows]
+
     trainer = Trainer(
         make_loss(),
-        gaussian_data,
-        train_config(out / "run", seed=SEED, steps=2, ema_decays=(0.9,)),
+        shard,
+        train_config(out / "run", seed=SEED, steps=STEPS, ema_decays=(0.9,)),
         run_config={},
         app="test",
     )
@@ -53,6 +61,7 @@ def _worker(rank: int, port: int, out: Path) -> None:
     save_file(grads, str(out / f"grads-{rank}.safetensors"))
     trainer.optimizer.zero_grad(set_to_none=True)
     trainer.fit()
+    assert asked == [slice(rank, None, WORLD)] * (1 + STEPS)  # its own rows only, each step
     weights = {n: p.detach().contiguous() for n, p in trainer.unwrapped_model.named_parameters()}
     save_file(weights, str(out / f"weights-{rank}.safetensors"))
     torch.distributed.destroy_process_group()
@@ -91,5 +100,20 @@ def test_ddp_gradients_are_synchronised_through_the_jvp_loss(tmp_path, monkeypat
     for name, value in weights[0].items():
         assert torch.equal(value, weights[1][name]), name
     run = tmp_path / "run"
-    assert sorted(p.name for p in run.glob("step-*")) == ["step-0000002"]
-    assert len((run / "log.jsonl").read_text().splitlines()) == 2
+    assert sorted(p.name for p in run.glob("step-*")) == [f"step-{STEPS:07d}"]
+    assert len((run / "log.jsonl").read_text().splitlines()) == STEPS
+
+    # one process, the same global batch in two micro-batches: the same chunks, the same run
+    single = Trainer(
+        make_loss(),
+        gaussian_data,
+        train_config(tmp_path / "single", seed=SEED, steps=STEPS, ema_decays=(0.9,), grad_accum=WORLD),
+        run_config={},
+        app="test",
+    )
+    single.fit()
+    losses = [[r["loss"] for r in read_log(path)] for path in (run, tmp_path / "single")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    assert len(set(losses[0])) == STEPS  # a curve, not one value
+    for name, value in single.unwrapped_model.named_parameters():
+        assert torch.allclose(weights[0][name], value, rtol=1e-5, atol=1e-6), name

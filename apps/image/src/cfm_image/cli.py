@@ -29,6 +29,11 @@ APP = App(
             "steps beside the multi-step baseline (the README's main job)",
             lazy("cfm_image.commands:run_demo"),
         ),
+        Command(
+            "pack",
+            "pack a folder of images into webdataset shards with a meta.json (for --data.shards)",
+            lazy("cfm_image.pack_shards:main"),
+        ),
         info_command("image"),
     ),
 )

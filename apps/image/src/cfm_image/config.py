@@ -34,7 +34,7 @@ class ImageDataConfig:
     """A folder of PNG/JPEG images (searched recursively)."""
     shards: str | None = None
     """WebDataset .tar shards: a folder of them, a path or a brace pattern, e.g.
-    data/shard-{000000..000009}.tar (tools/pack_image_shards.py writes them and a meta.json)."""
+    data/shard-{000000..000009}.tar (`cfm image pack` writes them and a meta.json)."""
     labels: bool = False
     """folder: class labels from the sub-folder names; shards: read each sample's cls entry.
     (The built-in digits always carry labels.)"""

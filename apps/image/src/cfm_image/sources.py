@@ -34,7 +34,7 @@ from cfm_image.data import (
 FOLDER_RESOLUTION = 32
 """Default side of folder and shard images."""
 SHARD_META = "meta.json"
-"""The file ``tools/pack_image_shards.py`` writes beside the shards."""
+"""The file ``cfm image pack`` writes beside the shards."""
 
 
 def _shard_urls(spec: str) -> str | list[str]:

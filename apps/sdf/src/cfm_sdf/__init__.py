@@ -1,1 +1,3 @@
 """cfm-sdf: signed distance fields generated with Cumulative Flow Maps."""
+
+__version__ = "0.1.0"

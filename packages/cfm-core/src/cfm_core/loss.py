@@ -156,7 +156,15 @@ class CFMLoss(nn.Module):
             ``noise`` (default ``torch.randn_like``); e.g. spatially correlated noise for functions.
         teacher: a frozen trained :class:`~cfm_core.distillation.Teacher` of the same formulation
             to distil by ``recipe.objective`` (not a submodule: never saved with the model).
+
+    Attributes:
+        check_finite: raise on NaN or inf in ``x_data`` (``ValueError``) or in the loss
+            (``FloatingPointError``). Each check reads a value back from the device, which stalls a
+            GPU and breaks a ``torch.compile`` graph; the :class:`~cfm_core.training.Trainer` turns
+            them on for its logging and checkpoint steps only. Default True.
     """
+
+    check_finite: bool = True
 
     def __init__(
         self,
@@ -197,7 +205,7 @@ class CFMLoss(nn.Module):
         recipe, f = self.recipe, self.model.formulation
         if not isinstance(x_data, Tensor) or x_data.ndim < 2:
             raise ValueError("x_data must be a tensor of shape (batch, ...) with at least 2 dimensions")
-        if not torch.isfinite(x_data).all():
+        if self.check_finite and not torch.isfinite(x_data).all():
             raise ValueError("x_data contains NaN or inf")
         if noise is None:
             noise = torch.randn_like(x_data) if self.noise_sampler is None else self.noise_sampler(x_data, cond)
@@ -248,7 +256,7 @@ class CFMLoss(nn.Module):
         if self.adaptive_p > 0:
             per_sample = per_sample / (per_sample.detach() + recipe.adaptive_c).pow(self.adaptive_p)
         loss = per_sample.mean()
-        if not torch.isfinite(loss):
+        if self.check_finite and not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite CFM loss ({loss.item()}) with formulation {f.name!r}: lower the learning "
                 "rate, clip gradients, or check the network for overflow"

@@ -6,13 +6,14 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
-from cfm_core.cli.app import ENTRY_POINT_GROUP, App, Command, ConfigError, lazy
+from cfm_core.cli.app import ENTRY_POINT_GROUP, App, Command, ConfigError, app_version, lazy
 from cfm_core.cli.config import config_from_dict, config_to_dict, parse_config, require_positive
 
 __all__ = [
     "App",
     "Command",
     "ConfigError",
+    "app_version",
     "lazy",
     "config_from_dict",
     "config_to_dict",

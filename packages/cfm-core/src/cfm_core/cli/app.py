@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 
 ENTRY_POINT_GROUP = "cfm.apps"
 
@@ -60,3 +61,13 @@ def lazy(target: str) -> Callable[[Sequence[str]], int | None]:
         return getattr(importlib.import_module(module), function)(argv)
 
     return run
+
+
+def app_version(name: str) -> str | None:
+    """The version of the installed distribution that registers app ``name`` under the ``cfm.apps``
+    entry-point group (e.g. cfm-image's for ``"image"``; cfm-core's for the built-in ``"toy"``), or
+    None when no installed distribution registers it."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
+        if ep.dist is not None:
+            return ep.dist.version
+    return None

@@ -79,6 +79,7 @@ def info_command(app: str) -> Command:
         print(f"app              {meta.get('app')}")
         print(f"step             {meta.get('step')}")
         print(f"library version  {meta.get('library_version')}")
+        print(f"app version      {meta.get('app_version', '(not stored)')}")
         print(f"formulation      {json.dumps(meta.get('formulation'))}")
         print(f"time convention  {meta.get('time_convention')}")
         print(f"EMA decays       {meta.get('ema_decays')}")

@@ -5,8 +5,8 @@ Sample quality (distances between two sample sets ``(N, D)``,
 :func:`energy_distance`, :func:`sliced_wasserstein`, :func:`frechet_distance` with
 :func:`gaussian_moments` and :func:`frechet_distance_from_features`.
 
-Point sets (:mod:`~cfm_core.metrics.point_sets`): :func:`nearest_neighbor_distances` (k-d tree,
-pytorch3d or brute-force backends), :func:`chamfer_distance` (both the summed GeomDist and the
+Point sets (:mod:`~cfm_core.metrics.point_sets`): :func:`nearest_neighbor_distances` (k-d tree or
+brute-force backends), :func:`chamfer_distance` (both the summed GeomDist and the
 0.5-averaged RigNet conventions), :func:`f_score` and :func:`hausdorff_distance`.
 
 All take torch tensors or numpy arrays and return python floats (nearest neighbours: tensors).
@@ -26,7 +26,6 @@ from cfm_core.metrics.point_sets import (
     f_score,
     hausdorff_distance,
     nearest_neighbor_distances,
-    pytorch3d_available,
 )
 
 __all__ = [
@@ -40,6 +39,5 @@ __all__ = [
     "gaussian_moments",
     "hausdorff_distance",
     "nearest_neighbor_distances",
-    "pytorch3d_available",
     "sliced_wasserstein",
 ]

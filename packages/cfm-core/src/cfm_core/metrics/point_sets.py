@@ -9,10 +9,9 @@ Nearest-neighbour backends (:data:`KNN_BACKENDS`):
 
 * ``"kdtree"``: ``scipy.spatial.cKDTree`` in float64 on the CPU. ``O((N + M) log M)``: the
   practical choice for millions of points on a CPU, where the exhaustive kernels are ``O(N M)``.
-* ``"pytorch3d"``: ``pytorch3d.ops.knn_points`` (exhaustive, float32), fast on a GPU.
-* ``"brute"``: ``torch.cdist`` in row blocks on the inputs' device; exact, ``O(N M)``.
-* ``"auto"``: on a GPU ``"pytorch3d"`` when ``import pytorch3d.ops`` works, else ``"brute"``; on
-  the CPU ``"kdtree"`` up to 16 dimensions (where k-d trees are efficient), else ``"brute"``.
+* ``"brute"``: ``torch.cdist`` in row blocks on the inputs' device; exact, ``O(N M)``: the GPU path.
+* ``"auto"``: ``"brute"`` on a GPU; on the CPU ``"kdtree"`` up to 16 dimensions (where k-d trees are
+  efficient), else ``"brute"``.
 
 Whatever the backend, the returned distances are recomputed in torch from the chosen neighbours,
 so they carry the inputs' dtype and are differentiable with respect to both point sets.
@@ -20,7 +19,6 @@ so they carry the inputs' dtype and are differentiable with respect to both poin
 
 from __future__ import annotations
 
-from functools import cache
 from typing import NamedTuple
 
 import numpy as np
@@ -30,32 +28,20 @@ from torch import Tensor
 
 from cfm_core.metrics._inputs import ArrayLike, as_sample_pair
 
-KNN_BACKENDS = ("auto", "pytorch3d", "kdtree", "brute")
+KNN_BACKENDS = ("auto", "kdtree", "brute")
 #: Above this dimension a k-d tree degenerates towards brute force; ``"auto"`` stops using it.
 _KDTREE_MAX_DIM = 16
 #: Pairwise distances evaluated per block by the brute-force backend.
 _BRUTE_CHUNK_ELEMENTS = 2**24
 
 
-@cache
-def pytorch3d_available() -> bool:
-    """Whether ``pytorch3d.ops`` imports (it needs the torch version its wheel was built for)."""
-    try:
-        import pytorch3d.ops  # noqa: F401
-    except (ImportError, OSError):
-        return False
-    return True
-
-
 def _choose_backend(backend: str, points: Tensor) -> str:
     if backend not in KNN_BACKENDS:
         raise ValueError(f"unknown nearest-neighbour backend {backend!r}; choose one of {KNN_BACKENDS}")
-    if backend == "pytorch3d" and not pytorch3d_available():
-        raise ImportError("backend='pytorch3d' needs pytorch3d (`import pytorch3d.ops` failed)")
     if backend != "auto":
         return backend
     if points.device.type != "cpu":
-        return "pytorch3d" if pytorch3d_available() else "brute"
+        return "brute"
     return "kdtree" if points.shape[1] <= _KDTREE_MAX_DIM else "brute"
 
 
@@ -63,13 +49,6 @@ def _nearest_kdtree(query: Tensor, reference: Tensor) -> Tensor:
     tree = cKDTree(reference.cpu().double().numpy())
     _, idx = tree.query(query.cpu().double().numpy(), k=1, workers=-1)
     return torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(query.device)
-
-
-def _nearest_pytorch3d(query: Tensor, reference: Tensor) -> Tensor:
-    from pytorch3d.ops import knn_points
-
-    found = knn_points(query.float()[None], reference.float()[None], K=1, return_nn=False)
-    return found.idx[0, :, 0]
 
 
 def _nearest_brute(query: Tensor, reference: Tensor) -> Tensor:
@@ -81,7 +60,7 @@ def _nearest_brute(query: Tensor, reference: Tensor) -> Tensor:
     return torch.cat(blocks)
 
 
-_NEAREST = {"kdtree": _nearest_kdtree, "pytorch3d": _nearest_pytorch3d, "brute": _nearest_brute}
+_NEAREST = {"kdtree": _nearest_kdtree, "brute": _nearest_brute}
 
 
 def nearest_neighbor_distances(query: ArrayLike, reference: ArrayLike, backend: str = "auto") -> tuple[Tensor, Tensor]:
@@ -89,7 +68,7 @@ def nearest_neighbor_distances(query: ArrayLike, reference: ArrayLike, backend: 
 
     Args:
         query: ``(N, D)`` points; reference: ``(M, D)`` points (torch or numpy, any ``D``).
-        backend: ``"auto"``, ``"pytorch3d"``, ``"kdtree"`` or ``"brute"`` (see the module docs).
+        backend: ``"auto"``, ``"kdtree"`` or ``"brute"`` (see the module docs).
 
     Returns:
         ``(dist, idx)``: ``dist`` ``(N,)`` Euclidean distances (floating dtype of the inputs,

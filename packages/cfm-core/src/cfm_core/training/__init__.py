@@ -22,7 +22,7 @@ Run directory (``TrainConfig.output_dir``)::
 Checkpoint directory ``step-{step:07d}/`` (written into a hidden temporary directory beside it,
 then renamed into place: a crash never leaves a partial checkpoint; no pickles anywhere)::
 
-    meta.json                 {"format": 1, "library_version", "step", "app",
+    meta.json                 {"format": 1, "library_version", "step", "app", "app_version",
                                "formulation": model.formulation.config(), "time_convention",
                                "config": the full resolved app config, "normalisation": dict | null,
                                "extra": dict, "ema_decays": [..], "optimizer": bool}
@@ -49,7 +49,7 @@ from cfm_core.training.config import TrainConfig
 from cfm_core.training.ema import EMA, apply_average
 from cfm_core.training.metric_log import MetricLog, read_log
 from cfm_core.training.seeding import loss_stream, seed_everything, seed_initial_weights, step_seed
-from cfm_core.training.trainer import Trainer, lr_factor, make_accelerator, split_batch
+from cfm_core.training.trainer import Trainer, lr_factor, make_accelerator, set_tf32, split_batch, takes_rows
 
 __all__ = [
     "EMA",
@@ -69,6 +69,8 @@ __all__ = [
     "save_checkpoint",
     "seed_everything",
     "seed_initial_weights",
+    "set_tf32",
     "split_batch",
     "step_seed",
+    "takes_rows",
 ]

@@ -146,6 +146,7 @@ def save_checkpoint(
     *,
     app: str,
     config: Mapping[str, Any],
+    app_version: str | None = None,
     ema: EMA | None = None,
     optimizer: Optimizer | None = None,
     scheduler: LRScheduler | None = None,
@@ -158,6 +159,9 @@ def save_checkpoint(
     Args:
         model: the unwrapped :class:`~cfm_core.FlowMap` (its formulation goes into meta).
         app: the app's name; config: the full resolved app config (JSON-serialisable).
+        app_version: the version of the app's distribution, stored beside the core's
+            ``library_version`` (checkpoints written before it existed have no ``app_version``
+            key and load all the same).
         ema: the run's :class:`~cfm_core.training.EMA` (or None); optimizer, scheduler: their
             state goes into ``optimizer.safetensors`` + ``optimizer.json`` (None: inference only).
         normalisation: how the app normalised its data (JSON), for undoing it after sampling.
@@ -176,6 +180,7 @@ def save_checkpoint(
         "library_version": __version__,
         "step": int(step),
         "app": app,
+        "app_version": app_version,
         "formulation": formulation.config(),
         "time_convention": formulation.time_convention,
         "config": dict(config),

@@ -5,8 +5,10 @@ built: without it they depend on torch's per-process random seed and on whatever
 earlier in the process, and two runs with the same config differ.
 
 Step ``s`` first seeds stream 0 (shared by every process) and draws its batch, then seeds stream
-``1 + rank`` (one per process) for the noise and times of the loss. No RNG state needs saving:
-the seeds are a function of ``(seed, step, stream)`` alone.
+``1 + k`` for the noise and times of the loss on chunk ``k`` of the batch (chunk ``k`` is
+micro-batch ``k // world`` of process ``k % world``; one per process without gradient
+accumulation). No RNG state needs saving: the seeds are a function of ``(seed, step, stream)``
+alone.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ def step_seed(seed: int, step: int, stream: int) -> int:
     return int(np.random.SeedSequence([seed, step, stream]).generate_state(1)[0])
 
 
-def loss_stream(rank: int) -> int:
-    """The stream of process ``rank``'s loss randomness (noise, times, condition dropout)."""
-    return 1 + rank
+def loss_stream(chunk: int) -> int:
+    """The stream of the loss randomness (noise, times, condition dropout) of chunk ``chunk`` of a
+    step's global batch: micro-batch ``m`` of process ``rank`` of ``world`` is chunk ``m * world + rank``."""
+    return 1 + chunk
 
 
 def seed_everything(seed: int) -> None:

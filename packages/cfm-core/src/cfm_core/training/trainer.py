@@ -6,17 +6,34 @@ The app gives a function ``data(step) -> x | (x, cond)`` returning the *global* 
 ``step`` (0-based) deterministically; before calling it the trainer seeds every RNG with stream 0
 of the step (:mod:`cfm_core.training.seeding`), so a data function that draws random numbers is
 deterministic too, and identical on every process. Process ``rank`` of ``world`` keeps the rows
-``rank::world`` (the global batch must divide evenly), then reseeds with its own stream for the
-loss's noise and times. A run therefore reproduces exactly and resumes exactly from a checkpoint.
+``rank::world`` (the global batch must divide evenly). A data function with a ``rows`` parameter,
+``data(step, rows)``, is given that ``slice`` and builds only those rows of the global batch, so
+that no process loads what it drops.
+
+With ``grad_accum = N`` each process splits its rows into ``N`` micro-batches (``micro::N`` of
+them) and accumulates their gradients. Micro-batch ``m`` of process ``rank`` is chunk
+``k = m * world + rank`` of the global batch (its rows are ``k::world * N``); the trainer reseeds
+with the chunk's own stream before its loss draws noise and times. Chunks are thus defined by
+``world * N`` alone: one process with ``N = 2`` trains exactly as two processes with ``N = 1``. A
+run reproduces exactly and resumes exactly from a checkpoint.
 
 The prepared module is the :class:`~cfm_core.CFMLoss`: its ``forward`` is the loss, so the DDP
 wrapper sees the gradient pass and synchronises gradients (the JVP runs under ``no_grad`` inside
 it). Checkpoints and the EMA hold its ``.model``, the :class:`~cfm_core.FlowMap` (keys ``net.*``).
+
+Host synchronisation
+--------------------
+A step reads nothing back from the device but on logging and checkpoint steps: there the loss
+checks its data and its value for NaN and inf (:attr:`~cfm_core.CFMLoss.check_finite`) and the
+trainer reads the gradient norm; a non-finite gradient norm seen since the previous read stops the
+run before anything is saved.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import inspect
 import json
 import math
 import time
@@ -32,7 +49,7 @@ from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
-from cfm_core.cli import ConfigError
+from cfm_core.cli import ConfigError, app_version
 from cfm_core.conditions import Condition, select_condition
 from cfm_core.flow_map import FlowMap
 from cfm_core.io import check_output_dir
@@ -61,11 +78,16 @@ SampleHook = Callable[[FlowMap, int, Path], dict[str, Any] | None]
 def make_accelerator(config: TrainConfig) -> Accelerator:
     """An ``Accelerator`` for ``config.cpu`` and ``config.mixed_precision``.
 
+    A machine without an accelerator (GPU) trains on the CPU as if ``config.cpu`` were set, so that
+    processes started by ``accelerate launch --multi_gpu --num_processes N`` (or ``torchrun``) on a
+    CPU-only machine form one gloo process group.
+
     accelerate keeps one global state per process and refuses a second ``Accelerator`` with
     another precision or device; in a single (non-distributed) process, e.g. a notebook or a test
     session running several trainers, that state is reset instead.
     """
-    kwargs = {"cpu": config.cpu, "mixed_precision": config.mixed_precision}
+    cpu = config.cpu or not torch.accelerator.is_available()
+    kwargs = {"cpu": cpu, "mixed_precision": config.mixed_precision}
     try:
         return Accelerator(**kwargs)
     except ValueError as err:
@@ -73,6 +95,24 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
             raise
     AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(**kwargs)
+
+
+def set_tf32(device: torch.device, enabled: bool) -> None:
+    """Allow (``enabled``) or forbid TF32 tensor cores for float32 matrix products and cuDNN
+    convolutions when ``device`` is a GPU; nothing otherwise. The setting is process-wide."""
+    if device.type != "cuda":
+        return
+    precision = "tf32" if enabled else "ieee"
+    torch.backends.cuda.matmul.fp32_precision = precision
+    torch.backends.cudnn.conv.fp32_precision = precision
+
+
+def takes_rows(data: Callable[..., Batch]) -> bool:
+    """Whether ``data`` builds a part of the global batch when called as ``data(step, rows=...)``."""
+    try:
+        return "rows" in inspect.signature(data).parameters
+    except (TypeError, ValueError):  # a builtin or extension callable without a signature
+        return False
 
 
 def lr_factor(
@@ -105,6 +145,8 @@ RESUME_OPTIONS = (
     "train.sample_every",
     "train.checkpoint_every",
     "train.keep_last",
+    "train.tf32",
+    "train.compile",
 )
 
 
@@ -152,10 +194,12 @@ class Trainer:
             is accepted too.
         data: ``data(step)`` returns the global batch of 0-based step ``step``: a tensor ``x`` or a
             pair ``(x, cond)``; it must be a deterministic function of ``step`` (random draws are
-            fine: the trainer seeds them). Under DDP each process keeps rows ``rank::world``.
+            fine: the trainer seeds them). Under DDP each process keeps rows ``rank::world``; a
+            ``data(step, rows)`` returns only the rows ``rows`` (a ``slice``) of that batch.
         config: the shared training options.
         run_config: the full resolved app config (JSON), stored in every checkpoint.
-        app: the app's name, stored in every checkpoint.
+        app: the app's name, stored in every checkpoint with the version of the distribution
+            that registers it (:func:`cfm_core.cli.app_version`).
         normalisation: how the app normalised the data (JSON), stored in every checkpoint.
         on_sample: ``on_sample(ema_model, step, output_dir) -> metrics | None``, called on the main
             process every ``config.sample_every`` steps and at the end with a copy of the model
@@ -191,12 +235,14 @@ class Trainer:
                 json.dumps(value)
             except (TypeError, ValueError) as err:
                 raise TypeError(f"{name} must be JSON-serialisable: {err}") from None
-        if loss.recipe.coupling == "minibatch_ot" and split_batch(data(0), 0)[1] is not None:
-            raise ConfigError(
-                "method.coupling: minibatch_ot pairs noise across the batch, and this "
-                "app's batches carry a condition (a condition's noise would stop being "
-                "standard normal); use independent"
-            )
+        if loss.recipe.coupling == "minibatch_ot":
+            first = data(0, rows=slice(0, None)) if takes_rows(data) else data(0)
+            if split_batch(first, 0)[1] is not None:
+                raise ConfigError(
+                    "method.coupling: minibatch_ot pairs noise across the batch, and this "
+                    "app's batches carry a condition (a condition's noise would stop being "
+                    "standard normal); use independent"
+                )
         self.data, self.config, self.app = data, config, app
         self.run_config, self.normalisation, self.extra = run_config, normalisation, extra or {}
         self.on_sample = on_sample
@@ -205,6 +251,14 @@ class Trainer:
         if self.is_main:
             for stale in remove_stale_temporaries(self.output_dir):
                 self.accelerator.print(f"removed {stale}, a checkpoint left half-written by an interrupted run")
+        self.data_takes_rows = takes_rows(data)
+        chunks = self.accelerator.num_processes * config.grad_accum
+        if config.batch_size % chunks:
+            raise ConfigError(
+                f"batch_size: {config.batch_size} does not split evenly into {self.accelerator.num_processes} "
+                f"processes x {config.grad_accum} micro-batches"
+            )
+        set_tf32(self.accelerator.device, config.tf32)
 
         model = loss.model
         resume_from = self._checkpoint_to_resume(model)
@@ -217,6 +271,9 @@ class Trainer:
             optimizer, lr_factor(config.warmup_steps, config.lr_schedule, config.steps, config.final_lr_ratio)
         )
         self.loss, self.optimizer = self.accelerator.prepare(loss, optimizer)
+        self.loss_fn = torch.compile(self.loss) if config.compile else self.loss
+        self.grads_finite: Tensor | None = None  # every gradient norm since the last read was finite
+        self.unchecked_from = 0  # the first step whose gradient norm has not been read
         self.ema = EMA(self.unwrapped_model, config.ema_decays, config.ema_warmup_power)
         self.step = 0
         if resume_from is not None:
@@ -306,43 +363,61 @@ class Trainer:
 
     # --------------------------------------------------------------- one step --
     def local_batch(self, step: int) -> tuple[Tensor, Condition]:
-        """This process's rows of the global batch of ``step``, on the training device."""
+        """This process's rows ``rank::world`` of the global batch of ``step``, on the training device."""
         seed_everything(step_seed(self.config.seed, step, DATA_STREAM))
-        x, cond = split_batch(self.data(step), step)
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
-        if world > 1:
+        rows = slice(rank, None, world)
+        if self.data_takes_rows:
+            x, cond = split_batch(self.data(step, rows=rows), step)
+        else:
+            x, cond = split_batch(self.data(step), step)
             if x.shape[0] % world:
                 raise ValueError(
                     f"the global batch of data({step}) has {x.shape[0]} rows, which "
                     f"do not split evenly over {world} processes"
                 )
-            rows = torch.arange(rank, x.shape[0], world, device=x.device)
-            x, cond = x[rows], select_condition(cond, rows)
-        return send_to_device((x, cond), self.accelerator.device)
+            if world > 1:
+                x, cond = x[rows], select_condition(cond, rows)
+        return send_to_device((x, cond), self.accelerator.device, non_blocking=True)
 
-    def backward(self, step: int) -> dict[str, Tensor]:
-        """Forward and backward pass of global step ``step`` on this process's rows.
+    def backward(self, step: int, *, check_finite: bool = True) -> dict[str, Tensor]:
+        """Forward and backward passes of global step ``step`` on this process's rows, one per
+        micro-batch (``config.grad_accum``); ``check_finite`` lets the loss check its data and value
+        for NaN and inf (a read from the device).
 
-        Leaves the gradients (averaged over processes under DDP) in the parameters and returns
-        the loss terms. :meth:`fit` calls it once per step before the optimizer step.
+        Leaves the gradients of the mean loss (averaged over processes under DDP) in the parameters
+        and returns the loss terms averaged over the micro-batches (tensors on the device).
+        :meth:`fit` calls it once per step before the optimizer step.
         """
         x, cond = self.local_batch(step)
-        stream = loss_stream(self.accelerator.process_index)
-        seed_everything(step_seed(self.config.seed, step, stream))
-        self.loss.train()
-        loss, terms = self.loss(x, cond, return_terms=True)
-        self.accelerator.backward(loss)
-        return terms
-
-    def _optimizer_step(self) -> tuple[float, float]:
-        """Clip, step the optimizer, the LR schedule and the EMA; returns (grad norm, LR used)."""
-        max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
-        grad_norm = float(self.accelerator.clip_grad_norm_(self.loss.parameters(), max_norm))
-        if not math.isfinite(grad_norm):
-            raise FloatingPointError(
-                f"non-finite gradient norm at step {self.step}: lower the "
-                "learning rate or check the data and the network"
+        world, rank, accum = self.accelerator.num_processes, self.accelerator.process_index, self.config.grad_accum
+        if x.shape[0] % accum:
+            raise ValueError(
+                f"{x.shape[0]} rows of data({step}) on this process do not split into {accum} micro-batches"
             )
+        self.loss.train()
+        self.unwrapped_loss.check_finite = check_finite
+        sums: dict[str, Tensor] = {}
+        counts: dict[str, int] = {}
+        for micro in range(accum):
+            rows = slice(micro, None, accum)
+            seed_everything(step_seed(self.config.seed, step, loss_stream(micro * world + rank)))
+            last = micro == accum - 1
+            with contextlib.nullcontext() if last else self.accelerator.no_sync(self.loss):
+                loss, terms = self.loss_fn(x[rows], select_condition(cond, rows), return_terms=True)
+                self.accelerator.backward(loss / accum if accum > 1 else loss)
+            for name, value in terms.items():
+                sums[name] = sums[name] + value if name in sums else value
+                counts[name] = counts.get(name, 0) + 1
+        return {name: total / counts[name] if counts[name] > 1 else total for name, total in sums.items()}
+
+    def _optimizer_step(self) -> tuple[Tensor, float]:
+        """Clip, step the optimizer, the LR schedule and the EMA; returns (the gradient norm as a
+        device tensor, the LR used). Reads nothing back from the device."""
+        max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
+        grad_norm = self.accelerator.clip_grad_norm_(self.loss.parameters(), max_norm)
+        finite = torch.isfinite(grad_norm)
+        self.grads_finite = finite if self.grads_finite is None else self.grads_finite & finite
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
@@ -350,11 +425,23 @@ class Trainer:
         self.ema.update()
         return grad_norm, lr
 
+    def check_gradients(self) -> None:
+        """Raise ``FloatingPointError`` if a gradient norm since the last check was not finite (a
+        read from the device: :meth:`fit` checks on logging and checkpoint steps)."""
+        finite, self.grads_finite = self.grads_finite, None
+        first, self.unchecked_from = self.unchecked_from, self.step
+        if finite is not None and not bool(finite):
+            raise FloatingPointError(
+                f"non-finite gradient norm in steps {first} to {self.step - 1}: lower the "
+                "learning rate or check the data and the network"
+            )
+
     # ------------------------------------------------------------------- loop --
     def fit(self) -> dict[str, Any]:
         """Train from the current step to ``config.steps``; returns a summary of the run."""
         cfg = self.config
         first_step, started = self.step, time.perf_counter()
+        self.grads_finite, self.unchecked_from = None, self.step
         record: dict[str, Any] = {}
         checkpoint, samples = None, None
         window_steps, window_seconds = 0, 0.0
@@ -369,18 +456,22 @@ class Trainer:
         try:
             while self.step < cfg.steps:
                 tic = time.perf_counter()
-                terms = self.backward(self.step)
+                final = self.step + 1 == cfg.steps
+                logging = (self.step + 1) % cfg.log_every == 0 or final
+                saving = final or (cfg.checkpoint_every and (self.step + 1) % cfg.checkpoint_every == 0)
+                terms = self.backward(self.step, check_finite=logging or saving)
                 grad_norm, lr = self._optimizer_step()
                 self.step += 1
+                if logging or saving:
+                    self.check_gradients()
                 window_seconds += time.perf_counter() - tic
                 window_steps += 1
                 bar.update(1)
-                final = self.step == cfg.steps
-                if self.step % cfg.log_every == 0 or final:
-                    record = self._log_training(terms, grad_norm, lr, window_steps / window_seconds)
+                if logging:
+                    record = self._log_training(terms, float(grad_norm), lr, window_steps / window_seconds)
                     bar.set_postfix(loss=f"{record['loss']:.4g}", lr=f"{lr:.3g}")
                     window_steps, window_seconds = 0, 0.0
-                if final or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
+                if saving:
                     checkpoint = self.save()
                 if final or (cfg.sample_every and self.step % cfg.sample_every == 0):
                     samples = self.sample()
@@ -442,6 +533,7 @@ class Trainer:
                 self.step,
                 self.unwrapped_model,
                 app=self.app,
+                app_version=app_version(self.app),
                 config=self.run_config,
                 ema=self.ema,
                 optimizer=self.optimizer,

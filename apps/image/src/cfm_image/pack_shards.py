@@ -1,6 +1,6 @@
-"""Pack a folder of PNG/JPEG images into webdataset ``.tar`` shards for ``cfm image``.
+"""``cfm image pack``: a folder of PNG/JPEG images into webdataset ``.tar`` shards for ``cfm image``.
 
-    python tools/pack_image_shards.py FOLDER OUT_DIR --resolution 32 --maxcount 1000 [--labels]
+    cfm image pack FOLDER OUT_DIR --resolution 32 --maxcount 1000 [--labels]
 
 Every image is resized on its shorter side and center-cropped to ``--resolution``, stored as a
 lossless PNG (``png``) with its class index (``cls``, from the sub-folder name, with ``--labels``),
@@ -16,17 +16,21 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from cfm_image.data import ImageFolderDataset, write_shards
 from tqdm.auto import tqdm
+
+from cfm_image.data import ImageFolderDataset, write_shards
 
 SHARD_PATTERN = "shard-%06d.tar"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="pack_image_shards.py", description=__doc__.split("\n")[0])
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="cfm image pack", description="Pack a folder of PNG/JPEG images into webdataset .tar shards."
+    )
     parser.add_argument("folder", type=Path, help="folder of images (searched recursively)")
     parser.add_argument("out_dir", type=Path, help="output folder for the shards (created)")
     parser.add_argument("--resolution", type=int, required=True, help="side of the square images")
@@ -86,7 +90,8 @@ def pack(
     return meta
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``cfm image pack`` command (also ``python -m cfm_image.pack_shards``); returns the exit code."""
     args = parse_args(argv)
     try:
         meta = pack(
