@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from cfm_core import CFMLoss, FlowMap, LossRecipe
-from cfm_core.derivatives import derivative_context
+from cfm_core.derivatives import derivative_context, jvp_derivative
 from cfm_core.nn import load_single_time_state_dict
 from cfm_image.unet import UNET_PRESETS, UNet, unet_config, unet_from_config
 from torch import nn
@@ -93,6 +93,23 @@ def test_jvp_matches_finite_differences_and_autograd():
     with sdpa_kernel(SDPBackend.MATH):  # double backward needs the math kernel too
         _, reference = torch.autograd.functional.jvp(field, (x, t), (v, torch.ones_like(t)))
     torch.testing.assert_close(tangent, reference, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "torch"])
+def test_jvp_with_either_forward_rules_matches_torch_func_jvp(lean):
+    """The UNet's convolutions and group norms under the lean rules or PyTorch's own."""
+    net = tiny(num_classes=10, time_embedding="sinusoidal").eval()
+    randomize_zero_layers(net)
+    x, t, r = inputs()
+    labels = torch.tensor([2, 10, 5])
+    v = torch.randn_like(x, generator=torch.Generator().manual_seed(5))
+
+    def field(x_, t_):
+        return net(x_, t_, r, labels)
+
+    with derivative_context(x.device):
+        _, reference = torch.func.jvp(field, (x, t), (v, torch.ones_like(t)))
+    torch.testing.assert_close(jvp_derivative(field, x, t, v, lean=lean), reference, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("formulation", ["ddim", "u"])

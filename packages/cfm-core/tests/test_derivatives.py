@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cfm_core import FlowMap
+from cfm_core import FlowMap, LossRecipe
 from cfm_core.derivatives import (
     autograd_derivative,
+    derivative_context,
     finite_difference_derivative,
     jvp_derivative,
     shared_rng,
+    use_lean_rules,
 )
 
 from .conftest import SmoothNet, interior_times, make_loss
@@ -113,3 +115,23 @@ def test_jvp_runs_through_attention():
 
     loss_fn = make_loss(AttnNet(), "u", derivative="jvp", instantaneous_ratio=0.0)
     loss_fn(torch.randn(8, 5)).backward()
+
+
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "torch"])
+def test_jvp_with_either_forward_rules_matches_torch_func_jvp(formulation, lean):
+    _, field, x, t, _, _, v = _setup(formulation)
+    with derivative_context(x.device):
+        _, reference = torch.func.jvp(field, (x, t), (v, torch.ones_like(t)))
+    dm = jvp_derivative(field, x, t, v, lean=lean)
+    assert reference.norm() > 0.1
+    torch.testing.assert_close(dm, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_forward_rules_choice():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert [use_lean_rules(choice, cpu) for choice in ("auto", "lean", "torch")] == [True, True, False]
+    assert [use_lean_rules(choice, gpu) for choice in ("auto", "lean", "torch")] == [False, True, False]
+    with pytest.raises(ValueError, match="forward_rules: unknown 'fast'"):
+        use_lean_rules("fast", cpu)
+    with pytest.raises(ValueError, match="forward_rules"):
+        LossRecipe(forward_rules="fast")

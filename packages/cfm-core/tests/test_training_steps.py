@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from cfm_core.cli import ConfigError
@@ -15,6 +16,7 @@ from cfm_core.training import (
     read_log,
     seed_everything,
     set_tf32,
+    step_loader,
     step_seed,
     takes_rows,
 )
@@ -151,3 +153,41 @@ def test_the_loss_checks_finiteness_on_logging_steps_only(tmp_path):
         trainer.fit()
     assert trainer.step == 2 and latest_checkpoint(tmp_path) is None
     assert trainer.unwrapped_loss.check_finite  # set for the logging step that raised
+
+
+def _noisy_data(step, rows=slice(None)):
+    """Gaussian data plus a draw from numpy's global RNG (seeded per step in a worker as here)."""
+    x = gaussian_data(step)
+    return (x + torch.from_numpy(np.random.standard_normal(x.shape)).float())[rows]
+
+
+def test_the_step_loader_yields_the_batches_built_in_process_in_order():
+    loader = step_loader(lambda step: (step, torch.rand(3), np.random.rand()), 4, 11, SEED, workers=3, prefetch=1)
+    built = []
+    for step in range(4, 11):
+        seed_everything(step_seed(SEED, step, 0))
+        built.append((step, (step, torch.rand(3), np.random.rand())))
+    loaded = list(loader)
+    assert [step for step, _ in loaded] == list(range(4, 11))
+    for (_, (s, a, b)), (_, (s2, a2, b2)) in zip(loaded, built, strict=True):
+        assert s == s2 and torch.equal(a, a2) and b == b2
+
+
+def test_data_workers_train_exactly_as_the_training_process_and_resume_exactly(tmp_path):
+    plain = _trainer(tmp_path / "plain", _noisy_data, steps=6)
+    plain.fit()
+    _trainer(tmp_path / "workers", _noisy_data, steps=6, data_workers=2, checkpoint_every=3, keep_last=0).fit()
+    shutil.rmtree(tmp_path / "workers" / "step-0000006")
+    resumed = Trainer(
+        make_loss(seed=9),
+        _noisy_data,
+        train_config(tmp_path / "workers", seed=SEED, steps=6, data_workers=2, resume=True),
+        run_config={},
+        app="test",
+    )
+    assert resumed.step == 3
+    resumed.fit()
+    for name, value in plain.unwrapped_model.state_dict().items():
+        assert torch.equal(value, resumed.unwrapped_model.state_dict()[name]), name
+    losses = [[r["loss"] for r in read_log(tmp_path / run)] for run in ("plain", "workers")]
+    assert losses[0] == losses[1][-6:]

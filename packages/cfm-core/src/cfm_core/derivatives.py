@@ -5,8 +5,9 @@ and returns ``Dm`` detached: the derivative only enters the stop-gradient target
 
 * ``jvp`` — forward-mode AD (dual tensors, ``torch.autograd.forward_ad``) with tangent ``(v, 1)`` in
   float32 under ``no_grad``, autocast off, the math attention kernel forced (fused kernels have no
-  forward-mode rule) and the lean rules of :mod:`cfm_core.forward_rules` for linear, convolution and
-  normalisation layers with constant weights. The caller then runs one ordinary forward with
+  forward-mode rule) and, by default, the lean rules of :mod:`cfm_core.forward_rules` for linear,
+  convolution and normalisation layers with constant weights (``lean=False``: PyTorch's own rules;
+  :func:`use_lean_rules` resolves the recipe's ``forward_rules`` choice). The caller then runs one ordinary forward with
   gradients, with the same RNG state, so dropout masks are shared.
 * ``jvp_one_pass`` — the same dual pass with gradients enabled (:func:`jvp_with_value`): it returns
   the prediction with its graph as well as the tangent, so the separate forward is saved (a
@@ -38,6 +39,16 @@ if TYPE_CHECKING:
 Field = Callable[[Tensor, Tensor], Tensor]
 
 DERIVATIVE_BACKENDS = ("jvp", "jvp_one_pass", "finite_difference", "autograd")
+FORWARD_RULES = ("auto", "lean", "torch")
+
+
+def use_lean_rules(forward_rules: str, device: torch.device) -> bool:
+    """Whether a forward-mode pass on ``device`` uses the lean layer rules: ``"lean"`` always,
+    ``"torch"`` never, ``"auto"`` on the CPU only (where they were measured faster; on a GPU,
+    unmeasured, PyTorch's own rules)."""
+    if forward_rules not in FORWARD_RULES:
+        raise ValueError(f"forward_rules: unknown {forward_rules!r}; choose one of {FORWARD_RULES}")
+    return forward_rules == "lean" or (forward_rules == "auto" and device.type == "cpu")
 
 
 @contextlib.contextmanager
@@ -59,30 +70,30 @@ def shared_rng(device: torch.device):
     return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
-def _dual_pass(field: Field, x: Tensor, t: Tensor, velocity: Tensor) -> tuple[Tensor, Tensor]:
-    """``field`` on dual tensors with tangent ``(velocity, 1)`` and the lean layer rules: the value
-    and the detached tangent (zeros where the field does not depend on ``(x, t)``)."""
-    with fwAD.dual_level(), lean_forward_rules():
+def _dual_pass(field: Field, x: Tensor, t: Tensor, velocity: Tensor, lean: bool) -> tuple[Tensor, Tensor]:
+    """``field`` on dual tensors with tangent ``(velocity, 1)`` (with the lean layer rules if
+    ``lean``): the value and the detached tangent (zeros where the field does not depend on ``(x, t)``)."""
+    with fwAD.dual_level(), lean_forward_rules() if lean else contextlib.nullcontext():
         out = field(fwAD.make_dual(x, velocity), fwAD.make_dual(t, torch.ones_like(t)))
         value, tangent = fwAD.unpack_dual(out)
     return value, torch.zeros_like(value) if tangent is None else tangent.detach()
 
 
-def jvp_derivative(field: Field, x: Tensor, t: Tensor, velocity: Tensor) -> Tensor:
-    """``Dm`` by forward-mode AD in float32 (dual tensors with the lean layer rules; the same
-    tangent as ``torch.func.jvp`` up to rounding)."""
+def jvp_derivative(field: Field, x: Tensor, t: Tensor, velocity: Tensor, *, lean: bool = True) -> Tensor:
+    """``Dm`` by forward-mode AD in float32 (dual tensors, with the lean layer rules if ``lean``;
+    the same tangent as ``torch.func.jvp`` up to rounding)."""
     with derivative_context(x.device):
-        return _dual_pass(field, x.float(), t.float(), velocity.float())[1]
+        return _dual_pass(field, x.float(), t.float(), velocity.float(), lean)[1]
 
 
-def jvp_with_value(field: Field, x: Tensor, t: Tensor, velocity: Tensor) -> tuple[Tensor, Tensor]:
+def jvp_with_value(field: Field, x: Tensor, t: Tensor, velocity: Tensor, *, lean: bool = True) -> tuple[Tensor, Tensor]:
     """``(m, Dm)`` from one forward pass on dual tensors with gradients enabled: ``m`` carries the
     autograd graph (backpropagate through it as through an ordinary forward), ``Dm`` is detached.
     Runs in the input's dtype, without autocast; costs memory (see the module docstring)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     with sdpa_kernel(SDPBackend.MATH):
-        return _dual_pass(field, x, t, velocity.to(x.dtype))
+        return _dual_pass(field, x, t, velocity.to(x.dtype), lean)
 
 
 def autograd_derivative(field: Field, x: Tensor, t: Tensor, velocity: Tensor) -> Tensor:

@@ -47,6 +47,7 @@ from cfm_core.training.checkpoint import (
 )
 from cfm_core.training.config import TrainConfig
 from cfm_core.training.ema import EMA, apply_average
+from cfm_core.training.loader import StepBatches, step_loader
 from cfm_core.training.metric_log import MetricLog, read_log
 from cfm_core.training.seeding import loss_stream, seed_everything, seed_initial_weights, step_seed
 from cfm_core.training.trainer import Trainer, lr_factor, make_accelerator, set_tf32, split_batch, takes_rows
@@ -55,6 +56,7 @@ __all__ = [
     "EMA",
     "Checkpoint",
     "MetricLog",
+    "StepBatches",
     "TrainConfig",
     "Trainer",
     "apply_average",
@@ -71,6 +73,7 @@ __all__ = [
     "seed_initial_weights",
     "set_tf32",
     "split_batch",
+    "step_loader",
     "step_seed",
     "takes_rows",
 ]

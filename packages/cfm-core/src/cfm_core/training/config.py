@@ -69,6 +69,9 @@ class TrainConfig:
     micro-batch, so N micro-batches on one process reproduce N processes exactly."""
     compile: bool = False
     """torch.compile the loss (network, derivative pass and target); the first steps are slow."""
+    data_workers: int = 0
+    """Worker processes building the batches of the next steps ahead of training (torch.utils.data,
+    pinned memory on a GPU); 0 builds each batch in the training process. The batches are the same."""
     seed: int = 0
     """Seed of the per-step random streams (data, noise, times); training is reproducible."""
     log_every: int = 50
@@ -98,7 +101,7 @@ class TrainConfig:
         for option in ("steps", "batch_size", "grad_accum"):
             value = getattr(self, option)
             _require(_is_int(value) and value >= 1, option, "must be a positive integer", value)
-        for option in ("warmup_steps", "seed", "sample_every", "checkpoint_every", "keep_last"):
+        for option in ("warmup_steps", "seed", "sample_every", "checkpoint_every", "keep_last", "data_workers"):
             value = getattr(self, option)
             _require(_is_int(value) and value >= 0, option, "must be a non-negative integer", value)
         _require(

@@ -67,6 +67,7 @@ from cfm_core.training.checkpoint import (
 )
 from cfm_core.training.config import LR_SCHEDULES, TrainConfig
 from cfm_core.training.ema import EMA
+from cfm_core.training.loader import step_loader
 from cfm_core.training.metric_log import MetricLog
 from cfm_core.training.seeding import DATA_STREAM, loss_stream, seed_everything, step_seed
 
@@ -147,6 +148,8 @@ RESUME_OPTIONS = (
     "train.keep_last",
     "train.tf32",
     "train.compile",
+    "train.data_workers",
+    "method.forward_rules",
 )
 
 
@@ -365,6 +368,11 @@ class Trainer:
     def local_batch(self, step: int) -> tuple[Tensor, Condition]:
         """This process's rows ``rank::world`` of the global batch of ``step``, on the training device."""
         seed_everything(step_seed(self.config.seed, step, DATA_STREAM))
+        return send_to_device(self.local_rows(step), self.accelerator.device, non_blocking=True)
+
+    def local_rows(self, step: int) -> tuple[Tensor, Condition]:
+        """This process's rows of the global batch of ``step`` as ``data`` builds them (the caller
+        seeds the RNGs; the loader's workers call it too)."""
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
         rows = slice(rank, None, world)
         if self.data_takes_rows:
@@ -378,18 +386,35 @@ class Trainer:
                 )
             if world > 1:
                 x, cond = x[rows], select_condition(cond, rows)
-        return send_to_device((x, cond), self.accelerator.device, non_blocking=True)
+        return x, cond
 
-    def backward(self, step: int, *, check_finite: bool = True) -> dict[str, Tensor]:
-        """Forward and backward passes of global step ``step`` on this process's rows, one per
-        micro-batch (``config.grad_accum``); ``check_finite`` lets the loss check its data and value
-        for NaN and inf (a read from the device).
+    def batches(self) -> Any:
+        """This process's batches of the steps from the current one on, in order: built here, or
+        with ``config.data_workers`` by a :func:`~cfm_core.training.loader.step_loader`."""
+        if self.config.data_workers == 0:
+            return ((step, self.local_batch(step)) for step in range(self.step, self.config.steps))
+        loader = step_loader(
+            self.local_rows,
+            self.step,
+            self.config.steps,
+            self.config.seed,
+            workers=self.config.data_workers,
+            pin_memory=self.accelerator.device.type == "cuda",
+        )
+        return ((step, send_to_device(batch, self.accelerator.device, non_blocking=True)) for step, batch in loader)
+
+    def backward(
+        self, step: int, *, check_finite: bool = True, batch: tuple[Tensor, Condition] | None = None
+    ) -> dict[str, Tensor]:
+        """Forward and backward passes of global step ``step`` on this process's rows (``batch``, or
+        :meth:`local_batch`), one per micro-batch (``config.grad_accum``); ``check_finite`` lets the
+        loss check its data and value for NaN and inf (a read from the device).
 
         Leaves the gradients of the mean loss (averaged over processes under DDP) in the parameters
         and returns the loss terms averaged over the micro-batches (tensors on the device).
         :meth:`fit` calls it once per step before the optimizer step.
         """
-        x, cond = self.local_batch(step)
+        x, cond = self.local_batch(step) if batch is None else batch
         world, rank, accum = self.accelerator.num_processes, self.accelerator.process_index, self.config.grad_accum
         if x.shape[0] % accum:
             raise ValueError(
@@ -453,13 +478,17 @@ class Trainer:
             disable=not self.is_main,
             dynamic_ncols=True,
         )
+        batches = iter(self.batches())
         try:
             while self.step < cfg.steps:
                 tic = time.perf_counter()
+                step, batch = next(batches)
+                if step != self.step:
+                    raise RuntimeError(f"the batches are out of order: step {step} came at step {self.step}")
                 final = self.step + 1 == cfg.steps
                 logging = (self.step + 1) % cfg.log_every == 0 or final
                 saving = final or (cfg.checkpoint_every and (self.step + 1) % cfg.checkpoint_every == 0)
-                terms = self.backward(self.step, check_finite=logging or saving)
+                terms = self.backward(self.step, check_finite=logging or saving, batch=batch)
                 grad_norm, lr = self._optimizer_step()
                 self.step += 1
                 if logging or saving:
@@ -477,6 +506,7 @@ class Trainer:
                     samples = self.sample()
         finally:
             bar.close()
+            del batches  # stops the loader's workers
         if self.log is not None:
             self.log.close()
         return {
