@@ -77,3 +77,26 @@ def test_collate_and_argument_errors(indexed_dataset):
         step_batches(indexed_dataset, 0)
     with pytest.raises(ValueError, match="step"):
         step_batches(indexed_dataset, 2)(-1)
+
+
+def test_a_process_share_loads_only_its_rows(indexed_dataset, tmp_path, grid_dataset):
+    """``data(step, rows)`` is ``data(step)[rows]``; a map-style dataset reads only those images."""
+    read = []
+
+    class Counting(ImageTensorDataset):
+        def batch(self, indices):
+            read.extend(indices.tolist())
+            return super().batch(indices)
+
+    counting = Counting(indexed_dataset.images, indexed_dataset.labels)
+    data = step_batches(counting, 6, seed=3)
+    whole = data(2)
+    read.clear()
+    for rank in range(3):
+        images, labels = data(2, slice(rank, None, 3))
+        assert torch.equal(images, whole[0][rank::3]) and torch.equal(labels, whole[1][rank::3])
+    assert sorted(read) == sorted(whole[1].tolist())  # two images per share, none twice
+    write_shards(grid_dataset, str(tmp_path / "s-%02d.tar"), maxcount=4)
+    stream = step_batches(ShardStream(str(tmp_path / "s-{00..02}.tar"), repeat=True, seed=1), 4)
+    whole = stream(1)
+    assert torch.equal(stream(1, slice(1, None, 2))[0], whole[0][1::2])

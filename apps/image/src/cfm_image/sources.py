@@ -140,15 +140,16 @@ def open_training_data(cfg: ImageDataConfig, seed: int = 0):
 
 
 def training_batches(source: Dataset | ShardStream, data: ImageDataConfig, batch_size: int, seed: int = 0):
-    """The trainer's ``data(step)``: images, with labels when ``data.num_classes`` is set; a batch
-    that would not fit in memory is refused first (:class:`ConfigError`)."""
+    """The trainer's ``data(step, rows)``: the rows ``rows`` of the images of ``step`` (the trainer
+    passes each process its share), with labels when ``data.num_classes`` is set; a batch that
+    would not fit in memory is refused first (:class:`ConfigError`)."""
     side = data.resolution
     batch_bytes = 4 * batch_size * data.channels * side**2
     require_memory(batch_bytes, f"a batch of {batch_size} images at {side}x{side}", "--data.resolution")
     batches = step_batches(source, batch_size, seed)
 
-    def batch(step: int):
-        images, labels = batches(step)
+    def batch(step: int, rows: slice = slice(None)):
+        images, labels = batches(step, rows)
         if data.num_classes is None:
             return images
         if labels is None:

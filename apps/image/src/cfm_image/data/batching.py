@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from cfm_image.data.shards import ShardStream
 
 Batch = tuple[Tensor, Tensor | None]
-StepBatches = Callable[[int], Batch]
+StepBatches = Callable[..., Batch]
 
 
 def collate_images(items: Sequence[tuple[Tensor, int | None]]) -> Batch:
@@ -65,8 +65,8 @@ class _PermutedBatches:
         epochs, offsets = positions // size, positions % size
         return torch.cat([self._permutation(int(e))[offsets[epochs == e]] for e in epochs.unique()])
 
-    def __call__(self, step: int) -> Batch:
-        index = self.indices(_check_step(step))
+    def __call__(self, step: int, rows: slice = slice(None)) -> Batch:
+        index = self.indices(_check_step(step))[rows]
         if hasattr(self.dataset, "batch"):
             return self.dataset.batch(index)
         return collate_images([self.dataset[int(i)] for i in index])
@@ -83,13 +83,13 @@ class _StreamBatches:
         self._iterator = None
         self._next_step: int | None = None
 
-    def __call__(self, step: int) -> Batch:
+    def __call__(self, step: int, rows: slice = slice(None)) -> Batch:
         step = _check_step(step)
         if step != self._next_step:
             self._iterator = iter(self.stream.starting_at(self.stream.skip + step * self.batch_size))
-        items = [next(self._iterator) for _ in range(self.batch_size)]
+        items = [next(self._iterator) for _ in range(self.batch_size)]  # a stream is read in order
         self._next_step = step + 1
-        return collate_images(items)
+        return collate_images(items[rows])
 
 
 def _check_step(step: int) -> int:
@@ -99,7 +99,9 @@ def _check_step(step: int) -> int:
 
 
 def step_batches(dataset: Dataset | ShardStream, batch_size: int, seed: int = 0) -> StepBatches:
-    """A function ``data(step) -> (images, labels or None)`` giving the batch of a global step.
+    """A function ``data(step, rows=slice(None)) -> (images, labels or None)`` giving the rows
+    ``rows`` of the batch of a global step (a process's share under DDP: a map-style dataset loads
+    only those images; a stream reads the whole batch and keeps them).
 
     For a map-style dataset (``ImageTensorDataset``, ``ImageFolderDataset``, any ``Dataset``
     of ``(image, label)``) the samples are visited in a seeded permutation per epoch and batch
