@@ -130,7 +130,7 @@ def test_jvp_with_either_forward_rules_matches_torch_func_jvp(formulation, lean)
 def test_forward_rules_choice():
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert [use_lean_rules(choice, cpu) for choice in ("auto", "lean", "torch")] == [True, True, False]
-    assert [use_lean_rules(choice, gpu) for choice in ("auto", "lean", "torch")] == [False, True, False]
+    assert [use_lean_rules(choice, gpu) for choice in ("auto", "lean", "torch")] == [False, True, False]  # eager
     with pytest.raises(ValueError, match="forward_rules: unknown 'fast'"):
         use_lean_rules("fast", cpu)
     with pytest.raises(ValueError, match="forward_rules"):

@@ -44,11 +44,13 @@ FORWARD_RULES = ("auto", "lean", "torch")
 
 def use_lean_rules(forward_rules: str, device: torch.device) -> bool:
     """Whether a forward-mode pass on ``device`` uses the lean layer rules: ``"lean"`` always,
-    ``"torch"`` never, ``"auto"`` on the CPU only (where they were measured faster; on a GPU,
-    unmeasured, PyTorch's own rules)."""
+    ``"torch"`` never, ``"auto"`` on the CPU and under ``torch.compile`` (which cannot trace
+    PyTorch's own forward-mode rule of ``layer_norm``), PyTorch's own rules otherwise."""
     if forward_rules not in FORWARD_RULES:
         raise ValueError(f"forward_rules: unknown {forward_rules!r}; choose one of {FORWARD_RULES}")
-    return forward_rules == "lean" or (forward_rules == "auto" and device.type == "cpu")
+    if forward_rules == "auto":
+        return device.type == "cpu" or torch.compiler.is_compiling()
+    return forward_rules == "lean"
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ gradients; the derivative pass runs under ``no_grad`` on the same network.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -70,7 +71,8 @@ class LossRecipe:
     forward_rules: Literal["auto", "lean", "torch"] = "auto"
     """Forward-mode rules of the jvp backends: lean (exact tangents of linear, convolution and
     normalisation layers with constant weights, cfm_core.forward_rules), torch (PyTorch's own), or
-    auto (lean on the CPU, torch on a GPU). The tangent is the same; only the speed differs."""
+    auto (lean on the CPU and under torch.compile, torch's on a GPU). The tangent is the same; only
+    the speed differs (and torch.compile cannot trace torch's rule of layer_norm)."""
     field_weighting: Literal["normalized", "none"] = "normalized"
     """Weight of the cumulative rows: normalized (the formulation's field weight, which bounds the
     gradients near the data end without moving the minimiser) or none (plain L2)."""
@@ -291,17 +293,21 @@ class CFMLoss(nn.Module):
         def field_at(x_: Tensor, t_: Tensor) -> Tensor:
             return model.field(x_, t_, r, cond)
 
+        # The derivative pass replays the gradient pass's random numbers (dropout masks); a compiled
+        # loss cannot read or set the RNG state, so there the two passes draw their own.
+        replay = not torch.compiler.is_compiling()
         if backend == "finite_difference":
-            state = _rng_state(x.device)
+            state = _rng_state(x.device) if replay else None
             pred = model.field(x, t, r, cond)
-            with shared_rng(x.device):  # the extra pass replays the gradient pass's dropout masks
-                _set_rng_state(x.device, state)
+            with shared_rng(x.device) if replay else contextlib.nullcontext():
+                if replay:
+                    _set_rng_state(x.device, state)
                 dm = finite_difference_derivative(field_at, x, t, r, m_inst, pred.detach(), f, self.recipe.fd_step)
         elif backend == "jvp_one_pass" and not torch.is_autocast_enabled(x.device.type):
             lean = use_lean_rules(self.recipe.forward_rules, x.device)
             pred, dm = jvp_with_value(field_at, x, t, velocity, lean=lean)  # one pass: value and tangent
         else:
-            with shared_rng(x.device):
+            with shared_rng(x.device) if replay else contextlib.nullcontext():
                 if backend == "autograd":
                     dm = autograd_derivative(field_at, x, t, velocity)
                 else:

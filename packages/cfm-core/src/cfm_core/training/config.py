@@ -68,7 +68,8 @@ class TrainConfig:
     their gradients: the same global batch in less memory. The loss draws its noise and times per
     micro-batch, so N micro-batches on one process reproduce N processes exactly."""
     compile: bool = False
-    """torch.compile the loss (network, derivative pass and target); the first steps are slow."""
+    """torch.compile the loss (network, derivative pass and target); the first steps are slow. The
+    compiled derivative pass draws its own dropout masks (eager: those of the gradient pass)."""
     data_workers: int = 0
     """Worker processes building the batches of the next steps ahead of training (torch.utils.data,
     pinned memory on a GPU); 0 builds each batch in the training process. The batches are the same."""
