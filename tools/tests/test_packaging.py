@@ -37,14 +37,16 @@ def _imported_top_level_modules(src: Path) -> set[str]:
     return names - set(sys.stdlib_module_names)
 
 
-def test_the_workspace_has_the_four_apps():
-    assert [path.parent.name for path in APPS] == ["geometry", "image", "pose", "sdf"]
+def test_the_workspace_has_the_five_apps():
+    assert [path.parent.name for path in APPS] == ["geometry", "image", "pose", "sdf", "toy"]
 
 
 @pytest.mark.parametrize("folder", [CORE, *(path.parent for path in APPS)], ids=lambda p: p.name)
 def test_every_imported_package_is_declared(folder):
+    """Each import of a package's sources names a dependency of it (for cfm-core: or of an extra)."""
     project = _project(folder)
-    declared = {_normalise(Requirement(spec).name) for spec in project["dependencies"]}
+    extras = [spec for specs in project.get("optional-dependencies", {}).values() for spec in specs]
+    declared = {_normalise(Requirement(spec).name) for spec in project["dependencies"] + extras}
     own = {project["name"].replace("-", "_")}
     distributions = packages_distributions()
     missing = []

@@ -1,8 +1,8 @@
 """The loss of the micro UNet under ``torch.compile(fullgraph=True)`` on the CPU: captured by Dynamo
-and traced forward and backward by AOT autograd ("aot_eager"; see cfm-core's test_compile for what
+and traced forward and backward by AOT autograd ("aot_eager"; see the toy app's test_compile for what
 does not compile and why).
 
-Both backends, on two formulations (edm with jvp, ddim with finite differences): cfm-core's test
+Both backends, on two formulations (edm with jvp, ddim with finite differences): the toy app's test
 compiles every formulation with each backend on the toy MLP, and the formulations differ only in
 elementwise preconditioning around the same network, while each UNet case takes ten seconds or
 more to trace on a CPU."""

@@ -24,8 +24,8 @@ import pytest
 import torch
 from cfm_core.cli import config_to_dict
 from cfm_core.formulations import FORMULATIONS
-from cfm_core.toy.commands import build_model
-from cfm_core.toy.config import ToyTrainConfig
+from cfm_toy.commands import build_model
+from cfm_toy.config import ToyTrainConfig
 
 CASES = [(formulation, derivative) for formulation in FORMULATIONS for derivative in ("jvp", "finite_difference")]
 
