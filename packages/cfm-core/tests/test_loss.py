@@ -115,7 +115,7 @@ def test_one_pass_jvp_gives_the_gradients_of_separate_passes(formulation, monkey
     import cfm_core.loss
 
     calls = []
-    monkeypatch.setattr(cfm_core.loss, "jvp_with_value", lambda *a: calls.append(1) or jvp_with_value(*a))
+    monkeypatch.setattr(cfm_core.loss, "jvp_with_value", lambda *a, **k: calls.append(1) or jvp_with_value(*a, **k))
     torch.manual_seed(3)
     joint = make_loss(SmoothNet(), formulation, derivative="jvp_one_pass")
     separate = make_loss(SmoothNet(), formulation, derivative="autograd")
