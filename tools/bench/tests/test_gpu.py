@@ -27,9 +27,12 @@ def test_every_preset_and_setting_is_a_valid_train_command(capsys):
     for command in gpu.PRESETS.values():
         for method in gpu.METHODS.values():
             for setting in gpu.SETTINGS.values():
-                with pytest.raises(SystemExit):
-                    main([*command, *method, *setting, "--train.steps", "0"])
+                try:
+                    code = main([*command, *method, *setting, "--train.steps", "0"])
+                except SystemExit as exit_info:
+                    code = exit_info.code
                 error = " ".join(capsys.readouterr().err.split())
+                assert code == 2, error
                 assert "steps: must be a positive integer" in error, (command, method, setting, error)
 
 
