@@ -1,0 +1,235 @@
+"""Peer benchmark: the core's default recipe against the public MeanFlow implementation.
+
+The peer is ``rectified-flow-pytorch``'s ``MeanFlow`` with its own defaults (adaptive loss weight
+p = 0.5, logit-normal times, half the batches with r = t). It lives in the ``bench`` dependency
+group only: ``uv sync --locked --group bench``. Both sides train the same network architecture from
+the same initial weights (one seed), on the same batches, with the same optimiser, learning-rate
+warm-up, EMA and number of steps; each side feeds the network its own time convention.
+
+* ``toy``: the 2-D checkerboard with a plain MLP on raw coordinates (``ToyMLP`` without point
+  features, independent noise): what a user's own network gets from the core defaults. Scores:
+  energy distance to held-out data relative to that of the noise, and the share of samples inside
+  the checkerboard's squares, at one and two steps.
+* ``digits``: the image app's built-in 16x16 digits and micro UNet (the quick preset's data, net
+  and budget). Score: the app's classifier Frechet distance at one and two steps.
+
+Our side samples with ``steps`` cumulative jumps on the formulation's grid; MeanFlow's two steps
+are its average velocity over ``[1, 1/2]`` then ``[1/2, 0]`` (the MeanFlow paper's two-step
+sampler; the package's own ``sample(steps=2)`` integrates the r = t field with Euler instead).
+Training-step time is measured interleaved (:mod:`timing`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from cfm_core import CumulativeFlowMap
+from cfm_core.metrics import energy_distance
+from cfm_core.toy.backbone import ToyMLP
+from cfm_core.toy.data import sample_toy
+from cfm_core.training import seed_initial_weights
+from cfm_core.training.ema import EMA
+from harness import Report, Table
+from timing import interleaved_step_times
+from torch import Tensor, nn
+
+SECTIONS = ("toy", "digits")
+SAMPLE_STEPS = (1, 2)
+#: Side of one checkerboard square in data units (``cfm_core.toy.data``: a 4x4 board of unit squares
+#: on [-2, 2]^2, scaled by sqrt(3/4)).
+CHECKER_CELL = math.sqrt(3.0 / 4.0)
+
+
+def require_peer() -> type[nn.Module]:
+    """The peer's ``MeanFlow`` class, or a one-line exit naming the missing dependency group."""
+    try:
+        from rectified_flow_pytorch import MeanFlow
+    except ImportError as error:
+        raise SystemExit(
+            "bench_peer needs the peer implementation from the bench dependency group "
+            f"({error}); install it with: uv sync --locked --group bench"
+        ) from error
+    return MeanFlow
+
+
+class PeerTimes(nn.Module):
+    """Our two-time network under MeanFlow's call ``model(x, t, t - r)``: the same module, its two
+    time inputs fed MeanFlow's time ``t`` (1 = noise) and interval ``t - r``."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor, t: Tensor, delta: Tensor) -> Tensor:
+        return self.net(x, t, delta, None)
+
+
+@dataclass
+class Contender:
+    """One side: a module whose call on a data batch is its training loss, and its sampler."""
+
+    name: str
+    loss: nn.Module
+    sample: Callable[[nn.Module, Tensor, int], Tensor]
+
+
+def ours_sample(model: nn.Module, noise: Tensor, steps: int) -> Tensor:
+    """Our cumulative jumps on the formulation's default grid."""
+    return model.sample(noise, steps=steps)
+
+
+@torch.no_grad()
+def meanflow_sample(model: nn.Module, noise: Tensor, steps: int) -> Tensor:
+    """MeanFlow's ``steps`` jumps ``z <- z - (t - r) u(z, t, t - r)`` on a uniform grid from 1 to 0."""
+    z = noise
+    times = torch.linspace(1.0, 0.0, steps + 1)
+    for t, r in zip(times[:-1], times[1:], strict=True):
+        tb, db = t.expand(z.shape[0]), (t - r).expand(z.shape[0])
+        z = z - (t - r) * model.model(z, tb, db)
+    return z
+
+
+def contenders(make_net: Callable[[], nn.Module], formulations: list[str], seed: int) -> list[Contender]:
+    """Our default recipe for each formulation and the peer's MeanFlow, all from one initial network."""
+    mean_flow = require_peer()
+    seed_initial_weights(seed)
+    initial = make_net()
+    sides = [
+        Contender(f"ours ({f})", CumulativeFlowMap(copy.deepcopy(initial), formulation=f), ours_sample)
+        for f in formulations
+    ]
+    peer = mean_flow(PeerTimes(copy.deepcopy(initial)))
+    return sides + [Contender("MeanFlow (rectified-flow-pytorch)", peer, meanflow_sample)]
+
+
+def train(side: Contender, batches: Callable[[int], Tensor], steps: int, lr: float, warmup: int, seed: int):
+    """AdamW with a linear warm-up and an EMA (0.999, warm-up power 0.75); returns the EMA copy."""
+    torch.manual_seed(seed)
+    module = side.loss.train()
+    optimizer = torch.optim.AdamW(module.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: min(1.0, (i + 1) / max(1, warmup)))
+    ema = EMA(module, (0.999,), warmup_power=0.75)
+    for i in range(steps):
+        loss = module(batches(i))
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"{side.name}: loss became {float(loss)} at step {i}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        ema.update()
+    return ema.copy()
+
+
+def step_times(sides: list[Contender], batches: Callable[[int], Tensor], repeats: int) -> dict[str, float]:
+    """Seconds per training step (loss, backward, AdamW) of each side, timed interleaved."""
+
+    def make_step(side: Contender):
+        module = copy.deepcopy(side.loss).train()
+        optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
+
+        def step(i: int) -> None:
+            loss = module(batches(i))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        return step
+
+    return interleaved_step_times({side.name: make_step(side) for side in sides}, repeats)
+
+
+def checker_support_share(x: Tensor) -> float:
+    """The share of 2-D points inside the checkerboard's squares (the data's support)."""
+    cell = torch.floor(x.double() / CHECKER_CELL + 2.0)
+    inside = ((cell >= 0) & (cell <= 3)).all(dim=1) & ((cell[:, 0] + cell[:, 1]) % 2 == 0)
+    return float(inside.double().mean())
+
+
+def toy_section(args: argparse.Namespace) -> tuple[Table, Table, dict]:
+    """Train every side on the checkerboard and score one- and two-step samples."""
+    data_gen = torch.Generator().manual_seed(args.seed + 1)
+    held_out = sample_toy("checkerboard", args.n, generator=data_gen).float()
+    noise = torch.randn(args.n, 2, generator=data_gen)
+    noise_distance = energy_distance(noise, held_out)
+
+    def batches(i: int) -> Tensor:
+        return sample_toy("checkerboard", args.batch, generator=torch.Generator().manual_seed(10_000 + i)).float()
+
+    def make_net() -> nn.Module:
+        return ToyMLP(dim=2, hidden=args.hidden, depth=args.depth, fourier_levels=0)
+
+    sides = contenders(make_net, args.formulations, args.seed)
+    rows = []
+    for side in sides:
+        model = train(side, batches, args.steps, args.lr, args.warmup, args.seed)
+        row = [side.name]
+        for steps in SAMPLE_STEPS:
+            x = side.sample(model, noise, steps)
+            row += [energy_distance(x, held_out) / noise_distance, checker_support_share(x)]
+        rows.append(row)
+        print(f"toy {side.name}: {row[1:]}", flush=True)
+    times = step_times(sides, batches, args.timing_steps)
+    peer_ms = 1000 * times[sides[-1].name]
+    time_rows = [[s.name, 1000 * times[s.name], 1000 * times[s.name] / peer_ms] for s in sides]
+    quality = Table(
+        "Checkerboard, plain MLP on raw coordinates: energy distance relative to the noise's "
+        "(lower is better) and share of samples inside the squares (higher is better)",
+        ["model", "1 step rel. ED", "1 step in squares", "2 steps rel. ED", "2 steps in squares"],
+        rows,
+    )
+    cost = Table("Checkerboard: training step time (ms) and ratio to MeanFlow's", ["model", "ms", "ratio"], time_rows)
+    data_share = checker_support_share(held_out)
+    settings = {
+        "toy_net": f"ToyMLP {args.hidden}x{args.depth}, raw coordinates, default time features",
+        "toy_batch": args.batch,
+        "toy_steps": args.steps,
+        "toy_eval_samples": args.n,
+        "toy_noise_energy_distance": f"{noise_distance:.4g}",
+        "toy_data_in_squares": f"{data_share:.4g}",
+    }
+    return quality, cost, settings
+
+
+def run(argv: list[str]) -> Report:
+    parser = argparse.ArgumentParser(prog="run.py peer", description=__doc__)
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=["toy"])
+    parser.add_argument("--formulations", nargs="+", default=["u", "edm"], help="our side's formulations")
+    parser.add_argument("--steps", type=int, default=2000, help="training steps of every toy model")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--n", type=int, default=5000, help="samples per toy evaluation")
+    parser.add_argument("--timing-steps", type=int, default=10, help="steps per timing round")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="300 toy steps, 1000 samples: a smoke run")
+    args = parser.parse_args(argv)
+    require_peer()
+    if args.quick:
+        args.steps, args.n, args.timing_steps = 300, 1000, 2
+    tables, settings = [], {"peer": "rectified-flow-pytorch MeanFlow, its defaults", "optimiser": "AdamW"}
+    if "toy" in args.sections:
+        quality, cost, toy_settings = toy_section(args)
+        tables += [quality, cost]
+        settings |= toy_settings | {"toy_lr": args.lr, "toy_warmup": args.warmup}
+    return Report(
+        name="peer",
+        title="Peer: core defaults vs the public MeanFlow (CPU)",
+        settings=settings,
+        tables=tables,
+        notes=[
+            "Same network architecture and initial weights, batches, optimiser (AdamW, linear warm-up, "
+            "EMA 0.999 with warm-up power 0.75) and number of steps on both sides; each side feeds the "
+            "network its own times (ours: the formulation's (t, r); MeanFlow: (t, t - r), t = 1 noise).",
+            "Our side is CumulativeFlowMap(net, formulation) with every other option at its default; "
+            "MeanFlow is MeanFlow(net) with every option at its default.",
+            "MeanFlow's 2 steps: its average velocity over [1, 1/2] then [1/2, 0].",
+        ],
+    )
