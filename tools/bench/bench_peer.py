@@ -4,7 +4,9 @@ The peer is ``rectified-flow-pytorch``'s ``MeanFlow`` with its own defaults (ada
 p = 0.5, logit-normal times, half the batches with r = t). It lives in the ``bench`` dependency
 group only: ``uv sync --locked --group bench``. Both sides train the same network architecture from
 the same initial weights (one seed), on the same batches, with the same optimiser, learning-rate
-warm-up, EMA and number of steps; each side feeds the network its own time convention.
+warm-up, gradient clipping, EMA and number of steps; each side feeds the network its own time
+convention. ``--section toy`` or ``--section digits`` records the section ``peer-toy`` or
+``peer-digits``.
 
 * ``toy``: the 2-D checkerboard with a plain MLP on raw coordinates (``ToyMLP`` without point
   features, independent noise): what a user's own network gets from the core defaults. Scores:
@@ -25,7 +27,7 @@ import argparse
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from cfm_core import CumulativeFlowMap
@@ -37,9 +39,12 @@ from cfm_core.training.ema import EMA
 from harness import Report, Table
 from timing import interleaved_step_times
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 SECTIONS = ("toy", "digits")
 SAMPLE_STEPS = (1, 2)
+#: A training batch: data, or data and class labels.
+Batch = Tensor | tuple[Tensor, Tensor]
 #: Side of one checkerboard square in data units (``cfm_core.toy.data``: a 4x4 board of unit squares
 #: on [-2, 2]^2, scaled by sqrt(3/4)).
 CHECKER_CELL = math.sqrt(3.0 / 4.0)
@@ -58,15 +63,18 @@ def require_peer() -> type[nn.Module]:
 
 
 class PeerTimes(nn.Module):
-    """Our two-time network under MeanFlow's call ``model(x, t, t - r)``: the same module, its two
-    time inputs fed MeanFlow's time ``t`` (1 = noise) and interval ``t - r``."""
+    """Our two-time network under MeanFlow's call ``model(x, t, t - r, cond)``: the same module, its
+    two time inputs fed MeanFlow's time ``t`` (1 = noise) and interval ``t - r``."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
 
-    def forward(self, x: Tensor, t: Tensor, delta: Tensor) -> Tensor:
-        return self.net(x, t, delta, None)
+    def forward(self, x: Tensor, t: Tensor, delta: Tensor, cond: Tensor | None = None) -> Tensor:
+        # torch's fused attention kernels have no forward-mode derivative (MeanFlow's jvp); the
+        # core selects the math kernel for its own tangent pass in the same way
+        with sdpa_kernel(SDPBackend.MATH):
+            return self.net(x, t, delta, cond)
 
 
 @dataclass
@@ -75,66 +83,83 @@ class Contender:
 
     name: str
     loss: nn.Module
-    sample: Callable[[nn.Module, Tensor, int], Tensor]
+    sample: Callable[[nn.Module, Tensor, int, Tensor | None], Tensor]
 
 
-def ours_sample(model: nn.Module, noise: Tensor, steps: int) -> Tensor:
+def ours_sample(model: nn.Module, noise: Tensor, steps: int, cond: Tensor | None = None) -> Tensor:
     """Our cumulative jumps on the formulation's default grid."""
-    return model.sample(noise, steps=steps)
+    return model.sample(noise, steps=steps, cond=cond)
 
 
 @torch.no_grad()
-def meanflow_sample(model: nn.Module, noise: Tensor, steps: int) -> Tensor:
+def meanflow_sample(model: nn.Module, noise: Tensor, steps: int, cond: Tensor | None = None) -> Tensor:
     """MeanFlow's ``steps`` jumps ``z <- z - (t - r) u(z, t, t - r)`` on a uniform grid from 1 to 0."""
     z = noise
     times = torch.linspace(1.0, 0.0, steps + 1)
     for t, r in zip(times[:-1], times[1:], strict=True):
         tb, db = t.expand(z.shape[0]), (t - r).expand(z.shape[0])
-        z = z - (t - r) * model.model(z, tb, db)
+        z = z - (t - r) * model.model(z, tb, db, cond)
     return z
 
 
-def contenders(make_net: Callable[[], nn.Module], formulations: list[str], seed: int) -> list[Contender]:
-    """Our default recipe for each formulation and the peer's MeanFlow, all from one initial network."""
+def contenders(
+    make_net: Callable[[], nn.Module], formulations: list[str], seed: int, null_cond: Tensor | None = None
+) -> list[Contender]:
+    """Our default recipe for each formulation and the peer's MeanFlow, all from one initial
+    network; class-conditional (``null_cond``: the null class) when the network takes labels."""
     mean_flow = require_peer()
     seed_initial_weights(seed)
     initial = make_net()
     sides = [
-        Contender(f"ours ({f})", CumulativeFlowMap(copy.deepcopy(initial), formulation=f), ours_sample)
+        Contender(
+            f"ours ({f})",
+            CumulativeFlowMap(copy.deepcopy(initial), formulation=f, null_cond=null_cond),
+            ours_sample,
+        )
         for f in formulations
     ]
-    peer = mean_flow(PeerTimes(copy.deepcopy(initial)))
+    peer = mean_flow(PeerTimes(copy.deepcopy(initial)), accept_cond=null_cond is not None)
     return sides + [Contender("MeanFlow (rectified-flow-pytorch)", peer, meanflow_sample)]
 
 
-def train(side: Contender, batches: Callable[[int], Tensor], steps: int, lr: float, warmup: int, seed: int):
-    """AdamW with a linear warm-up and an EMA (0.999, warm-up power 0.75); returns the EMA copy."""
+def train(side: Contender, batches: Callable[[int], Batch], steps: int, lr: float, warmup: int, seed: int):
+    """The core trainer's optimiser defaults: AdamW (no weight decay), a linear warm-up to a
+    constant rate, the gradient norm clipped at 1, an EMA (0.999, warm-up power 0.75); returns the
+    EMA copy."""
     torch.manual_seed(seed)
     module = side.loss.train()
-    optimizer = torch.optim.AdamW(module.parameters(), lr=lr)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: min(1.0, (i + 1) / max(1, warmup)))
     ema = EMA(module, (0.999,), warmup_power=0.75)
     for i in range(steps):
-        loss = module(batches(i))
+        loss = side_loss(module, batches(i))
         if not torch.isfinite(loss):
             raise RuntimeError(f"{side.name}: loss became {float(loss)} at step {i}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
         optimizer.step()
         schedule.step()
         ema.update()
     return ema.copy()
 
 
-def step_times(sides: list[Contender], batches: Callable[[int], Tensor], repeats: int) -> dict[str, float]:
+def side_loss(module: nn.Module, batch: Batch) -> Tensor:
+    """The loss of a batch: data, or a (data, class labels) pair."""
+    if isinstance(batch, (tuple, list)):
+        return module(batch[0], cond=batch[1])
+    return module(batch)
+
+
+def step_times(sides: list[Contender], batches: Callable[[int], Batch], repeats: int) -> dict[str, float]:
     """Seconds per training step (loss, backward, AdamW) of each side, timed interleaved."""
 
     def make_step(side: Contender):
         module = copy.deepcopy(side.loss).train()
-        optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
+        optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4, weight_decay=0.0)
 
         def step(i: int) -> None:
-            loss = module(batches(i))
+            loss = side_loss(module, batches(i))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -170,7 +195,7 @@ def toy_section(args: argparse.Namespace) -> tuple[Table, Table, dict]:
         model = train(side, batches, args.steps, args.lr, args.warmup, args.seed)
         row = [side.name]
         for steps in SAMPLE_STEPS:
-            x = side.sample(model, noise, steps)
+            x = side.sample(model, noise, steps, None)
             row += [energy_distance(x, held_out) / noise_distance, checker_support_share(x)]
         rows.append(row)
         print(f"toy {side.name}: {row[1:]}", flush=True)
@@ -196,9 +221,71 @@ def toy_section(args: argparse.Namespace) -> tuple[Table, Table, dict]:
     return quality, cost, settings
 
 
+def digits_section(args: argparse.Namespace) -> tuple[Table, Table, dict]:
+    """Train every side on the built-in digits (the image app's quick preset: data, micro UNet,
+    batch, learning rate, warm-up, steps) and score one- and two-step samples by the app's
+    classifier Frechet distance."""
+    from cfm_image.classifier import builtin_classifier
+    from cfm_image.commands import architecture, generation_labels
+    from cfm_image.config import TRAIN_PRESETS
+    from cfm_image.scores import ImageScorer
+    from cfm_image.sources import open_training_data, reference_images, training_batches
+    from cfm_image.unet import unet_from_config
+
+    quick = TRAIN_PRESETS["quick"]
+    source, data = open_training_data(quick.data, seed=quick.train.seed)
+    steps = min(args.digits_steps, quick.train.steps)
+    batches = training_batches(source, data, quick.train.batch_size)
+    config = replace(quick, data=data, method=replace(quick.method, formulation=args.digits_formulations[0]))
+    net_config = architecture(config)
+    real, _ = reference_images(data, max(args.digits_n, 2000))
+    classifier = builtin_classifier(data.builtin, data.resolution).model
+    scorer = ImageScorer(real, classifier)
+    labels = generation_labels(data.num_classes, args.digits_n)
+    noise = torch.randn(
+        args.digits_n, data.channels, data.resolution, data.resolution, generator=torch.Generator().manual_seed(1234)
+    )
+    sides = contenders(
+        lambda: unet_from_config(net_config), args.digits_formulations, quick.train.seed, torch.tensor(data.num_classes)
+    )
+    rows = []
+    for side in sides:
+        model = train(side, batches, steps, quick.train.lr, quick.train.warmup_steps, quick.train.seed)
+        row = [side.name]
+        with torch.no_grad():
+            for n_steps in SAMPLE_STEPS:
+                scores = scorer(side.sample(model, noise, n_steps, labels), labels)
+                row += [scores["classifier_fd"], scores["classifier_accuracy"]]
+        rows.append(row)
+        print(f"digits {side.name}: {row[1:]}", flush=True)
+    times = step_times(sides, batches, args.timing_steps)
+    peer_ms = 1000 * times[sides[-1].name]
+    quality = Table(
+        "Digits 16x16, micro UNet, class-conditional (guidance 1): classifier Frechet distance (lower is "
+        "better) and the classifier's accuracy on the generated class",
+        ["model", "1 step FD", "1 step accuracy", "2 steps FD", "2 steps accuracy"],
+        rows,
+    )
+    cost = Table(
+        "Digits: training step time (ms) and ratio to MeanFlow's",
+        ["model", "ms", "ratio"],
+        [[s.name, 1000 * times[s.name], 1000 * times[s.name] / peer_ms] for s in sides],
+    )
+    settings = {
+        "digits_net": f"{quick.net.preset} UNet, time features {net_config['time_embedding']}",
+        "digits_batch": quick.train.batch_size,
+        "digits_steps": steps,
+        "digits_lr": quick.train.lr,
+        "digits_eval_samples": args.digits_n,
+    }
+    return quality, cost, settings
+
+
 def run(argv: list[str]) -> Report:
     parser = argparse.ArgumentParser(prog="run.py peer", description=__doc__)
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=["toy"])
+    parser.add_argument(
+        "--section", choices=SECTIONS, default="toy", help="which comparison (each records its own section)"
+    )
     parser.add_argument("--formulations", nargs="+", default=["u", "edm"], help="our side's formulations")
     parser.add_argument("--steps", type=int, default=2000, help="training steps of every toy model")
     parser.add_argument("--batch", type=int, default=256)
@@ -209,24 +296,34 @@ def run(argv: list[str]) -> Report:
     parser.add_argument("--n", type=int, default=5000, help="samples per toy evaluation")
     parser.add_argument("--timing-steps", type=int, default=10, help="steps per timing round")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--digits-steps", type=int, default=1500, help="digits training steps (at most the quick preset's)"
+    )
+    parser.add_argument("--digits-formulations", nargs="+", default=["u"], help="our side's formulations (digits)")
+    parser.add_argument("--digits-n", type=int, default=1000, help="generated digits per evaluation")
     parser.add_argument("--quick", action="store_true", help="300 toy steps, 1000 samples: a smoke run")
     args = parser.parse_args(argv)
     require_peer()
     if args.quick:
         args.steps, args.n, args.timing_steps = 300, 1000, 2
-    tables, settings = [], {"peer": "rectified-flow-pytorch MeanFlow, its defaults", "optimiser": "AdamW"}
-    if "toy" in args.sections:
-        quality, cost, toy_settings = toy_section(args)
-        tables += [quality, cost]
-        settings |= toy_settings | {"toy_lr": args.lr, "toy_warmup": args.warmup}
+        args.digits_steps, args.digits_n = 100, 200
+    settings = {"peer": "rectified-flow-pytorch MeanFlow, its defaults"}
+    if args.section == "toy":
+        quality, cost, section_settings = toy_section(args)
+        section_settings |= {"toy_lr": args.lr, "toy_warmup": args.warmup}
+        title = "checkerboard, plain MLP"
+    else:
+        quality, cost, section_settings = digits_section(args)
+        title = "digits, micro UNet"
     return Report(
-        name="peer",
-        title="Peer: core defaults vs the public MeanFlow (CPU)",
-        settings=settings,
-        tables=tables,
+        name=f"peer-{args.section}",
+        title=f"Peer: core defaults vs the public MeanFlow, {title} (CPU)",
+        settings=settings | section_settings,
+        tables=[quality, cost],
         notes=[
-            "Same network architecture and initial weights, batches, optimiser (AdamW, linear warm-up, "
-            "EMA 0.999 with warm-up power 0.75) and number of steps on both sides; each side feeds the "
+            "Same network architecture and initial weights, batches, optimiser (the core trainer's: AdamW "
+            "without weight decay, linear warm-up, gradient norm clipped at 1, EMA 0.999 with warm-up "
+            "power 0.75) and number of steps on both sides; each side feeds the "
             "network its own times (ours: the formulation's (t, r); MeanFlow: (t, t - r), t = 1 noise).",
             "Our side is CumulativeFlowMap(net, formulation) with every other option at its default; "
             "MeanFlow is MeanFlow(net) with every option at its default.",
