@@ -32,6 +32,9 @@ SECTIONS: dict[str, tuple[str, list[str]]] = {
     "geometry-18000steps": ("geometry", ["--steps", "18000", "--timing-max-nfe", "31"]),
     "distill-toy": ("distill", []),
     "distill-digits": ("distill", ["--section", "digits"]),
+    # the peer implementation comes from the bench dependency group: uv sync --locked --group bench
+    "peer-toy": ("peer", ["--section", "toy"]),
+    "peer-digits": ("peer", ["--section", "digits"]),
 }
 
 ALL_NOTE = "Recorded by `tools/bench/run.py all`: every section of BENCHMARKS.md at the same commit."
