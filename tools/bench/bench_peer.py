@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
-from cfm_core import CumulativeFlowMap
+from cfm_core import CFMLoss, FlowMap
 from cfm_core.metrics import energy_distance
 from cfm_core.toy.backbone import ToyMLP
 from cfm_core.toy.data import sample_toy
@@ -86,9 +86,9 @@ class Contender:
     sample: Callable[[nn.Module, Tensor, int, Tensor | None], Tensor]
 
 
-def ours_sample(model: nn.Module, noise: Tensor, steps: int, cond: Tensor | None = None) -> Tensor:
+def ours_sample(loss: CFMLoss, noise: Tensor, steps: int, cond: Tensor | None = None) -> Tensor:
     """Our cumulative jumps on the formulation's default grid."""
-    return model.sample(noise, steps=steps, cond=cond)
+    return loss.model.sample(noise, steps=steps, cond=cond)
 
 
 @torch.no_grad()
@@ -113,7 +113,7 @@ def contenders(
     sides = [
         Contender(
             f"ours ({f})",
-            CumulativeFlowMap(copy.deepcopy(initial), formulation=f, null_cond=null_cond),
+            CFMLoss(FlowMap(copy.deepcopy(initial), formulation=f, null_cond=null_cond)),
             ours_sample,
         )
         for f in formulations
@@ -325,7 +325,7 @@ def run(argv: list[str]) -> Report:
             "without weight decay, linear warm-up, gradient norm clipped at 1, EMA 0.999 with warm-up "
             "power 0.75) and number of steps on both sides; each side feeds the "
             "network its own times (ours: the formulation's (t, r); MeanFlow: (t, t - r), t = 1 noise).",
-            "Our side is CumulativeFlowMap(net, formulation) with every other option at its default; "
+            "Our side is CFMLoss(FlowMap(net, formulation)) with every other option at its default; "
             "MeanFlow is MeanFlow(net) with every option at its default.",
             "MeanFlow's 2 steps: its average velocity over [1, 1/2] then [1/2, 0].",
         ],
