@@ -1,0 +1,43 @@
+"""The peer benchmark's pieces that run without the peer: its missing-dependency message, the
+checkerboard support share and MeanFlow's multi-jump sampler."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from cfm_core.toy.data import sample_toy
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import bench_peer  # noqa: E402
+
+
+def test_a_missing_bench_group_is_named(monkeypatch):
+    monkeypatch.setitem(sys.modules, "rectified_flow_pytorch", None)  # import fails
+    with pytest.raises(SystemExit, match="uv sync --locked --group bench"):
+        bench_peer.require_peer()
+
+
+def test_checkerboard_support_share():
+    data = sample_toy("checkerboard", 2000, generator=torch.Generator().manual_seed(0)).float()
+    assert bench_peer.checker_support_share(data) == 1.0
+    shifted = data + torch.tensor([bench_peer.CHECKER_CELL, 0.0])  # one square over: the light squares
+    inside_board = (shifted.abs() < 2 * bench_peer.CHECKER_CELL).all(dim=1)
+    assert bench_peer.checker_support_share(shifted[inside_board]) == 0.0
+    assert bench_peer.checker_support_share(torch.full((10, 2), 5.0)) == 0.0  # off the board
+
+
+class _ConstantVelocity(torch.nn.Module):
+    """A MeanFlow stand-in whose ``model(z, t, delta, cond)`` is a velocity ``(t + delta)``."""
+
+    def model(self, z, t, delta, cond=None):
+        return (t + delta)[:, None].expand_as(z)
+
+
+def test_meanflow_sampler_jumps_on_a_uniform_grid():
+    noise = torch.zeros(3, 2)
+    # one jump: z - 1 * (1 + 1); two jumps: - 0.5 * (1 + 0.5) - 0.5 * (0.5 + 0.5)
+    assert torch.allclose(bench_peer.meanflow_sample(_ConstantVelocity(), noise, 1), torch.full((3, 2), -2.0))
+    assert torch.allclose(bench_peer.meanflow_sample(_ConstantVelocity(), noise, 2), torch.full((3, 2), -1.25))
