@@ -32,10 +32,10 @@ from dataclasses import dataclass, replace
 import torch
 from cfm_core import CFMLoss, FlowMap
 from cfm_core.metrics import energy_distance
-from cfm_core.toy.backbone import ToyMLP
-from cfm_core.toy.data import sample_toy
 from cfm_core.training import seed_initial_weights
 from cfm_core.training.ema import EMA
+from cfm_toy.backbone import ToyMLP
+from cfm_toy.data import sample_toy
 from harness import Report, Table
 from timing import interleaved_step_times
 from torch import Tensor, nn
@@ -45,7 +45,7 @@ SECTIONS = ("toy", "digits")
 SAMPLE_STEPS = (1, 2)
 #: A training batch: data, or data and class labels.
 Batch = Tensor | tuple[Tensor, Tensor]
-#: Side of one checkerboard square in data units (``cfm_core.toy.data``: a 4x4 board of unit squares
+#: Side of one checkerboard square in data units (``cfm_toy.data``: a 4x4 board of unit squares
 #: on [-2, 2]^2, scaled by sqrt(3/4)).
 CHECKER_CELL = math.sqrt(3.0 / 4.0)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cfm_core.toy.data import sample_toy
+from cfm_toy.data import sample_toy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench_peer  # noqa: E402
