@@ -48,11 +48,11 @@ def test_loss_equals_hand_computed_target(formulation):
     weight = f.loss_weight(t) * torch.where(inst, torch.ones_like(t), f.field_weight(t, r))
     expected = ((model.field(x, t, r) - target) ** 2).mean(1) * weight
     torch.testing.assert_close(loss, expected.mean(), rtol=1e-4, atol=1e-6)
-    plain = make_loss(model.net, formulation, field_weighting="none", adaptive_p=0.0)
+    plain = make_loss(model.net, formulation, derivative="jvp", field_weighting="none", adaptive_p=0.0)
     plain.time_sampler = loss_fn.time_sampler
     expected_plain = ((model.field(x, t, r) - target) ** 2).mean(1) * f.loss_weight(t)
     torch.testing.assert_close(plain(data, noise=noise), expected_plain.mean(), rtol=1e-4, atol=1e-6)
-    adaptive = make_loss(model.net, formulation, adaptive_p=1.0, adaptive_c=0.5)
+    adaptive = make_loss(model.net, formulation, derivative="jvp", adaptive_p=1.0, adaptive_c=0.5)
     adaptive.time_sampler = loss_fn.time_sampler
     expected_adaptive = expected / (expected.detach() + 0.5)
     torch.testing.assert_close(adaptive(data, noise=noise), expected_adaptive.mean(), rtol=1e-4, atol=1e-6)
@@ -63,7 +63,7 @@ def test_model_target_field_builds_the_target_from_the_networks_r_equal_t_output
     """target_field="model": the cumulative rows' target takes m_{t->t}(x) of the network (no
     gradient) where the paper's takes m_t(x | x1); the r = t rows keep the conditional target."""
     torch.manual_seed(0)
-    loss_fn = _model_target_loss(SmoothNet(), formulation, derivative=derivative, adaptive_p=0.0)
+    loss_fn = _model_target_loss(SmoothNet(), formulation, derivative=derivative, fd_step=0.01, adaptive_p=0.0)
     model = loss_fn.model
     loss, data, noise, t, r, inst, x = _loss_on_a_fixed_batch(loss_fn)
     f = formulation
@@ -87,7 +87,7 @@ def test_model_target_field_builds_the_target_from_the_networks_r_equal_t_output
 
 
 def test_model_target_field_of_the_exact_field_has_no_data_noise(formulation):
-    """Gaussian-to-Gaussian: with the exact cumulative field, the "model" target equals the field
+    """Gaussian-to-Gaussian: with the exact cumulative field and derivative, the "model" target equals the field
     at every x (zero cumulative loss, whatever data the batch holds), while the paper's conditional
     target scatters around it with the data."""
     oracle = GaussianOracle(formulation, torch.tensor([0.5, -1.0]), torch.tensor([[1.0, 0.3], [0.3, 0.5]]))
@@ -99,7 +99,9 @@ def test_model_target_field_of_the_exact_field_has_no_data_noise(formulation):
     data, noise = 3.0 * torch.randn(n, 2, generator=g), torch.randn(n, 2, generator=g)
     losses = {}
     for source in ("model", "conditional"):
-        loss_fn = _model_target_loss(SmoothNet(dim=2), formulation, adaptive_p=0.0, target_field=source)
+        loss_fn = _model_target_loss(
+            SmoothNet(dim=2), formulation, derivative="jvp", adaptive_p=0.0, target_field=source
+        )
         loss_fn.model.field = lambda x, t, r, cond=None: oracle.cumulative_field(
             x.double(), t.double(), r.double()
         ).float()

@@ -17,6 +17,11 @@ and returns ``Dm`` detached: the derivative only enters the stop-gradient target
 * ``finite_difference`` — one extra stop-gradient forward one small step along the instantaneous
   (conditional) flow: ``(m(x', t') - m(x, t)) / (t' - t)`` with ``x' = F[m_t, x, t, t']`` (Euler
   Mean Flows' JVP-free estimate). The step is ``step`` in unit time, shortened where ``r`` is closer.
+  The default of :class:`~cfm_core.LossRecipe`. Where the exact derivative of a time oscillation of
+  frequency ``w`` is ``w`` times its amplitude, the secant's is at most ``2/step`` times it, and as a
+  one-sided (upwind) difference it damps the oscillation in the regression instead of feeding it
+  back: the cumulative target stays bounded for networks with high-frequency time features, at a
+  bias first order in ``step``.
 * ``autograd`` — ``torch.autograd.functional.jvp`` (the double-backward trick): slower, but works for
   modules without forward-mode rules; the tests use it as the reference.
 """

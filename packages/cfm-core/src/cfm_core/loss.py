@@ -62,12 +62,17 @@ class LossRecipe:
     """Law of the (t, r) pairs in unit time: two uniform draws, or two logit-normal draws, ordered."""
     logit_normal: tuple[float, float] = (-0.4, 1.0)
     """Mean and std of the logit-normal law."""
-    derivative: Literal["jvp", "jvp_one_pass", "finite_difference", "autograd"] = "jvp"
-    """Total time derivative of the network: forward-mode JVP; the JVP pass also giving the prediction
-    (jvp_one_pass: one pass fewer, more saved activations); one extra forward pass; or double
-    backward."""
-    fd_step: float = 0.01
-    """Finite-difference step in unit time."""
+    derivative: Literal["jvp", "jvp_one_pass", "finite_difference", "autograd"] = "finite_difference"
+    """Total time derivative of the network in the cumulative target: finite_difference (default: the
+    secant over fd_step along the instantaneous flow, one extra forward pass; it damps time
+    oscillations faster than 1/fd_step, so networks with high-frequency time features, such as
+    DDPM's scale-1000 sinusoids or Fourier scale 16, train stably); the exact derivative by
+    forward-mode JVP (jvp: the paper's objective, unstable when the network's time features
+    oscillate fast); the JVP pass also giving the prediction (jvp_one_pass: one pass fewer, more
+    saved activations); or double backward (autograd)."""
+    fd_step: float = 0.05
+    """Finite-difference step in unit time (shortened where r is closer): a longer step damps more of
+    the network's fast time oscillations and biases the target more (first order in the step)."""
     forward_rules: Literal["auto", "lean", "torch"] = "auto"
     """Forward-mode rules of the jvp backends: lean (exact tangents of linear, convolution and
     normalisation layers with constant weights, cfm_core.forward_rules), torch (PyTorch's own), or
