@@ -22,6 +22,10 @@ CFM_INSTANTANEOUS_RATIO = 0.75
 #: The instantaneous field inside CFM's cumulative target: the network's own r = t output, which
 #: carries no data noise (docs/design-notes.md, "The model's own field in the target").
 CFM_TARGET_FIELD = "model"
+#: The total derivative in CFM's target: the exact JVP. The core's default, the finite difference,
+#: scored worse on the torus knot (docs/design-notes.md, "Not adopted: geometry one-step variants");
+#: this app's time features are low-frequency (Fourier scale 1), which the JVP handles.
+CFM_DERIVATIVE = "jvp"
 #: Learning-rate schedule after the warm-up (GD's: half cosine).
 LR_SCHEDULE = "cosine"
 
@@ -64,7 +68,12 @@ class GeometryNetConfig:
 def _edm_method(**options) -> MethodConfig:
     return MethodConfig(
         formulation="edm",
-        **{"instantaneous_ratio": CFM_INSTANTANEOUS_RATIO, "target_field": CFM_TARGET_FIELD, **options},
+        **{
+            "instantaneous_ratio": CFM_INSTANTANEOUS_RATIO,
+            "target_field": CFM_TARGET_FIELD,
+            "derivative": CFM_DERIVATIVE,
+            **options,
+        },
     )
 
 
