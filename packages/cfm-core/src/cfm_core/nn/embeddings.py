@@ -13,8 +13,9 @@ class SinusoidalTimeEmbedding(nn.Module):
 
     ``scale`` multiplies the time first, so the highest frequency is ``scale`` radians per unit
     time. CFM differentiates the network in ``t``, so the default is low (10, for times in
-    ``[0, 1]``): high frequencies make the field-equation target's time derivative, and with it
-    the target, huge (docs/design-notes.md, "Low-frequency time features").
+    ``[0, 1]``): high frequencies make the exact time derivative in the field-equation target
+    (``derivative="jvp"``), and with it the target, huge; the default finite-difference derivative
+    stays bounded (docs/design-notes.md, "Low-frequency time features").
     """
 
     def __init__(self, dim: int, scale: float = 10.0, max_period: float = 10000.0) -> None:
@@ -34,7 +35,8 @@ class SinusoidalTimeEmbedding(nn.Module):
 class FourierTimeEmbedding(nn.Module):
     """Random Fourier features ``[cos(2 pi w t), sin(2 pi w t)]`` with fixed ``w ~ N(0, scale^2)``
     (NCSN++/EDM style). The default ``scale = 1`` (as Geometry Distributions) keeps the network smooth
-    in ``t``, which the field-equation target differentiates; NCSN++'s 16 made CFM diverge on the toys."""
+    in ``t``, which the field-equation target differentiates; NCSN++'s 16 made CFM with the exact
+    (JVP) derivative diverge on the toys."""
 
     def __init__(self, dim: int, scale: float = 1.0, seed: int = 0) -> None:
         super().__init__()
