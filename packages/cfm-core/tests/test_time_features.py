@@ -97,7 +97,7 @@ def test_default_recipe_trains_the_one_step_map_with_the_networks_time_features(
 
 @pytest.mark.parametrize("formulation", ["u", "x1", "edm"])
 def test_exact_derivative_misses_the_tolerance_with_ddpm_scale_features(formulation):
-    """The negative control: the paper's objective (the JVP) at scale 1000, same budget."""
+    """The negative control: the exact derivative (the JVP, as in the paper) at scale 1000, same budget."""
     error = _one_step_error(formulation, "ddpm_sinusoidal_1000", LossRecipe(derivative="jvp"))
     assert error > TOLERANCES[formulation, "ddpm_sinusoidal_1000"], error
 
