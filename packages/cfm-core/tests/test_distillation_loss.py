@@ -18,7 +18,8 @@ def _exact_student(oracle, teacher_oracle, objective, **options):
     teacher = Teacher(OracleModel(teacher_oracle))
     model = FlowMap(SmoothNet(dim=2), oracle.formulation)
     model.field = lambda x, t, r, cond=None: oracle.cumulative_field(x.double(), t.double(), r.double()).float()
-    loss_fn = CFMLoss(model, LossRecipe(objective=objective, **options), teacher=teacher)
+    recipe = LossRecipe(objective=objective, **{"derivative": "jvp", **options})  # the exact derivative
+    loss_fn = CFMLoss(model, recipe, teacher=teacher)
     n = 64
     g = torch.Generator().manual_seed(3)
     u = 0.05 + 0.85 * torch.rand(2, n, generator=g)
