@@ -28,6 +28,13 @@ Template = Literal["mixed", "biped", "quadruped", "tailed_biped", "four_armed_bi
 RigNetSplit = Literal["train", "val", "test", "all"]
 
 
+#: The total derivative in CFM's target: the exact JVP. The core defaults to the finite difference,
+#: which is robust to high-frequency time features; this app's network uses low-frequency ones,
+#: which the JVP handles, and its benchmark section was recorded with the JVP (docs/design-notes.md,
+#: "The finite-difference derivative by default").
+CFM_DERIVATIVE = "jvp"
+
+
 @dataclass
 class ProceduralConfig:
     """Procedural capsule characters (random templates, proportions and poses), generated on
@@ -136,7 +143,7 @@ class PoseTrainConfig:
     smpl: SmplConfig = field(default_factory=SmplConfig)
     rignet: RigNetConfig = field(default_factory=RigNetConfig)
     net: PoseNetConfig = field(default_factory=PoseNetConfig)
-    method: MethodConfig = field(default_factory=lambda: MethodConfig(formulation="ddim"))
+    method: MethodConfig = field(default_factory=lambda: MethodConfig(formulation="ddim", derivative=CFM_DERIVATIVE))
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             steps=3000,
@@ -166,7 +173,7 @@ def _preset(steps: int, output_dir: str, template: Template = "mixed", **method)
     base = PoseTrainConfig(procedural=ProceduralConfig(template))
     return replace(
         base,
-        method=MethodConfig(**{"formulation": "ddim", **method}),
+        method=MethodConfig(**{"formulation": "ddim", "derivative": CFM_DERIVATIVE, **method}),
         train=replace(base.train, steps=steps, output_dir=output_dir),
     )
 
