@@ -7,21 +7,9 @@ import shutil
 
 import pytest
 import torch
-from cfm_core.testing import assert_refused, broken_checkpoints
+from cfm_core.testing import CHECKPOINT_COMMAND_CASES, assert_refused, broken_checkpoints
 from cfm_core.training import latest_checkpoint
 from PIL import Image
-
-CHECKPOINT_CASES = [
-    "missing",
-    "empty-folder",
-    "meta-empty",
-    "meta-not-json",
-    "meta-missing-keys",
-    "other-format",
-    "truncated-model",
-    "missing-model",
-    "other-app",
-]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +30,7 @@ def ws(tmp_path):
 
 @pytest.mark.parametrize(
     "command, case",
-    [(c, k) for c in ("sample", "eval", "info") for k in CHECKPOINT_CASES if (c, k) != ("info", "other-app")],
+    CHECKPOINT_COMMAND_CASES,
 )
 def test_a_broken_checkpoint_is_refused(command, case, broken, ws):
     path, message = broken[case]

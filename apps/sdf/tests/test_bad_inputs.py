@@ -6,19 +6,8 @@ import numpy as np
 import pytest
 import trimesh
 from cfm_core.cli import main
-from cfm_core.testing import assert_refused, broken_checkpoints
+from cfm_core.testing import CHECKPOINT_COMMAND_CASES, assert_refused, broken_checkpoints
 
-CHECKPOINT_CASES = [
-    "missing",
-    "empty-folder",
-    "meta-empty",
-    "meta-not-json",
-    "meta-missing-keys",
-    "other-format",
-    "truncated-model",
-    "missing-model",
-    "other-app",
-]
 TINY = ["--net.preset", "tiny", "--data.n-context", "64", "--data.n-query-near", "32", "--data.n-query-surface", "8"]
 TINY += ["--data.noise-grid", "8", "--train.batch-size", "2", "--train.sample-every", "0"]
 
@@ -53,7 +42,7 @@ def ws(tmp_path):
 
 @pytest.mark.parametrize(
     "command, case",
-    [(c, k) for c in ("sample", "eval", "info") for k in CHECKPOINT_CASES if (c, k) != ("info", "other-app")],
+    CHECKPOINT_COMMAND_CASES,
 )
 def test_a_broken_checkpoint_is_refused(command, case, broken, ws):
     path, message = broken[case]

@@ -5,19 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cfm_core.cli import main
-from cfm_core.testing import assert_refused, broken_checkpoints
-
-CHECKPOINT_CASES = [
-    "missing",
-    "empty-folder",
-    "meta-empty",
-    "meta-not-json",
-    "meta-missing-keys",
-    "other-format",
-    "truncated-model",
-    "missing-model",
-    "other-app",
-]
+from cfm_core.testing import CHECKPOINT_COMMAND_CASES, assert_refused, broken_checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +33,7 @@ def ws(tmp_path):
 
 @pytest.mark.parametrize(
     "command, case",
-    [(c, k) for c in ("sample", "eval", "info") for k in CHECKPOINT_CASES if (c, k) != ("info", "other-app")],
+    CHECKPOINT_COMMAND_CASES,
 )
 def test_a_broken_checkpoint_is_refused(command, case, broken, ws):
     path, message = broken[case]

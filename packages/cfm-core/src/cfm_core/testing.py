@@ -15,6 +15,28 @@ from pathlib import Path
 from cfm_core.cli import main
 from cfm_core.training.checkpoint import latest_checkpoint
 
+#: The kinds of broken checkpoint :func:`broken_checkpoints` makes, in order.
+BROKEN_CHECKPOINT_CASES = (
+    "missing",
+    "empty-folder",
+    "meta-empty",
+    "meta-not-json",
+    "meta-missing-keys",
+    "other-format",
+    "truncated-model",
+    "missing-model",
+    "other-app",
+)
+
+#: ``(command, case)`` pairs every app's ``sample``, ``eval`` and ``info`` must refuse (``info``
+#: prints another app's checkpoint rather than refusing it).
+CHECKPOINT_COMMAND_CASES = [
+    (command, case)
+    for command in ("sample", "eval", "info")
+    for case in BROKEN_CHECKPOINT_CASES
+    if (command, case) != ("info", "other-app")
+]
+
 
 def run_cfm(argv: Sequence[str]) -> tuple[int, str, str]:
     """Run ``cfm argv`` in this process: ``(exit code, stdout, stderr)``; an option parser's
