@@ -127,6 +127,8 @@ def _toy(args) -> tuple[list[Table], list[str], list[str], dict]:
         f"Noise floor: the energy distance of {FLOOR_DRAWS} fresh data samples of {args.n} points to the "
         f"held-out set: mean {floor_mean:.2g}, sd {floor_sd:.2g}.",
         f"Teacher training: {seconds['teacher']:.0f} s ({args.teacher_steps} steps).",
+        "What was tried towards the 1-step target (recipe variants, and students trained for the peer's "
+        "training time): [design notes, distillation](docs/design-notes.md#distillation-from-a-frozen-teacher).",
     ]
     settings = {
         "data": "checkerboard",
