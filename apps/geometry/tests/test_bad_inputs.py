@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cfm_core.cli import main
-from cfm_core.testing import CHECKPOINT_COMMAND_CASES, assert_refused, broken_checkpoints
+from cfm_core.testing import (
+    CHECKPOINT_COMMAND_CASES,
+    assert_broken_checkpoint_refused,
+    assert_catalogue_case_refused,
+    broken_checkpoints,
+)
 
 TINY = ["--net.width", "8", "--net.depth", "1", "--net.fourier-levels", "1", "--points", "500"]
 TINY += ["--preview-points", "0", "--train.batch-size", "64", "--train.warmup-steps", "0"]
@@ -44,9 +49,7 @@ def ws(tmp_path):
     CHECKPOINT_COMMAND_CASES,
 )
 def test_a_broken_checkpoint_is_refused(command, case, broken, ws):
-    path, message = broken[case]
-    extra = {"sample": ["--out", ws / "existing.ply"], "eval": ["--out", ws / "eval"], "info": []}[command]
-    assert_refused(["geometry", command, "--checkpoint", path, *extra], "--checkpoint", message, unchanged=[ws])
+    assert_broken_checkpoint_refused("geometry", command, *broken[case], ws, sample_args=["--out", ws / "existing.ply"])
 
 
 CASES = {
@@ -80,10 +83,4 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_bad_option_or_file_is_refused(case, ws, run):
-    argv, fragments = CASES[case]
-    argv = ["geometry", *(str(a).format(ws=ws) for a in argv)]
-    if argv[1] in ("sample", "eval"):
-        argv[2:2] = ["--checkpoint", str(run)]
-    if argv[1] == "train" and not any(a.startswith("--train.output-dir") for a in argv):
-        argv += ["--train.output-dir", str(ws / "run")]
-    assert_refused(argv, *(f.format(ws=ws) for f in fragments), unchanged=[ws, run])
+    assert_catalogue_case_refused("geometry", *CASES[case], ws, run)

@@ -7,7 +7,13 @@ import shutil
 
 import pytest
 import torch
-from cfm_core.testing import CHECKPOINT_COMMAND_CASES, assert_refused, broken_checkpoints
+from cfm_core.testing import (
+    CHECKPOINT_COMMAND_CASES,
+    assert_broken_checkpoint_refused,
+    assert_catalogue_case_refused,
+    assert_refused,
+    broken_checkpoints,
+)
 from cfm_core.training import latest_checkpoint
 from PIL import Image
 
@@ -33,9 +39,7 @@ def ws(tmp_path):
     CHECKPOINT_COMMAND_CASES,
 )
 def test_a_broken_checkpoint_is_refused(command, case, broken, ws):
-    path, message = broken[case]
-    extra = {"sample": ["--grid", ws / "existing.png"], "eval": ["--out", ws / "eval"], "info": []}[command]
-    assert_refused(["image", command, "--checkpoint", path, *extra], "--checkpoint", message, unchanged=[ws])
+    assert_broken_checkpoint_refused("image", command, *broken[case], ws, sample_args=["--grid", ws / "existing.png"])
 
 
 class _CreatesFile:
@@ -112,13 +116,7 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_bad_option_or_file_is_refused(case, ws, tiny_image_run):
-    argv, fragments = CASES[case]
-    argv = ["image", *(str(a).format(ws=ws) for a in argv)]
-    if argv[1] in ("sample", "eval"):
-        argv[2:2] = ["--checkpoint", str(tiny_image_run)]
-    if argv[1] == "train" and not any(a.startswith("--train.output-dir") for a in argv):
-        argv += ["--train.output-dir", str(ws / "run")]
-    assert_refused(argv, *(f.format(ws=ws) for f in fragments), unchanged=[ws, tiny_image_run])
+    assert_catalogue_case_refused("image", *CASES[case], ws, tiny_image_run)
 
 
 def test_a_run_directory_with_checkpoints_is_not_overwritten(ws, tiny_image_run):

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cfm_core.cli import main
-from cfm_core.testing import CHECKPOINT_COMMAND_CASES, assert_refused, broken_checkpoints
+from cfm_core.testing import (
+    CHECKPOINT_COMMAND_CASES,
+    assert_broken_checkpoint_refused,
+    assert_catalogue_case_refused,
+    broken_checkpoints,
+)
 
 TINY = ["--n-points", "32", "--net.hidden", "8", "--net.depth", "1", "--net.time-dim", "8", "--net.code-dim", "8"]
 TINY += ["--net.encoder-hidden", "8", "--net.encoder-depth", "1", "--net.fourier-levels", "1"]
@@ -45,10 +50,9 @@ def ws(tmp_path):
     CHECKPOINT_COMMAND_CASES,
 )
 def test_a_broken_checkpoint_is_refused(command, case, broken, ws):
-    path, message = broken[case]
-    sample = ["--input", ws / "shape.npy", "--out", ws / "existing.json"]
-    extra = {"sample": sample, "eval": ["--out", ws / "eval"], "info": []}[command]
-    assert_refused(["pose", command, "--checkpoint", path, *extra], "--checkpoint", message, unchanged=[ws])
+    assert_broken_checkpoint_refused(
+        "pose", command, *broken[case], ws, sample_args=["--input", ws / "shape.npy", "--out", ws / "existing.json"]
+    )
 
 
 SAMPLE = ["sample", "--input", "{ws}/shape.npy"]
@@ -78,10 +82,4 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_bad_option_or_file_is_refused(case, ws, run):
-    argv, fragments = CASES[case]
-    argv = ["pose", *(str(a).format(ws=ws) for a in argv)]
-    if argv[1] in ("sample", "eval"):
-        argv[2:2] = ["--checkpoint", str(run)]
-    if argv[1] == "train" and not any(a.startswith("--train.output-dir") for a in argv):
-        argv += ["--train.output-dir", str(ws / "run")]
-    assert_refused(argv, *(f.format(ws=ws) for f in fragments), unchanged=[ws, run])
+    assert_catalogue_case_refused("pose", *CASES[case], ws, run)

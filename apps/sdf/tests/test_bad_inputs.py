@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import trimesh
 from cfm_core.cli import main
-from cfm_core.testing import CHECKPOINT_COMMAND_CASES, assert_refused, broken_checkpoints
+from cfm_core.testing import (
+    CHECKPOINT_COMMAND_CASES,
+    assert_broken_checkpoint_refused,
+    assert_catalogue_case_refused,
+    broken_checkpoints,
+)
 
 TINY = ["--net.preset", "tiny", "--data.n-context", "64", "--data.n-query-near", "32", "--data.n-query-surface", "8"]
 TINY += ["--data.noise-grid", "8", "--train.batch-size", "2", "--train.sample-every", "0"]
@@ -45,9 +50,7 @@ def ws(tmp_path):
     CHECKPOINT_COMMAND_CASES,
 )
 def test_a_broken_checkpoint_is_refused(command, case, broken, ws):
-    path, message = broken[case]
-    extra = {"sample": ["--out", ws / "existing.obj"], "eval": ["--out", ws / "eval"], "info": []}[command]
-    assert_refused(["sdf", command, "--checkpoint", path, *extra], "--checkpoint", message, unchanged=[ws])
+    assert_broken_checkpoint_refused("sdf", command, *broken[case], ws, sample_args=["--out", ws / "existing.obj"])
 
 
 CASES = {
@@ -80,10 +83,4 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_bad_option_or_file_is_refused(case, ws, run):
-    argv, fragments = CASES[case]
-    argv = ["sdf", *(str(a).format(ws=ws) for a in argv)]
-    if argv[1] in ("sample", "eval"):
-        argv[2:2] = ["--checkpoint", str(run)]
-    if argv[1] == "train" and not any(a.startswith("--train.output-dir") for a in argv):
-        argv += ["--train.output-dir", str(ws / "run")]
-    assert_refused(argv, *(f.format(ws=ws) for f in fragments), unchanged=[ws, run])
+    assert_catalogue_case_refused("sdf", *CASES[case], ws, run)

@@ -126,3 +126,26 @@ def broken_checkpoints(run: str | Path, into: str | Path) -> dict[str, tuple[Pat
     cases["missing-model"] = (lost, f"checkpoint file missing: {lost / 'model.safetensors'}")
     cases["other-app"] = (edit_meta("other-app", app="another-app"), "was trained by app 'another-app'")
     return cases
+
+
+def assert_catalogue_case_refused(app: str, argv: Sequence[str], fragments: Sequence[str], ws: Path, run: Path) -> None:
+    """Run one bad-input catalogue case of ``app``: ``argv`` (after the app name; ``{ws}`` is the
+    workspace) gets ``--checkpoint run`` for ``sample``/``eval`` and a workspace output folder for
+    ``train`` unless it names one; it must be refused with ``fragments`` and leave ``ws`` and
+    ``run`` unchanged."""
+    full = [app, *(str(a).format(ws=ws) for a in argv)]
+    if full[1] in ("sample", "eval"):
+        full[2:2] = ["--checkpoint", str(run)]
+    if full[1] == "train" and not any(a.startswith("--train.output-dir") for a in full):
+        full += ["--train.output-dir", str(ws / "run")]
+    assert_refused(full, *(f.format(ws=ws) for f in fragments), unchanged=[ws, run])
+
+
+def assert_broken_checkpoint_refused(
+    app: str, command: str, checkpoint: Path, message: str, ws: Path, sample_args: Sequence[str | Path]
+) -> None:
+    """``cfm app command --checkpoint checkpoint`` (one of :data:`CHECKPOINT_COMMAND_CASES`) must be
+    refused naming ``--checkpoint`` and ``message``, leaving ``ws`` unchanged; ``sample`` gets
+    ``sample_args`` (its input and output options), ``eval`` an output folder in ``ws``."""
+    extra = {"sample": list(sample_args), "eval": ["--out", ws / "eval"], "info": []}[command]
+    assert_refused([app, command, "--checkpoint", checkpoint, *extra], "--checkpoint", message, unchanged=[ws])
