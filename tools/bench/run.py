@@ -35,6 +35,7 @@ SECTIONS: dict[str, tuple[str, list[str]]] = {
     # the peer implementation comes from the bench dependency group: uv sync --locked --group bench
     "peer-toy": ("peer", ["--section", "toy"]),
     "peer-digits": ("peer", ["--section", "digits"]),
+    "time-features": ("time_features", []),
 }
 
 ALL_NOTE = "Recorded by `tools/bench/run.py all`: every section of BENCHMARKS.md at the same commit."
