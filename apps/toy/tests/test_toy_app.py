@@ -143,3 +143,26 @@ def test_a_fresh_run_reproduces_whatever_ran_before_it_in_the_process(tmp_path):
     __import__("torch").randn(7)  # draws that must not reach the initial weights
     assert _losses(_train(tmp_path, "second")) == first
     assert _losses(_train(tmp_path, "other-seed", "--train.seed", "1")) != first
+
+
+def _sample(run, out) -> np.ndarray:
+    argv = ["toy", "sample", "--checkpoint", str(run), "--steps", "2", "--n", "20", "--out", str(out)]
+    assert main(argv) == 0
+    return np.load(out)
+
+
+def test_a_run_whose_auto_time_features_were_fourier_loads_as_it_trained(tmp_path):
+    """The toy's ``auto`` once meant Fourier features for every formulation; such a run (its config
+    says ``auto``, its weights hold Fourier features) samples as the same run saying ``fourier``."""
+    run = _train(tmp_path, "fourier", "--net.time-embedding", "fourier")
+    trained = _sample(run, tmp_path / "fourier.npy")
+    for meta_file in run.glob("step-*/meta.json"):
+        meta = json.loads(meta_file.read_text())
+        meta["config"]["net"]["time_embedding"] = "auto"
+        meta_file.write_text(json.dumps(meta))
+    np.testing.assert_array_equal(_sample(run, tmp_path / "auto.npy"), trained)
+
+
+def test_a_run_with_auto_time_features_now_sinusoidal_for_u_loads(tmp_path):
+    run = _train(tmp_path, "auto", "--net.time-embedding", "auto")
+    assert np.isfinite(_sample(run, tmp_path / "auto.npy")).all()

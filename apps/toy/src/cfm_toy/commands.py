@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 from cfm_core.cli.app import ConfigError
 from cfm_core.cli.config import config_from_dict
-from cfm_core.cli.skeleton import default_device, demo_run, device_of, from_argv, load_run, train_run
+from cfm_core.cli.skeleton import TrainedRun, default_device, demo_run, device_of, from_argv, load_run, train_run
 from cfm_core.evaluation import SweepEntry, sweep_table
 from cfm_core.flow_map import FlowMap
 from cfm_core.io import check_output_dir, check_output_file, save_json, write_atomically
@@ -19,6 +20,7 @@ from cfm_core.method import build_cfm
 from cfm_core.metrics import energy_distance, sliced_wasserstein
 from cfm_core.nn import time_features_for
 from cfm_core.plotting import save_quality_vs_nfe
+from cfm_core.training import load_checkpoint
 
 from cfm_toy.backbone import ToyMLP
 from cfm_toy.config import (
@@ -35,17 +37,40 @@ APP = "toy"
 
 
 # ------------------------------------------------------------------------------ building --
-def build_model(run_config: dict[str, Any]) -> CFMLoss:
-    """The loss (and its ``.model``) a toy run config describes (fresh weights)."""
+def build_model(run_config: dict[str, Any], auto_features: str | None = None) -> CFMLoss:
+    """The loss (and its ``.model``) a toy run config describes (fresh weights). ``auto_features``:
+    what the config's ``auto`` time features stand for (default: the rule of
+    :func:`~cfm_core.nn.time_features_for`)."""
     cfg = config_from_dict(ToyTrainConfig, run_config)
+    if cfg.net.time_embedding == "auto" and auto_features is not None:
+        time_embedding = auto_features
+    else:
+        time_embedding = time_features_for(cfg.method.formulation, cfg.net.time_embedding)
     net = ToyMLP(
         dim=2,
         hidden=cfg.net.hidden,
         depth=cfg.net.depth,
-        time_embedding=time_features_for(cfg.method.formulation, cfg.net.time_embedding),
+        time_embedding=time_embedding,
         fourier_levels=cfg.net.fourier_levels,
     )
     return build_cfm(net, cfg.method)
+
+
+#: A weight only Fourier time features store (sinusoidal ones compute theirs).
+_FOURIER_WEIGHT = "net.time_embed.emb_t.features.freqs"
+
+
+def _load(path: str, option: str = "--checkpoint", **options: Any) -> TrainedRun:
+    """:func:`~cfm_core.cli.skeleton.load_run` for toy runs, built with the time features they
+    trained with: the toy's ``auto`` meant Fourier features for every formulation before it
+    followed the apps' rule, so a run whose config says ``auto`` and whose weights hold Fourier
+    features is built with them."""
+    try:
+        weights = load_checkpoint(path, load_optimizer=False).model
+    except (FileNotFoundError, ValueError, KeyError, OSError):
+        weights = {}  # load_run names the problem
+    build = partial(build_model, auto_features="fourier") if _FOURIER_WEIGHT in weights else build_model
+    return load_run(path, build, APP, ToyTrainConfig, option=option, **options)
 
 
 def toy_batches(name: str, batch_size: int):
@@ -89,7 +114,7 @@ def train(cfg: ToyTrainConfig) -> dict[str, Any]:
 def sample(cfg: ToySampleConfig) -> Path:
     """Sample a trained model; write NPY and PNG; return the NPY path."""
     out = check_output_file(cfg.out, "--out", (".npy",))
-    model, _, _ = load_run(cfg.checkpoint, build_model, APP, ToyTrainConfig, ema_decay=cfg.ema_decay, use_ema=cfg.ema)
+    model, _, _ = _load(cfg.checkpoint, ema_decay=cfg.ema_decay, use_ema=cfg.ema)
     noise = torch.randn(cfg.n, 2, generator=torch.Generator().manual_seed(cfg.seed)).to(default_device())
     x, nfe = model.sample(noise, cfg.steps, sampler=cfg.sampler, return_nfe=True)
     x = x.cpu()
@@ -103,9 +128,9 @@ def evaluate(cfg: ToyEvalConfig) -> dict[str, Any]:
     """The NFE sweep of a CFM model (and a baseline), scored against held-out data."""
     if cfg.out is not None:
         check_output_dir(cfg.out, "--out")
-    model, ckpt, run = load_run(cfg.checkpoint, build_model, APP, ToyTrainConfig)
+    model, ckpt, run = _load(cfg.checkpoint)
     if cfg.baseline is not None:
-        baseline, _, base_run = load_run(cfg.baseline, build_model, APP, ToyTrainConfig, option="--baseline")
+        baseline, _, base_run = _load(cfg.baseline, option="--baseline")
         if base_run.data != run.data:
             raise ConfigError("--baseline was trained on another distribution than --checkpoint")
     else:
