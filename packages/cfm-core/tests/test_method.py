@@ -54,3 +54,10 @@ def test_build_cfm_builds_the_model_and_its_loss():
     assert all(key.startswith("net.") for key in loss_fn.model.state_dict())
     unconditional = build_cfm(SmoothNet(), method)  # no null condition: nothing to drop to
     assert unconditional.recipe.cond_dropout == 0.0 and unconditional.adaptive_p == 1.0
+
+
+def test_the_formulation_leads_the_method_options():
+    """The command line lists ``--method.*`` in field order: the formulation first, then the recipe."""
+    names = [f.name for f in dataclasses.fields(MethodConfig)]
+    assert names[:2] == ["formulation", "formulation_options"]
+    assert names[2:][: len(dataclasses.fields(LossRecipe))] == [f.name for f in dataclasses.fields(LossRecipe)]

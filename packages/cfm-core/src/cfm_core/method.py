@@ -17,14 +17,21 @@ from cfm_core.loss import CFMLoss, LossRecipe, NoiseSampler
 
 
 @dataclass(frozen=True)
-class MethodConfig(LossRecipe):
-    """How the network is trained and sampled (CFM, or the multi-step baseline with ratio 1.0):
-    the loss recipe's options, then the formulation."""
+class _FormulationChoice:
+    """The formulation and its settings: a base of :class:`MethodConfig` so that they come first
+    (a dataclass lists its bases' fields before its own, the last base's first)."""
 
     formulation: Literal["u", "x1", "edm", "ddim"] = "u"
     """The formulation: u (velocity) or x1 (endpoint) flow matching, edm (denoiser), ddim (x0)."""
     formulation_options: dict[str, float] = field(default_factory=dict)
     """Formulation settings, e.g. sigma_max 10 sigma_data 0.5 (edm), target_clamp 0.02 (x1)."""
+
+
+@dataclass(frozen=True)
+class MethodConfig(LossRecipe, _FormulationChoice):
+    """How the network is trained and sampled (CFM, or the multi-step baseline with ratio 1.0):
+    the formulation, then the loss recipe's options and the teacher."""
+
     teacher: str | None = None
     """Distil this trained run directory or checkpoint of the same app (its first EMA average,
     frozen: any multi-step model, or a CFM model's r = t field) by the objective. Its path and the
