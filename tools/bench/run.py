@@ -36,6 +36,7 @@ SECTIONS: dict[str, tuple[str, list[str]]] = {
     "peer-toy": ("peer", ["--section", "toy"]),
     "peer-digits": ("peer", ["--section", "digits"]),
     "time-features": ("time_features", []),
+    "derivative-cost": ("derivative_cost", []),
 }
 
 ALL_NOTE = "Recorded by `tools/bench/run.py all`: every section of BENCHMARKS.md at the same commit."
