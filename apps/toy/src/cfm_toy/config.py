@@ -25,10 +25,8 @@ class ToyNetConfig:
     """Time features: fourier = low-frequency Fourier features, the toy's default for every
     formulation; auto = the apps' rule (Fourier for edm, sinusoidal otherwise)."""
     fourier_levels: int = 3
-    """Octaves of the point features sin/cos(2^k pi x) (0: raw coordinates). Checkerboard, u, 3000
-    steps: raw coordinates gave one-step samples with no squares at all (energy distance 0.0035),
-    3 octaves visible squares (0.0028; 4 jumps 0.00015 against that run's baseline at 64 steps,
-    0.00023; the benchmark run: 0.00085 against 0.00026)."""
+    """Octaves of the point features sin/cos(2^k pi x) (0: raw coordinates; docs/design-notes.md,
+    "Point features for the toy MLP")."""
 
     def __post_init__(self) -> None:
         if self.hidden < 1 or self.depth < 1:
@@ -38,9 +36,8 @@ class ToyNetConfig:
 
 
 def toy_method(**options) -> MethodConfig:
-    """The toy app's method defaults: the core's, with minibatch-OT coupling (checkerboard, u, 3000
-    steps: one-step energy distance 0.0025-0.0136 over three initialisations with independent noise,
-    -0.0003 with minibatch OT, at the metric's noise floor)."""
+    """The toy app's method defaults: the core's, with minibatch-OT coupling (docs/design-notes.md,
+    "Minibatch-OT coupling for the toys")."""
     return MethodConfig(**{"coupling": "minibatch_ot", **options})
 
 
@@ -60,8 +57,7 @@ class ToyTrainConfig:
             warmup_steps=100,
             ema_decays=(0.999,),
             # EMA warm-up: without it a 0.999 average still holds 22% of the initial weights after
-            # 1500 steps and 5% after 3000 (measured on the checkerboard, 3000 steps: u-CFM one step
-            # 0.0091 -> 0.0042, EDM-CFM 0.11 -> 0.0058 energy distance)
+            # 1500 steps and 5% after 3000 (docs/design-notes.md, "EMA warm-up")
             ema_warmup_power=0.75,
             checkpoint_every=1000,
             log_every=100,

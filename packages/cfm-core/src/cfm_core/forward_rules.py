@@ -3,8 +3,8 @@
 In the derivative pass only the inputs ``(x, t)`` carry tangents; the weights are constants. PyTorch's
 generic forward-mode formulas do not know that: ``linear`` (``addmm``) and ``convolution`` evaluate
 the weight term with a materialised zero tangent (three products instead of two), and ``layer_norm``
-and ``group_norm`` expand into long chains of elementwise kernels (profiled on CPU, torch 2.12: a
-JVP cost 3.6 forwards on the toy MLP, 5.7 on the image UNet). Inside :func:`lean_forward_rules`
+and ``group_norm`` expand into long chains of elementwise kernels (the ``derivative-cost`` section
+of BENCHMARKS.md times both rule sets). Inside :func:`lean_forward_rules`
 these layers use the exact tangents for constant parameters:
 
 * ``linear``/``conv{1,2,3}d``: ``d op(x, W, b) = op(dx, W)``;

@@ -35,8 +35,9 @@ class SinusoidalTimeEmbedding(nn.Module):
 class FourierTimeEmbedding(nn.Module):
     """Random Fourier features ``[cos(2 pi w t), sin(2 pi w t)]`` with fixed ``w ~ N(0, scale^2)``
     (NCSN++/EDM style). The default ``scale = 1`` (as Geometry Distributions) keeps the network smooth
-    in ``t``, which the field-equation target differentiates; NCSN++'s 16 made CFM with the exact
-    (JVP) derivative diverge on the toys."""
+    in ``t``, which the field-equation target differentiates; NCSN++'s 16 makes the exact time
+    derivative (``derivative="jvp"``), and with it the target, huge; the default finite-difference
+    derivative stays bounded (docs/design-notes.md, "Low-frequency time features")."""
 
     def __init__(self, dim: int, scale: float = 1.0, seed: int = 0) -> None:
         super().__init__()
