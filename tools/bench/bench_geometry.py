@@ -61,7 +61,9 @@ DEFAULT_STEPS = 6000
 TIMING_SEED = 99
 
 
-def _config(args: argparse.Namespace, name: str, out: Path) -> GeometryTrainConfig:
+def model_config(args: argparse.Namespace, name: str, out: Path) -> GeometryTrainConfig:
+    """The training config of the model ``name`` (a key of ``MODELS``) under the benchmark's
+    options ``args``, writing its run to ``out``."""
     formulation, ratio = MODELS[name]
     return GeometryTrainConfig(
         shape=args.shape,
@@ -111,8 +113,8 @@ def _step_times(configs: dict[str, GeometryTrainConfig], bank: PointBank, repeat
     return interleaved_step_times(steps, repeats)
 
 
-def run(argv: list[str]) -> Report:
-    net = GeometryNetConfig()
+def parser() -> argparse.ArgumentParser:
+    """The benchmark's options; their defaults are the ``geometry`` section's settings."""
     parser = argparse.ArgumentParser(prog="run.py geometry", description=__doc__)
     parser.add_argument("--shape", default="torus_knot", help="built-in shape (thin tube)")
     parser.add_argument(
@@ -142,7 +144,12 @@ def run(argv: list[str]) -> Report:
     parser.add_argument("--timing-steps", type=int, default=20)
     parser.add_argument("--cpu", action="store_true", help="train on the CPU even with a GPU")
     parser.add_argument("--quick", action="store_true", help="200 steps, 10k scored and 100k timed points: a smoke run")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(argv: list[str]) -> Report:
+    net = GeometryNetConfig()
+    args = parser().parse_args(argv)
     if args.quick:
         args.steps, args.eval_points, args.timing_steps = 200, 10_000, 5
         args.timing_points = 100_000
@@ -152,7 +159,7 @@ def run(argv: list[str]) -> Report:
     section = "geometry" if args.steps == DEFAULT_STEPS or args.quick else f"geometry-{args.steps}steps"
     eval_dir = RESULTS / f"{section}_eval"
     with tempfile.TemporaryDirectory() as tmp:
-        configs = {name: _config(args, name, Path(tmp) / name) for name in MODELS}
+        configs = {name: model_config(args, name, Path(tmp) / name) for name in MODELS}
         seconds = {}
         for name, cfg in configs.items():
             print(

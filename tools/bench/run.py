@@ -32,6 +32,7 @@ SECTIONS: dict[str, tuple[str, list[str]]] = {
     "geometry-18000steps": ("geometry", ["--steps", "18000", "--timing-max-nfe", "31"]),
     "distill-toy": ("distill", []),
     "distill-digits": ("distill", ["--section", "digits"]),
+    "distill-geometry": ("distill", ["--section", "geometry"]),
     # the peer implementation comes from the bench dependency group: uv sync --locked --group bench
     "peer-toy": ("peer", ["--section", "toy"]),
     "peer-digits": ("peer", ["--section", "digits"]),
