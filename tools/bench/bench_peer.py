@@ -43,6 +43,12 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 SECTIONS = ("toy", "digits")
 SAMPLE_STEPS = (1, 2)
+#: Where the toy section's notes point for the recipes tried against the peer.
+TOY_TRIED_NOTE = (
+    "What was tried to make the core's default recipe win this comparison (the time law, the adaptive "
+    "weight, the r = t share, the finite-difference step; seeds 0 and 1): [design notes, MeanFlow's "
+    "recipe](docs/design-notes.md#not-adopted-meanflows-time-law-and-adaptive-weight-as-the-core-default)."
+)
 #: A training batch: data, or data and class labels.
 Batch = Tensor | tuple[Tensor, Tensor]
 #: Side of one checkerboard square in data units (``cfm_toy.data``: a 4x4 board of unit squares
@@ -311,10 +317,10 @@ def run(argv: list[str]) -> Report:
     if args.section == "toy":
         quality, cost, section_settings = toy_section(args)
         section_settings |= {"toy_lr": args.lr, "toy_warmup": args.warmup}
-        title = "checkerboard, plain MLP"
+        title, tried = "checkerboard, plain MLP", [TOY_TRIED_NOTE]
     else:
         quality, cost, section_settings = digits_section(args)
-        title = "digits, micro UNet"
+        title, tried = "digits, micro UNet", []
     return Report(
         name=f"peer-{args.section}",
         title=f"Peer: core defaults vs the public MeanFlow, {title} (CPU)",
@@ -328,5 +334,6 @@ def run(argv: list[str]) -> Report:
             "Our side is CFMLoss(FlowMap(net, formulation)) with every other option at its default; "
             "MeanFlow is MeanFlow(net) with every option at its default.",
             "MeanFlow's 2 steps: its average velocity over [1, 1/2] then [1/2, 0].",
+            *tried,
         ],
     )

@@ -61,7 +61,8 @@ class LossRecipe:
     time_sampler: Literal["uniform", "logit_normal"] = "uniform"
     """Law of the (t, r) pairs in unit time: two uniform draws, or two logit-normal draws, ordered."""
     logit_normal: tuple[float, float] = (-0.4, 1.0)
-    """Mean and std of the logit-normal law."""
+    """Mean and std of the logit-normal law in unit time (0 = noise): a negative mean puts more times
+    near the noise. MeanFlow's law, mean -0.4 in its time where 1 is the noise, is (0.4, 1.0) here."""
     derivative: Literal["jvp", "jvp_one_pass", "finite_difference", "autograd"] = "finite_difference"
     """Total time derivative of the network in the cumulative target: finite_difference (default: the
     secant over fd_step along the instantaneous flow, one extra forward pass; it damps time

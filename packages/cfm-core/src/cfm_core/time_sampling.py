@@ -38,7 +38,8 @@ class TimePairSampler:
 
     Args:
         kind: ``"uniform"`` (two uniform draws, ordered: the paper) or ``"logit_normal"`` (two
-            ``sigmoid(N(mean, std))`` draws, ordered: MeanFlow's choice).
+            ``sigmoid(N(mean, std))`` draws in unit time, ordered: MeanFlow's law, whose mean -0.4 in its
+            time, where 1 is the noise, is mean 0.4 here).
         instantaneous_ratio: share of the batch with ``r = t``.
         mean, std: parameters of the logit-normal law.
     """
