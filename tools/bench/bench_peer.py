@@ -5,8 +5,8 @@ p = 0.5, logit-normal times, half the batches with r = t). It lives in the ``ben
 group only: ``uv sync --locked --group bench``. Both sides train the same network architecture from
 the same initial weights (one seed), on the same batches, with the same optimiser, learning-rate
 warm-up, gradient clipping, EMA and number of steps; each side feeds the network its own time
-convention. ``--section toy`` or ``--section digits`` records the section ``peer-toy`` or
-``peer-digits``.
+convention. ``--section toy``, ``digits`` or ``toy-recipes`` records the section ``peer-toy``,
+``peer-digits`` or ``peer-toy-recipes``.
 
 * ``toy``: the 2-D checkerboard with a plain MLP on raw coordinates (``ToyMLP`` without point
   features, independent noise): what a user's own network gets from the core defaults. Scores:
@@ -14,6 +14,9 @@ convention. ``--section toy`` or ``--section digits`` records the section ``peer
   the checkerboard's squares, at one and two steps.
 * ``digits``: the image app's built-in 16x16 digits and micro UNet (the quick preset's data, net
   and budget). Score: the app's classifier Frechet distance at one and two steps.
+* ``toy-recipes``: the toy setting with our u side trained with each of ``RECIPE_VARIANTS``
+  (LossRecipe options between the core's defaults and MeanFlow's), against the peer, for each of
+  ``--recipe-seeds`` (training seeds; the held-out data and noise follow the seed as in ``toy``).
 
 Our side samples with ``steps`` cumulative jumps on the formulation's grid; MeanFlow's two steps
 are its average velocity over ``[1, 1/2]`` then ``[1/2, 0]`` (the MeanFlow paper's two-step
@@ -28,9 +31,10 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import torch
-from cfm_core import CFMLoss, FlowMap
+from cfm_core import CFMLoss, FlowMap, LossRecipe
 from cfm_core.metrics import energy_distance
 from cfm_core.training import seed_initial_weights
 from cfm_core.training.ema import EMA
@@ -41,13 +45,39 @@ from timing import interleaved_step_times
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-SECTIONS = ("toy", "digits")
+SECTIONS = ("toy", "digits", "toy-recipes")
 SAMPLE_STEPS = (1, 2)
 #: Where the toy section's notes point for the recipes tried against the peer.
 TOY_TRIED_NOTE = (
     "What was tried to make the core's default recipe win this comparison (the time law, the adaptive "
     "weight, the r = t share, the finite-difference step; seeds 0 and 1): [design notes, MeanFlow's "
-    "recipe](docs/design-notes.md#not-adopted-meanflows-time-law-and-adaptive-weight-as-the-core-default)."
+    "recipe](docs/design-notes.md#not-adopted-meanflows-time-law-and-adaptive-weight-as-the-core-default), "
+    "with the scores in [peer-toy-recipes](#bench-peer-toy-recipes)."
+)
+OURS_DEFAULTS_NOTE = (
+    "Our side is CFMLoss(FlowMap(net, formulation)) with every other option at its default; "
+    "MeanFlow is MeanFlow(net) with every option at its default."
+)
+RECIPES_NOTE = (
+    "Our side is CFMLoss(FlowMap(net, 'u'), LossRecipe(options)) with the options named in the model column, "
+    "every other at its default (logit_normal: (mean, std) in unit time, where 0 is the noise); MeanFlow is "
+    "MeanFlow(net) with every option at its default. Training seed 0 is peer-toy's setting."
+)
+#: Our side's LossRecipe options tried against the peer in ``--section toy-recipes``: the core
+#: default, MeanFlow's recipe as the issue passed it, MeanFlow's time law and weight, and the
+#: adaptive weights and finite-difference steps around the best of a wider search.
+RECIPE_VARIANTS: tuple[dict, ...] = (
+    {},
+    {"adaptive_p": 1.0, "time_sampler": "logit_normal", "instantaneous_ratio": 0.75},
+    {"adaptive_p": 0.5, "time_sampler": "logit_normal", "logit_normal": (0.4, 1.0)},
+    {"adaptive_p": 0.5, "time_sampler": "logit_normal", "logit_normal": (0.4, 1.0), "derivative": "jvp"},
+    {"adaptive_p": 0.6, "time_sampler": "logit_normal", "logit_normal": (0.4, 1.0)},
+    {"adaptive_p": 0.65, "time_sampler": "logit_normal", "logit_normal": (0.4, 1.0), "fd_step": 0.02},
+    {"adaptive_p": 0.7, "time_sampler": "logit_normal", "logit_normal": (0.3, 1.0), "fd_step": 0.02},
+    {"adaptive_p": 0.75, "time_sampler": "logit_normal", "logit_normal": (0.4, 1.0)},
+    {"adaptive_p": 0.75, "time_sampler": "logit_normal", "logit_normal": (0.4, 1.0), "fd_step": 0.02},
+    {"adaptive_p": 0.75, "time_sampler": "logit_normal", "logit_normal": (0.2, 1.0)},
+    {"adaptive_p": 1.0, "time_sampler": "logit_normal", "logit_normal": (0.4, 1.0)},
 )
 #: A training batch: data, or data and class labels.
 Batch = Tensor | tuple[Tensor, Tensor]
@@ -182,49 +212,114 @@ def checker_support_share(x: Tensor) -> float:
     return float(inside.double().mean())
 
 
-def toy_section(args: argparse.Namespace) -> tuple[Table, Table, dict]:
+class ToyEval(NamedTuple):
+    """The toy's held-out data, the noise its samples start from, and the noise's energy distance."""
+
+    held_out: Tensor
+    noise: Tensor
+    noise_distance: float
+
+
+def toy_eval(seed: int, n: int) -> ToyEval:
+    """``n`` held-out checkerboard points and ``n`` noise rows, drawn from ``seed + 1``."""
+    data_gen = torch.Generator().manual_seed(seed + 1)
+    held_out = sample_toy("checkerboard", n, generator=data_gen).float()
+    noise = torch.randn(n, 2, generator=data_gen)
+    return ToyEval(held_out, noise, energy_distance(noise, held_out))
+
+
+def toy_batches(batch: int) -> Callable[[int], Tensor]:
+    """The training batches of step ``i`` (the same for every side and seed)."""
+    return lambda i: sample_toy("checkerboard", batch, generator=torch.Generator().manual_seed(10_000 + i)).float()
+
+
+def toy_scores(side: Contender, model: nn.Module, evaluation: ToyEval) -> list[float]:
+    """Relative energy distance and share in the squares at one, then two steps."""
+    row = []
+    for steps in SAMPLE_STEPS:
+        x = side.sample(model, evaluation.noise, steps, None)
+        row += [energy_distance(x, evaluation.held_out) / evaluation.noise_distance, checker_support_share(x)]
+    return row
+
+
+def toy_net(args: argparse.Namespace) -> nn.Module:
+    """The plain MLP on raw coordinates with its default time features."""
+    return ToyMLP(dim=2, hidden=args.hidden, depth=args.depth, fourier_levels=0)
+
+
+def toy_settings(args: argparse.Namespace, evaluation: ToyEval) -> dict:
+    return {
+        "toy_net": f"ToyMLP {args.hidden}x{args.depth}, raw coordinates, default time features",
+        "toy_batch": args.batch,
+        "toy_steps": args.steps,
+        "toy_eval_samples": args.n,
+        "toy_noise_energy_distance": f"{evaluation.noise_distance:.4g}",
+        "toy_data_in_squares": f"{checker_support_share(evaluation.held_out):.4g}",
+        "toy_lr": args.lr,
+        "toy_warmup": args.warmup,
+    }
+
+
+TOY_COLUMNS = ["1 step rel. ED", "1 step in squares", "2 steps rel. ED", "2 steps in squares"]
+
+
+def toy_section(args: argparse.Namespace) -> tuple[list[Table], dict]:
     """Train every side on the checkerboard and score one- and two-step samples."""
-    data_gen = torch.Generator().manual_seed(args.seed + 1)
-    held_out = sample_toy("checkerboard", args.n, generator=data_gen).float()
-    noise = torch.randn(args.n, 2, generator=data_gen)
-    noise_distance = energy_distance(noise, held_out)
-
-    def batches(i: int) -> Tensor:
-        return sample_toy("checkerboard", args.batch, generator=torch.Generator().manual_seed(10_000 + i)).float()
-
-    def make_net() -> nn.Module:
-        return ToyMLP(dim=2, hidden=args.hidden, depth=args.depth, fourier_levels=0)
-
-    sides = contenders(make_net, args.formulations, args.seed)
+    evaluation = toy_eval(args.seed, args.n)
+    batches = toy_batches(args.batch)
+    sides = contenders(lambda: toy_net(args), args.formulations, args.seed)
     rows = []
     for side in sides:
         model = train(side, batches, args.steps, args.lr, args.warmup, args.seed)
-        row = [side.name]
-        for steps in SAMPLE_STEPS:
-            x = side.sample(model, noise, steps, None)
-            row += [energy_distance(x, held_out) / noise_distance, checker_support_share(x)]
-        rows.append(row)
-        print(f"toy {side.name}: {row[1:]}", flush=True)
+        rows.append([side.name, *toy_scores(side, model, evaluation)])
+        print(f"toy {side.name}: {rows[-1][1:]}", flush=True)
     times = step_times(sides, batches, args.timing_steps)
     peer_ms = 1000 * times[sides[-1].name]
     time_rows = [[s.name, 1000 * times[s.name], 1000 * times[s.name] / peer_ms] for s in sides]
     quality = Table(
         "Checkerboard, plain MLP on raw coordinates: energy distance relative to the noise's "
         "(lower is better) and share of samples inside the squares (higher is better)",
-        ["model", "1 step rel. ED", "1 step in squares", "2 steps rel. ED", "2 steps in squares"],
+        ["model", *TOY_COLUMNS],
         rows,
     )
     cost = Table("Checkerboard: training step time (ms) and ratio to MeanFlow's", ["model", "ms", "ratio"], time_rows)
-    data_share = checker_support_share(held_out)
-    settings = {
-        "toy_net": f"ToyMLP {args.hidden}x{args.depth}, raw coordinates, default time features",
-        "toy_batch": args.batch,
-        "toy_steps": args.steps,
-        "toy_eval_samples": args.n,
-        "toy_noise_energy_distance": f"{noise_distance:.4g}",
-        "toy_data_in_squares": f"{data_share:.4g}",
-    }
-    return quality, cost, settings
+    return [quality, cost], toy_settings(args, evaluation)
+
+
+def recipe_name(options: dict) -> str:
+    """A recipe variant as its LossRecipe options (``core default`` for none)."""
+    return ", ".join(f"{key}={value}" for key, value in options.items()) or "core default"
+
+
+def toy_recipes_section(args: argparse.Namespace) -> tuple[list[Table], dict]:
+    """The peer's MeanFlow and our u side with each of ``RECIPE_VARIANTS``, per training seed."""
+    mean_flow = require_peer()
+    batches = toy_batches(args.batch)
+    rows = []
+    for seed in args.recipe_seeds:
+        evaluation = toy_eval(seed, args.n)
+        seed_initial_weights(seed)
+        initial = toy_net(args)
+        sides = [Contender("MeanFlow (its defaults)", mean_flow(PeerTimes(copy.deepcopy(initial))), meanflow_sample)]
+        sides += [
+            Contender(
+                recipe_name(options), CFMLoss(FlowMap(copy.deepcopy(initial)), LossRecipe(**options)), ours_sample
+            )
+            for options in RECIPE_VARIANTS
+        ]
+        for side in sides:
+            model = train(side, batches, args.steps, args.lr, args.warmup, seed)
+            rows.append([side.name, seed, *toy_scores(side, model, evaluation)])
+            print(f"toy-recipes seed {seed} {side.name}: {rows[-1][2:]}", flush=True)
+    quality = Table(
+        "Checkerboard, plain MLP on raw coordinates, ours (u) with LossRecipe options: energy distance "
+        "relative to the noise's (lower is better) and share of samples inside the squares (higher is better)",
+        ["model", "training seed", *TOY_COLUMNS],
+        rows,
+    )
+    settings = toy_settings(args, toy_eval(args.recipe_seeds[0], args.n))
+    del settings["toy_noise_energy_distance"]  # it depends on the seed's held-out draw
+    return [quality], settings | {"training_seeds": " ".join(map(str, args.recipe_seeds))}
 
 
 def digits_section(args: argparse.Namespace) -> tuple[Table, Table, dict]:
@@ -303,6 +398,9 @@ def run(argv: list[str]) -> Report:
     parser.add_argument("--timing-steps", type=int, default=10, help="steps per timing round")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--recipe-seeds", type=int, nargs="+", default=[0, 1], help="training seeds of --section toy-recipes"
+    )
+    parser.add_argument(
         "--digits-steps", type=int, default=1500, help="digits training steps (at most the quick preset's)"
     )
     parser.add_argument("--digits-formulations", nargs="+", default=["u"], help="our side's formulations (digits)")
@@ -314,26 +412,28 @@ def run(argv: list[str]) -> Report:
         args.steps, args.n, args.timing_steps = 300, 1000, 2
         args.digits_steps, args.digits_n = 100, 200
     settings = {"peer": "rectified-flow-pytorch MeanFlow, its defaults"}
+    ours = OURS_DEFAULTS_NOTE
     if args.section == "toy":
-        quality, cost, section_settings = toy_section(args)
-        section_settings |= {"toy_lr": args.lr, "toy_warmup": args.warmup}
-        title, tried = "checkerboard, plain MLP", [TOY_TRIED_NOTE]
+        tables, section_settings = toy_section(args)
+        title, extra = "core defaults vs the public MeanFlow, checkerboard, plain MLP", [TOY_TRIED_NOTE]
+    elif args.section == "toy-recipes":
+        tables, section_settings = toy_recipes_section(args)
+        title, ours, extra = "recipe variants vs the public MeanFlow, checkerboard, plain MLP", RECIPES_NOTE, []
     else:
         quality, cost, section_settings = digits_section(args)
-        title, tried = "digits, micro UNet", []
+        tables, title, extra = [quality, cost], "core defaults vs the public MeanFlow, digits, micro UNet", []
     return Report(
         name=f"peer-{args.section}",
-        title=f"Peer: core defaults vs the public MeanFlow, {title} (CPU)",
+        title=f"Peer: {title} (CPU)",
         settings=settings | section_settings,
-        tables=[quality, cost],
+        tables=tables,
         notes=[
             "Same network architecture and initial weights, batches, optimiser (the core trainer's: AdamW "
             "without weight decay, linear warm-up, gradient norm clipped at 1, EMA 0.999 with warm-up "
             "power 0.75) and number of steps on both sides; each side feeds the "
             "network its own times (ours: the formulation's (t, r); MeanFlow: (t, t - r), t = 1 noise).",
-            "Our side is CFMLoss(FlowMap(net, formulation)) with every other option at its default; "
-            "MeanFlow is MeanFlow(net) with every option at its default.",
+            ours,
             "MeanFlow's 2 steps: its average velocity over [1, 1/2] then [1/2, 0].",
-            *tried,
+            *extra,
         ],
     )

@@ -36,6 +36,7 @@ SECTIONS: dict[str, tuple[str, list[str]]] = {
     # the peer implementation comes from the bench dependency group: uv sync --locked --group bench
     "peer-toy": ("peer", ["--section", "toy"]),
     "peer-digits": ("peer", ["--section", "digits"]),
+    "peer-toy-recipes": ("peer", ["--section", "toy-recipes"]),
     "time-features": ("time_features", []),
     "derivative-cost": ("derivative_cost", []),
 }

@@ -1,5 +1,5 @@
 """The peer benchmark's pieces that run without the peer: its missing-dependency message, the
-checkerboard support share and MeanFlow's multi-jump sampler."""
+checkerboard support share, MeanFlow's multi-jump sampler and the recipe variants' options."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cfm_core import LossRecipe
 from cfm_toy.data import sample_toy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -41,3 +42,11 @@ def test_meanflow_sampler_jumps_on_a_uniform_grid():
     # one jump: z - 1 * (1 + 1); two jumps: - 0.5 * (1 + 0.5) - 0.5 * (0.5 + 0.5)
     assert torch.allclose(bench_peer.meanflow_sample(_ConstantVelocity(), noise, 1), torch.full((3, 2), -2.0))
     assert torch.allclose(bench_peer.meanflow_sample(_ConstantVelocity(), noise, 2), torch.full((3, 2), -1.25))
+
+
+def test_every_recipe_variant_is_a_valid_recipe_named_by_its_options():
+    names = [bench_peer.recipe_name(options) for options in bench_peer.RECIPE_VARIANTS]
+    assert len(set(names)) == len(names) and names[0] == "core default"
+    for options in bench_peer.RECIPE_VARIANTS:
+        LossRecipe(**options)  # raises on a misspelt option or an invalid value
+    assert bench_peer.recipe_name({"adaptive_p": 0.5, "fd_step": 0.02}) == "adaptive_p=0.5, fd_step=0.02"
