@@ -303,7 +303,7 @@ def toy_recipes_section(args: argparse.Namespace) -> tuple[list[Table], dict]:
         sides = [Contender("MeanFlow (its defaults)", mean_flow(PeerTimes(copy.deepcopy(initial))), meanflow_sample)]
         sides += [
             Contender(
-                recipe_name(options), CFMLoss(FlowMap(copy.deepcopy(initial)), LossRecipe(**options)), ours_sample
+                recipe_name(options), CFMLoss(FlowMap(copy.deepcopy(initial), "u"), LossRecipe(**options)), ours_sample
             )
             for options in RECIPE_VARIANTS
         ]
