@@ -1,6 +1,7 @@
 """Test helpers for apps: run a ``cfm`` command in-process and check that it refuses bad input
-cleanly (exit code 2, one line naming the problem, no traceback, nothing written), and the broken
-checkpoints every command that reads one must refuse."""
+cleanly (exit code 2, one line naming the problem, no traceback, nothing written), the broken
+checkpoints every command that reads one must refuse, and that a ``data(step, rows)`` function
+builds each process's rows exactly as the global batch holds them."""
 
 from __future__ import annotations
 
@@ -9,11 +10,17 @@ import hashlib
 import io
 import json
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from cfm_core.cli import main
+from cfm_core.conditions import select_condition
 from cfm_core.training.checkpoint import latest_checkpoint
+from cfm_core.training.seeding import DATA_STREAM, seed_everything, step_seed
+from cfm_core.training.trainer import split_batch, takes_rows
 
 #: The kinds of broken checkpoint :func:`broken_checkpoints` makes, in order.
 BROKEN_CHECKPOINT_CASES = (
@@ -149,3 +156,24 @@ def assert_broken_checkpoint_refused(
     ``sample_args`` (its input and output options), ``eval`` an output folder in ``ws``."""
     extra = {"sample": list(sample_args), "eval": ["--out", ws / "eval"], "info": []}[command]
     assert_refused([app, command, "--checkpoint", checkpoint, *extra], "--checkpoint", message, unchanged=[ws])
+
+
+def assert_rows_match_global_batch(
+    data: Callable[..., Any], step: int, world: int = 2, *, seed: int = 0, atol: float = 0.0
+) -> None:
+    """Check that ``data(step, rows=slice(rank, None, world))`` is rows ``rank::world`` of the
+    global batch ``data(step)`` for every ``rank``, the condition included (to ``atol``; exact by
+    default), each call made with the RNGs seeded as the trainer seeds them (training ``seed``)."""
+    assert takes_rows(data), "data takes no rows parameter"
+
+    def built(**rows: slice) -> tuple[torch.Tensor, Any]:
+        seed_everything(step_seed(seed, step, DATA_STREAM))
+        return split_batch(data(step, **rows), step)
+
+    x, cond = built()
+    assert x.shape[0] % world == 0 and x.shape[0] >= world, f"{x.shape[0]} rows do not split over {world}"
+    for rank in range(world):
+        rows = slice(rank, None, world)
+        expected = (x[rows], select_condition(cond, rows))
+        message = f"rank {rank} of {world}"
+        torch.testing.assert_close(built(rows=rows), expected, rtol=0, atol=atol, msg=lambda m, s=message: f"{s}: {m}")
