@@ -3,15 +3,40 @@ they are exactly those rows of the whole batch (inputs and condition), for every
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
+import torch
 import trimesh
+from cfm_core.cli import main
 from cfm_core.testing import assert_rows_match_global_batch
+from cfm_core.training import latest_checkpoint, load_checkpoint
 from cfm_pose.commands import pose_batches
 from cfm_pose.config import PoseTrainConfig, ProceduralConfig, RigNetConfig, SmplConfig
 from cfm_pose.encoding import encoding_for
 from cfm_pose.smpl_synthetic import write_synthetic_smpl_model
 from cfm_pose.sources import make_source, with_detected_model_type
 
+TINY = [
+    "--n-points",
+    "64",
+    "--net.hidden",
+    "16",
+    "--net.depth",
+    "1",
+    "--net.code-dim",
+    "16",
+    "--net.encoder-hidden",
+    "16",
+    "--net.encoder-depth",
+    "1",
+    "--train.batch-size",
+    "4",
+    "--train.log-every",
+    "2",
+    "--train.sample-every",
+    "0",
+]
 RIG = """joints hips 0.0 0.5 0.0
 joints spine 0.0 0.7 0.0
 joints head 0.0 0.9 0.1
@@ -50,3 +75,18 @@ def test_rignet_rows_are_those_of_the_global_batch(tmp_path):
     rignet = RigNetConfig(root=str(tmp_path), split="all", eval_split="all")
     data = _data(PoseTrainConfig(data="rignet", n_points=64, rignet=rignet), batch_size=6)
     assert_rows_match_global_batch(data, step=3, world=2)
+
+
+def test_data_workers_train_and_resume_exactly_as_the_training_process(tmp_path):
+    """Procedural shapes built by two worker processes, with a resume in the middle, train the
+    weights the training process alone trains."""
+    run = ["pose", "train", *TINY, "--train.steps", "4", "--train.checkpoint-every", "2", "--train.keep-last", "0"]
+    assert main([*run, "--train.output-dir", str(tmp_path / "plain")]) == 0
+    workers = [*run, "--train.output-dir", str(tmp_path / "workers"), "--train.data-workers", "2"]
+    assert main(workers) == 0
+    shutil.rmtree(tmp_path / "workers" / "step-0000004")
+    assert main([*workers, "--train.resume"]) == 0
+    plain, resumed = (load_checkpoint(latest_checkpoint(tmp_path / name)) for name in ("plain", "workers"))
+    assert resumed.step == 4
+    for name, value in plain.model.items():
+        assert torch.equal(value, resumed.model[name]), name
