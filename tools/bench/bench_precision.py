@@ -35,7 +35,8 @@ SEEDS = (0, 1)
 class AppCase:
     """How to train and score one app: ``train(out, precision, seed, steps)`` trains a run into
     ``out``; ``evaluate(run, out, few)`` returns the eval rows of CFM at 1 and ``few`` jumps;
-    ``metrics`` are ``(row key, name, lower is better)`` of the app's headline metrics."""
+    ``metrics`` are ``(row key, name, lower is better)`` of the app's headline metrics;
+    ``gpu_presets`` the precision (``--train.mixed-precision``) each GPU-scale preset trains with."""
 
     app: str
     setting: str
@@ -44,6 +45,7 @@ class AppCase:
     metrics: tuple[tuple[str, str, bool], ...]
     train: Callable[[Path, str, int, int], Any]
     evaluate: Callable[[Path, Path, int], list[dict]]
+    gpu_presets: dict[str, str]
 
 
 def _train_options(train, out: Path, precision: str, seed: int, steps: int, **extra):
@@ -75,7 +77,7 @@ def _toy() -> AppCase:
 
     net = quick.net
     setting = f"quick preset: checkerboard, ToyMLP {net.hidden}x{net.depth}, batch {quick.train.batch_size}"
-    return AppCase("toy", setting, 400, 4, (("energy_distance", "energy distance", True),), fit, score)
+    return AppCase("toy", setting, 400, 4, (("energy_distance", "energy distance", True),), fit, score, {})
 
 
 def _image() -> AppCase:
@@ -99,7 +101,8 @@ def _image() -> AppCase:
         return evaluate(cfg)["rows"]
 
     setting = f"quick preset: digits 16x16, micro UNet, batch {quick.train.batch_size}"
-    return AppCase("image", setting, 300, 4, (("classifier_fd", "digit-classifier FD", True),), fit, score)
+    gpu = {"cifar": TRAIN_PRESETS["cifar"].train.mixed_precision}
+    return AppCase("image", setting, 300, 4, (("classifier_fd", "digit-classifier FD", True),), fit, score, gpu)
 
 
 def _geometry() -> AppCase:
@@ -119,7 +122,8 @@ def _geometry() -> AppCase:
         return evaluate(cfg)["rows"]
 
     setting = f"quick preset: torus_knot, PointMLP {quick.net.width}x{quick.net.depth}, {quick.train.batch_size} points"
-    return AppCase("geometry", setting, 800, 3, (("chamfer_sum", "Chamfer (sum form)", True),), fit, score)
+    gpu = {"gd": TRAIN_PRESETS["gd"].train.mixed_precision}
+    return AppCase("geometry", setting, 800, 3, (("chamfer_sum", "Chamfer (sum form)", True),), fit, score, gpu)
 
 
 def _pose() -> AppCase:
@@ -137,12 +141,12 @@ def _pose() -> AppCase:
         return evaluate(cfg)["rows"]
 
     setting = f"quick preset (mixed templates, PoseMLP {quick.net.hidden}x{quick.net.depth}), 256 points, batch 8"
-    return AppCase("pose", setting, 400, 5, (("cd_j2j", "CD-J2J", True),), fit, score)
+    return AppCase("pose", setting, 400, 5, (("cd_j2j", "CD-J2J", True),), fit, score, {})
 
 
 def _sdf() -> AppCase:
     from cfm_sdf.commands import evaluate, train
-    from cfm_sdf.config import SdfDataConfig, SdfEvalConfig, SdfNetConfig, SdfTrainConfig
+    from cfm_sdf.config import TRAIN_PRESETS, SdfDataConfig, SdfEvalConfig, SdfNetConfig, SdfTrainConfig
 
     base = SdfTrainConfig(
         data=SdfDataConfig(family="table", n_context=1024, noise_grid=12), net=SdfNetConfig(preset="tiny")
@@ -160,7 +164,8 @@ def _sdf() -> AppCase:
 
     setting = "sdf benchmark's settings: table family, tiny decoder, 1024 context points, batch 16"
     metrics = (("iou", "volumetric IoU", False), ("sdf_error", "truncated-SDF error", True))
-    return AppCase("sdf", setting, 600, 4, metrics, fit, score)
+    gpu = {name: TRAIN_PRESETS[name].train.mixed_precision for name in ("base", "base-baseline")}
+    return AppCase("sdf", setting, 600, 4, metrics, fit, score, gpu)
 
 
 CASES: dict[str, Callable[[], AppCase]] = {
@@ -201,13 +206,22 @@ def verdict(
     return row, within
 
 
+def _preset_note(app: str, presets: dict[str, str], within: bool) -> str:
+    """What the GPU-scale presets of ``app`` train with, beside the measured verdict."""
+    measured = "within the noise" if within else "worse than float32 beyond the noise"
+    if not presets:
+        return f"{app}: no GPU-scale preset (bf16 {measured}; --train.mixed-precision bf16 is available)"
+    chosen = ", ".join(f"{name} {'float32' if p == 'no' else p}" for name, p in presets.items())
+    return f"{app}: {chosen} (bf16 {measured})"
+
+
 def run(argv: list[str]) -> Report:
     parser = argparse.ArgumentParser(prog="run.py precision", description=__doc__)
     parser.add_argument("--apps", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--quick", action="store_true", help="a tenth of the steps: a smoke run")
     args = parser.parse_args(argv)
 
-    rows, decisions, settings, seconds = [], {}, {}, {}
+    rows, decisions, settings, seconds, presets = [], {}, {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.apps:
             case = CASES[name]()
@@ -222,6 +236,7 @@ def run(argv: list[str]) -> Report:
                     rows.append(row)
                     within.append(ok)
             decisions[name] = all(within)
+            presets[name] = case.gpu_presets
             settings[name] = f"{case.setting}, {steps} steps"
             print(f"{name}: bf16 within the seed noise: {decisions[name]}", flush=True)
     notes = [
@@ -234,6 +249,9 @@ def run(argv: list[str]) -> Report:
         "bf16 within the seed noise at every NFE: "
         + ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in decisions.items())
         + ".",
+        "Decided: the GPU-scale presets train with "
+        + "; ".join(_preset_note(name, presets[name], decisions[name]) for name in decisions)
+        + ". Every CPU preset trains in float32.",
         "Wall time per app (4 runs with evaluation): "
         + ", ".join(f"{name} {s:.0f} s" for name, s in seconds.items())
         + f"; torch threads {torch.get_num_threads()}.",
