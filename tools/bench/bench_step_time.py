@@ -109,8 +109,8 @@ def _image_rows(repeats: int, rounds: int) -> tuple[list[list], str]:
 
 def run(argv: list[str]) -> Report:
     parser = argparse.ArgumentParser(prog="run.py step-time", description=__doc__)
-    parser.add_argument("--repeats", type=int, default=10, help="steps per model in each timing round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=2, help="steps per model in each timing round")
+    parser.add_argument("--rounds", type=int, default=25, help="short rounds: load spikes fall on every model")
     parser.add_argument("--quick", action="store_true", help="2 steps x 2 rounds: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
