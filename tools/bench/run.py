@@ -30,6 +30,8 @@ SECTIONS: dict[str, tuple[str, list[str]]] = {
     "sdf": ("sdf", []),
     "geometry": ("geometry", []),
     "geometry-18000steps": ("geometry", ["--steps", "18000", "--timing-max-nfe", "31"]),
+    "precision": ("precision", []),
+    "step-time": ("step_time", []),
     "distill-toy": ("distill", []),
     "distill-digits": ("distill", ["--section", "digits"]),
     "distill-geometry": ("distill", ["--section", "geometry"]),

@@ -270,6 +270,7 @@ def test_presets_and_shape_names():
     assert set(typing.get_args(BuiltinShapeName)) == set(BUILTIN_SHAPES)
     gd = parse_config(GeometryTrainConfig, ["--preset", "gd"], prog="t", presets=TRAIN_PRESETS)
     assert (gd.net.width, gd.net.depth, gd.points) == (512, 6, 1 << 25)
+    assert gd.train.mixed_precision == "bf16" and TRAIN_PRESETS["quick"].train.mixed_precision == "no"
     parameters = sum(p.numel() for p in build_model(config_to_dict(gd)).parameters())
     assert 5.5e6 < parameters < 6.5e6  # GD: 5.53M (our two-time embedding adds a little)
     quick = parse_config(

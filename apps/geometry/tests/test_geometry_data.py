@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 import trimesh
+from cfm_core.testing import assert_rows_match_global_batch
+from cfm_geometry.commands import point_batches
 from cfm_geometry.data import (
     Normalisation,
     PointBank,
@@ -186,6 +188,14 @@ def test_point_bank_is_normalised_and_deterministic_per_step():
     assert (later[:, None, :] == bank.points[None]).all(-1).any(-1).all()  # rows of the bank
     original = sample_surface_points(surface, 5000, seed=0)
     np.testing.assert_allclose(bank.decode(bank.points), original, atol=1e-5)
+
+
+@pytest.mark.parametrize("points_per_set", [None, 4])
+def test_each_process_gathers_only_its_rows_of_the_global_batch(points_per_set):
+    bank = PointBank.from_surface(surface_from_spec("torus_knot"), 500, seed=0)
+    data = point_batches(bank, 32, seed=3, points_per_set=points_per_set)
+    assert data(5).shape == ((32, 3) if points_per_set is None else (8, 4, 3))
+    assert_rows_match_global_batch(data, step=5, world=2)
 
 
 @pytest.mark.parametrize("suffix", [".ply", ".npz", ".npy", ".xyz"])

@@ -11,6 +11,7 @@ import pytest
 import torch
 from cfm_core.cli import config_to_dict
 from cfm_core.model import select_condition
+from cfm_core.testing import assert_rows_match_global_batch
 from cfm_sdf.commands import sdf_batches
 from cfm_sdf.config import SdfDataConfig, SdfNetConfig, SdfTrainConfig
 from cfm_sdf.model import EXTRA_POINTS_KEY, CorrelatedNoiseSampler, build_model
@@ -110,3 +111,7 @@ def test_the_sampler_rejects_states_without_their_points(model, training_batch):
         model.noise_sampler(x, {"context_points": cond["context_points"]})
     with pytest.raises(ValueError, match="'context_points'"):
         model.noise_sampler(x, None)
+
+
+def test_each_process_builds_only_its_rows_of_the_global_batch():
+    assert_rows_match_global_batch(sdf_batches(CONFIG, "stool"), step=3, world=2)

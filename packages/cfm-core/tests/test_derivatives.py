@@ -135,3 +135,31 @@ def test_forward_rules_choice():
         use_lean_rules("fast", cpu)
     with pytest.raises(ValueError, match="forward_rules"):
         LossRecipe(forward_rules="fast")
+
+
+def test_finite_difference_under_autocast_takes_both_ends_in_float32(formulation):
+    """Under bf16 autocast the secant's start is redone in float32: the target equals the float32
+    one exactly, while the autocast forward's value as the start is visibly off (the negative control)."""
+    _, field, x, t, r, m_inst, _ = _setup(formulation)
+    with torch.no_grad():
+        start = field(x, t)
+        exact = finite_difference_derivative(field, x, t, r, m_inst, start, formulation, step=0.05)
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        redone = finite_difference_derivative(field, x, t, r, m_inst, None, formulation, step=0.05)
+        low = field(x, t)
+        mixed = finite_difference_derivative(field, x, t, r, m_inst, low, formulation, step=0.05)
+    assert not torch.equal(low.float(), start)  # the network ran in bf16
+    torch.testing.assert_close(redone, exact, rtol=0, atol=0)
+    assert (mixed - exact).abs().max() > 10 * (exact.abs().max() * 2**-24 / 0.05)
+
+
+def test_the_loss_target_with_finite_differences_is_float32_under_autocast(formulation):
+    """The CFM loss's cumulative target (conditional target field) under bf16 autocast is the
+    float32 loss's target: the derivative is taken in float32 alone."""
+    loss_fn = make_loss(SmoothNet(), formulation, derivative="finite_difference")
+    _, _, x, t, r, m_inst, _ = _setup(formulation)
+    _, target = loss_fn._cumulative_prediction(x, t, r, m_inst, None)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, target_bf16 = loss_fn._cumulative_prediction(x, t, r, m_inst, None)
+    assert target_bf16.dtype == torch.float32
+    torch.testing.assert_close(target_bf16, target, rtol=0, atol=0)

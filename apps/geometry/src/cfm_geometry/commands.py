@@ -105,12 +105,12 @@ def resolve_up_axis(up_axis: str, spec: str) -> str:
 
 
 def point_batches(bank: PointBank, batch_size: int, seed: int, points_per_set: int | None):
-    """``data(step)`` for the trainer: the step's batch of normalised surface points, as rows
-    ``(B, 3)`` or as sets ``(B / set_size, set_size, 3)``."""
+    """``data(step, rows)`` for the trainer: the rows ``rows`` of the step's batch of normalised
+    surface points, as rows ``(B, 3)`` or as sets ``(B / set_size, set_size, 3)``
+    (:meth:`~cfm_geometry.data.PointBank.batch_for_step`)."""
 
-    def data(step: int) -> torch.Tensor:
-        batch = bank.batch_for_step(step, batch_size, seed)
-        return batch if points_per_set is None else batch.view(-1, points_per_set, 3)
+    def data(step: int, rows: slice = slice(None)) -> torch.Tensor:
+        return bank.batch_for_step(step, batch_size, seed, set_size=points_per_set, rows=rows)
 
     return data
 

@@ -105,17 +105,24 @@ class PointBank:
         """The same bank with its points on ``device``."""
         return PointBank(self.points.to(device), self.normalisation)
 
-    def batch_for_step(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
-        """The minibatch of training step ``step``: ``batch_size`` points drawn with replacement.
+    def batch_for_step(
+        self, step: int, batch_size: int, seed: int, *, set_size: int | None = None, rows: slice = slice(None)
+    ) -> torch.Tensor:
+        """The minibatch of training step ``step``: ``batch_size`` points drawn with replacement,
+        as rows ``(batch_size, 3)`` or, with ``set_size``, as sets ``(batch_size / set_size,
+        set_size, 3)``; only the rows (sets) ``rows`` of it are gathered.
 
         A pure function of ``(seed, step)``, independent of the device and of earlier calls, so
-        a resumed run sees exactly the batches an uninterrupted run would have seen.
+        a resumed run sees exactly the batches an uninterrupted run would have seen; the rows
+        ``rows`` are those rows of the whole minibatch (the step's indices are drawn whole).
         """
         if step < 0 or batch_size < 1:
             raise ValueError(f"need step >= 0 and batch_size >= 1, got {step}, {batch_size}")
         rng = np.random.default_rng([int(seed), int(step)])
         index = torch.from_numpy(rng.integers(0, self.num_points, size=batch_size))
-        return self.points[index.to(self.points.device)]
+        if set_size is not None:
+            index = index.view(-1, set_size)
+        return self.points[index[rows].to(self.points.device)]
 
     def decode(self, points: torch.Tensor | np.ndarray) -> np.ndarray:
         """Generated ``(..., 3)`` points back in the shape's units, as float64."""

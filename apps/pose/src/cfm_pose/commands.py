@@ -73,8 +73,13 @@ def build_model(run_config: dict[str, Any]) -> CFMLoss:
 
 
 def pose_batches(source: ShapeSource, encoding: PoseEncoding, batch_size: int, seed: int):
-    """``data(step)``: ``(x, surface points)`` of the step's shapes (deterministic in the step)."""
-    return lambda step: encoding.encode(source.shapes(step, batch_size, seed))
+    """``data(step, rows)``: ``(x, surface points)`` of the rows ``rows`` of the step's shapes
+    (deterministic in the step; only those shapes are built)."""
+
+    def data(step: int, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        return encoding.encode(source.shapes(step, batch_size, seed, rows))
+
+    return data
 
 
 def _predict(

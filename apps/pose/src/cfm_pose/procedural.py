@@ -129,9 +129,17 @@ def random_character(
 
 
 def character_batch(
-    step: int, batch_size: int, seed: int = 0, n_points: int = 2048, template: str | None = None
+    step: int,
+    batch_size: int,
+    seed: int = 0,
+    n_points: int = 2048,
+    template: str | None = None,
+    rows: slice = slice(None),
 ) -> list[Character]:
-    """The ``batch_size`` characters of training step ``step`` (deterministic; module doc)."""
+    """The ``batch_size`` characters of training step ``step`` (deterministic; module doc), or
+    only those at positions ``rows`` of the batch."""
     if step < 0 or batch_size <= 0:
         raise ValueError(f"need step >= 0 and batch_size > 0, got {step} and {batch_size}")
-    return [random_character(np.random.default_rng([seed, step, i]), template, n_points) for i in range(batch_size)]
+    return [
+        random_character(np.random.default_rng([seed, step, i]), template, n_points) for i in range(batch_size)[rows]
+    ]

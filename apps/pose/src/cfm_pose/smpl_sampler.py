@@ -92,11 +92,12 @@ class SmplBodySampler:
             betas[:used] = self.motion.betas[:used]
         return betas, self.motion.poses[rng.integers(len(self.motion.poses))]
 
-    def bodies(self, step: int, batch_size: int, seed: int = 0) -> SmplBodies:
-        """The ``batch_size`` bodies of step ``step`` (deterministic; module doc)."""
+    def bodies(self, step: int, batch_size: int, seed: int = 0, rows: slice = slice(None)) -> SmplBodies:
+        """The ``batch_size`` bodies of step ``step`` (deterministic; module doc), or only those at
+        positions ``rows`` of the batch."""
         if step < 0 or batch_size <= 0:
             raise ValueError(f"need step >= 0 and batch_size > 0, got {step} and {batch_size}")
-        rngs = [np.random.default_rng([seed, step, i]) for i in range(batch_size)]
+        rngs = [np.random.default_rng([seed, step, i]) for i in range(batch_size)[rows]]
         betas, poses = map(np.stack, zip(*(self._parameters(r) for r in rngs), strict=True))
         vertices, joints = pose_bodies(self.model, self.family, betas, poses)
         points = np.stack(

@@ -1,12 +1,14 @@
 """Where the shapes come from: procedural characters, SMPL / SMPL-X bodies or a RigNet folder.
 
 Every source hands out :class:`ShapeBatch` es in the RigNet-normalised frame (unit box, standing on
-y = 0): a training stream ``shapes(step, count, seed)`` (deterministic in its arguments) and a
-held-out set ``held_out(count, seed)``. Held-out procedural characters and SMPL bodies come from
-a seed the training run never used (the caller checks), RigNet characters from the evaluation
-split. :func:`make_source` turns a train config into a source and reports missing or broken model
-files and folders as :class:`~cfm_core.cli.ConfigError` naming the option and the file, before any
-training starts; :func:`with_detected_model_type` records which SMPL family a model file holds.
+y = 0): a training stream ``shapes(step, count, seed, rows)`` (deterministic in its arguments;
+shape ``i`` of a step is drawn from its own generator, so ``rows`` builds exactly those rows of the
+step's ``count`` shapes and no others) and a held-out set ``held_out(count, seed)``. Held-out
+procedural characters and SMPL bodies come from a seed the training run never used (the caller
+checks), RigNet characters from the evaluation split. :func:`make_source` turns a train config into
+a source and reports missing or broken model files and folders as
+:class:`~cfm_core.cli.ConfigError` naming the option and the file, before any training starts;
+:func:`with_detected_model_type` records which SMPL family a model file holds.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class ShapeBatch:
 class ShapeSource(Protocol):
     """A source of shapes with skeletons (module doc)."""
 
-    def shapes(self, step: int, count: int, seed: int) -> ShapeBatch: ...
+    def shapes(self, step: int, count: int, seed: int, rows: slice = slice(None)) -> ShapeBatch: ...
 
     def held_out(self, count: int, seed: int) -> ShapeBatch: ...
 
@@ -61,13 +63,13 @@ class ProceduralSource:
     n_points: int
     template: str | None = None
 
-    def shapes(self, step: int, count: int, seed: int) -> ShapeBatch:
-        characters = character_batch(step, count, seed, self.n_points, self.template)
+    def shapes(self, step: int, count: int, seed: int, rows: slice = slice(None)) -> ShapeBatch:
+        characters = character_batch(step, count, seed, self.n_points, self.template, rows)
         return ShapeBatch(
             np.stack([c.points for c in characters]),
             tuple(c.skeleton for c in characters),
             tuple(c.joint_tolerance for c in characters),
-            tuple(f"{c.template} {i}" for i, c in enumerate(characters)),
+            tuple(f"{c.template} {i}" for i, c in zip(range(count)[rows], characters, strict=True)),
         )
 
     def held_out(self, count: int, seed: int) -> ShapeBatch:
@@ -80,11 +82,11 @@ class SmplSource:
     def __init__(self, sampler: SmplBodySampler) -> None:
         self.sampler = sampler
 
-    def shapes(self, step: int, count: int, seed: int) -> ShapeBatch:
-        bodies = self.sampler.bodies(step, count, seed)
+    def shapes(self, step: int, count: int, seed: int, rows: slice = slice(None)) -> ShapeBatch:
+        bodies = self.sampler.bodies(step, count, seed, rows)
         family = self.sampler.family
         skeletons = tuple(Skeleton(j, family.parents, family.names) for j in bodies.joints)
-        return ShapeBatch(bodies.points, skeletons, None, tuple(f"body {i}" for i in range(count)))
+        return ShapeBatch(bodies.points, skeletons, None, tuple(f"body {i}" for i in range(count)[rows]))
 
     def held_out(self, count: int, seed: int) -> ShapeBatch:
         return self.shapes(0, count, seed)
@@ -152,10 +154,10 @@ class RigNetSource:
             points, tuple(c.skeleton for c in characters), tolerances, tuple(folder.ids[int(i)] for i in indices)
         )
 
-    def shapes(self, step: int, count: int, seed: int) -> ShapeBatch:
+    def shapes(self, step: int, count: int, seed: int, rows: slice = slice(None)) -> ShapeBatch:
         indices = np.random.default_rng([seed, step]).integers(len(self.train), size=count)
-        rngs = [np.random.default_rng([seed, step, i]) for i in range(count)]
-        return self._batch(self.train, indices, rngs, with_tolerance=False)
+        rngs = [np.random.default_rng([seed, step, i]) for i in range(count)[rows]]
+        return self._batch(self.train, indices[rows], rngs, with_tolerance=False)
 
     def held_out(self, count: int, seed: int) -> ShapeBatch:
         indices = np.arange(min(count, len(self.eval)))

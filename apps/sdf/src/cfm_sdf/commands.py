@@ -122,15 +122,15 @@ def training_source(data: SdfDataConfig) -> str | RecordSource:
     return _open_folder(data.folder, "--data.folder")
 
 
-def sdf_batches(cfg: SdfTrainConfig, source: str | RecordSource) -> Callable[[int], tuple]:
-    """``data(step)``: the values at the context and then the query points (the state), and the
-    condition with the query points under ``EXTRA_POINTS_KEY``, where the model's noise sampler
-    reads the correlated noise (see :mod:`cfm_sdf.model`); a pure function of the step and the
-    seed."""
+def sdf_batches(cfg: SdfTrainConfig, source: str | RecordSource) -> Callable[..., tuple]:
+    """``data(step, rows)``: the values at the context and then the query points (the state), and
+    the condition with the query points under ``EXTRA_POINTS_KEY``, where the model's noise sampler
+    reads the correlated noise (see :mod:`cfm_sdf.model`), of the samples at positions ``rows`` of
+    the step's batch (only those are built); a pure function of the step and the seed."""
     representation = cfg.data.representation()
 
-    def data(step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        b = batch(step, cfg.train.batch_size, cfg.train.seed, source, representation)
+    def data(step: int, rows: slice = slice(None)) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        b = batch(step, cfg.train.batch_size, cfg.train.seed, source, representation, rows)
         cond = b.cond(conditional=not cfg.unconditional)
         cond[EXTRA_POINTS_KEY] = b.query_points
         return torch.cat([b.context_values, b.query_values], dim=1), cond

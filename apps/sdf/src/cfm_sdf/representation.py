@@ -234,12 +234,14 @@ def batch(
     seed: int,
     source: str | RecordSource = "mixed",
     config: RepresentationConfig | None = None,
+    rows: slice = slice(None),
 ) -> SdfBatch:
     """The training batch number ``step``: a pure function of its arguments (exact resume).
 
     ``source`` is a family name (:data:`~cfm_sdf.families.FAMILIES`: fresh analytic shapes) or a
     record source (e.g. ``SdfFolderDataset``: each sample picks a record uniformly, with
-    replacement). Sample ``i`` uses ``sample_rng(seed, step, i)``. Everything is on the CPU.
+    replacement). Sample ``i`` uses ``sample_rng(seed, step, i)``, so ``rows`` builds exactly the
+    samples at those positions of the batch and no others. Everything is on the CPU.
     """
     config = config or RepresentationConfig()
     for name, value in (("step", step), ("seed", seed)):
@@ -252,7 +254,7 @@ def batch(
     if not isinstance(source, str) and len(source) == 0:
         raise ValueError("the record source is empty")
     samples = []
-    for index in range(int(batch_size)):
+    for index in range(int(batch_size))[rows]:
         rng = sample_rng(int(seed), int(step), index)
         if isinstance(source, str):
             record = analytic_record(random_shape(source, rng), rng, config)

@@ -21,7 +21,9 @@ and returns ``Dm`` detached: the derivative only enters the stop-gradient target
   frequency ``w`` is ``w`` times its amplitude, the secant's is at most ``2/step`` times it, and as a
   one-sided (upwind) difference it damps the oscillation in the regression instead of feeding it
   back: the cumulative target stays bounded for networks with high-frequency time features, at a
-  bias first order in ``step``.
+  bias first order in ``step``. Both ends of the secant are float32 outside autocast: under autocast
+  the loss has the start ``m(x, t)`` evaluated again in float32 (one more forward), since a
+  bfloat16 value's rounding (relative 2^-8) divided by the step would swamp the derivative.
 * ``autograd`` — ``torch.autograd.functional.jvp`` (the double-backward trick): slower, but works for
   modules without forward-mode rules; the tests use it as the reference.
 """
@@ -119,20 +121,26 @@ def finite_difference_derivative(
     t: Tensor,
     r: Tensor,
     m_inst: Tensor,
-    m_value: Tensor,
+    m_value: Tensor | None,
     formulation: Formulation,
     step: float,
 ) -> Tensor:
     """``Dm`` by one extra forward pass ``step`` (unit time) along the instantaneous flow towards ``r``.
 
-    ``m_value`` is the detached output of the gradient pass at ``(x, t)``; ``m_inst`` the
-    instantaneous field that moves ``x`` (the conditional target in training).
+    ``m_value`` is the detached float32 output of the gradient pass at ``(x, t)``, or ``None``: then
+    the start is evaluated here too, in float32 outside autocast, with the RNG state the end's pass
+    then uses (the same dropout masks); ``m_inst`` is the instantaneous field that moves ``x`` (the
+    conditional target in training).
     """
     u_t, u_r = formulation.unit_from_time(t), formulation.unit_from_time(r)
     gap = (u_r - u_t).clamp_min(0.0)
     h = torch.where(gap > 0, torch.minimum(gap, torch.full_like(gap, step)), torch.full_like(gap, step))
     t_next = formulation.time_from_unit(u_t + h)
     with derivative_context(x.device):
+        if m_value is None:
+            replay = not torch.compiler.is_compiling()  # a compiled graph cannot fork the RNG
+            with shared_rng(x.device) if replay else contextlib.nullcontext():
+                m_value = field(x.float(), t.float())
         x_next = formulation.update(m_inst.float(), x.float(), t.float(), t_next.float())
         m_next = field(x_next, t_next.float())
         dt = (t_next - t).float()

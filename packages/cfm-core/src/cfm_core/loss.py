@@ -308,7 +308,9 @@ class CFMLoss(nn.Module):
             with shared_rng(x.device) if replay else contextlib.nullcontext():
                 if replay:
                     _set_rng_state(x.device, state)
-                dm = finite_difference_derivative(field_at, x, t, r, m_inst, pred.detach(), f, self.recipe.fd_step)
+                # under autocast the prediction is low precision: the secant's start is redone in float32
+                start = None if torch.is_autocast_enabled(x.device.type) else pred.detach()
+                dm = finite_difference_derivative(field_at, x, t, r, m_inst, start, f, self.recipe.fd_step)
         elif backend == "jvp_one_pass" and not torch.is_autocast_enabled(x.device.type):
             lean = use_lean_rules(self.recipe.forward_rules, x.device)
             pred, dm = jvp_with_value(field_at, x, t, velocity, lean=lean)  # one pass: value and tangent

@@ -1,6 +1,8 @@
 """Test helpers for apps: run a ``cfm`` command in-process and check that it refuses bad input
-cleanly (exit code 2, one line naming the problem, no traceback, nothing written), and the broken
-checkpoints every command that reads one must refuse."""
+cleanly (exit code 2, one line naming the problem, no traceback, nothing written), the broken
+checkpoints every command that reads one must refuse, that a ``data(step, rows)`` function
+builds each process's rows exactly as the global batch holds them, and that ``accelerate launch``
+of a training command with two CPU processes trains as one process does."""
 
 from __future__ import annotations
 
@@ -8,12 +10,24 @@ import contextlib
 import hashlib
 import io
 import json
+import math
+import os
 import shutil
-from collections.abc import Iterable, Sequence
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from cfm_core.cli import main
+from cfm_core.conditions import select_condition
 from cfm_core.training.checkpoint import latest_checkpoint
+from cfm_core.training.metric_log import read_log
+from cfm_core.training.seeding import DATA_STREAM, seed_everything, step_seed
+from cfm_core.training.trainer import split_batch, takes_rows
 
 #: The kinds of broken checkpoint :func:`broken_checkpoints` makes, in order.
 BROKEN_CHECKPOINT_CASES = (
@@ -149,3 +163,79 @@ def assert_broken_checkpoint_refused(
     ``sample_args`` (its input and output options), ``eval`` an output folder in ``ws``."""
     extra = {"sample": list(sample_args), "eval": ["--out", ws / "eval"], "info": []}[command]
     assert_refused([app, command, "--checkpoint", checkpoint, *extra], "--checkpoint", message, unchanged=[ws])
+
+
+def assert_rows_match_global_batch(
+    data: Callable[..., Any], step: int, world: int = 2, *, seed: int = 0, atol: float = 0.0
+) -> None:
+    """Check that ``data(step, rows=slice(rank, None, world))`` is rows ``rank::world`` of the
+    global batch ``data(step)`` for every ``rank``, the condition included (to ``atol``; exact by
+    default), each call made with the RNGs seeded as the trainer seeds them (training ``seed``)."""
+    assert takes_rows(data), "data takes no rows parameter"
+
+    def built(**rows: slice) -> tuple[torch.Tensor, Any]:
+        seed_everything(step_seed(seed, step, DATA_STREAM))
+        return split_batch(data(step, **rows), step)
+
+    x, cond = built()
+    assert x.shape[0] % world == 0 and x.shape[0] >= world, f"{x.shape[0]} rows do not split over {world}"
+    for rank in range(world):
+        rows = slice(rank, None, world)
+        expected = (x[rows], select_condition(cond, rows))
+        message = f"rank {rank} of {world}"
+        torch.testing.assert_close(built(rows=rows), expected, rtol=0, atol=atol, msg=lambda m, s=message: f"{s}: {m}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def accelerate_launch(argv: Sequence[str], processes: int = 2, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``accelerate launch -m cfm_core.cli argv`` with ``processes`` processes on one machine, as the
+    README runs it (``--multi_gpu`` selects accelerate's torch.distributed launcher; on a CPU-only
+    machine the processes form a gloo group), one thread each, on a free port."""
+    command = [
+        str(Path(sys.executable).with_name("accelerate")),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--num_cpu_threads_per_process",
+        "1",
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "cfm_core.cli",
+        *map(str, argv),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_launch_matches_one_process(run: Sequence[str], out: Path, *, rel: float = 1e-5) -> list[float]:
+    """Train ``cfm run`` (a train command logging every step, without ``--train.output-dir``) with
+    two launched processes and with one process accumulating two micro-batches of the same global
+    batch (the same chunks of it, see :mod:`cfm_core.training.trainer`), into folders under
+    ``out``; check that the loss curves agree to ``rel`` and that the launched run wrote what the
+    single one did (rank 0 alone writes the log, samples and checkpoints). Returns the launched
+    run's losses."""
+    launched, single = Path(out) / "launched", Path(out) / "single"
+    result = accelerate_launch([*run, "--train.output-dir", launched])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert main([*map(str, run), "--train.grad-accum", "2", "--train.output-dir", str(single)]) == 0
+    losses = [[r["loss"] for r in read_log(folder) if "loss" in r] for folder in (launched, single)]
+    assert len(losses[0]) > 1 and len(set(losses[0])) == len(losses[0]), losses[0]
+    assert len(losses[0]) == len(losses[1]), losses
+    assert all(math.isclose(a, b, rel_tol=rel) for a, b in zip(*losses, strict=True)), losses
+    assert sorted(p.name for p in launched.iterdir()) == sorted(p.name for p in single.iterdir())
+    lines = [len((folder / "log.jsonl").read_text().splitlines()) for folder in (launched, single)]
+    assert lines[0] == lines[1]
+    return losses[0]
