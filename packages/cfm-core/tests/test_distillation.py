@@ -108,6 +108,20 @@ def test_update_coefficients_match_the_update(formulation):
     torch.testing.assert_close(weight, torch.ones_like(weight))
 
 
+def test_lagrangian_weight_is_the_residual_per_unit_time(formulation):
+    """``|d_r P(t, r) / d_r P(t, t)|`` times ``|dr/du| / |dt/du|``: the second factor is 1 where time
+    is linear in unit time, ``(r/t)^((rho - 1)/rho)`` on edm's Karras schedule."""
+    t, r = interior_times(formulation, 16, seed=4)
+    _, _, p_r, _ = update_coefficients(formulation, t, r)
+    _, _, p_t, _ = update_coefficients(formulation, t, t)
+    if formulation.name == "edm":
+        speed = (r / t) ** ((formulation.rho - 1) / formulation.rho)
+        assert (speed < 0.99).all()  # the pairs span sigma: the factor is not 1
+    else:
+        speed = torch.ones_like(t)
+    torch.testing.assert_close(lagrangian_weight(formulation, t, r), (p_r / p_t).abs() * speed)
+
+
 def test_teacher_endpoint_follows_the_exact_flow(formulation):
     """The regression peer's pairs: the teacher's Heun endpoint is the exact flow map's endpoint."""
     oracle = GaussianOracle(formulation, MEAN, COVARIANCE)

@@ -18,7 +18,7 @@ The objectives (Boffi et al., *Flow Map Matching*; Luhman & Luhman 2021 for ``re
 
   whose fixed point is the teacher's flow map (for u-prediction: MeanFlow's
   ``u = v(x + (r - t) u, r) - (r - t) d_r u``). :func:`lagrangian_weight` scales each row so that
-  its gradient is the residual in the units of the instantaneous field.
+  its gradient is the residual per unit time in the units of the instantaneous field.
 * ``regression`` — the student's single jump from the noise end to the data end regressed onto
   the teacher's ODE endpoint from the same noise (:meth:`Teacher.endpoint`, no gradients).
 """
@@ -131,13 +131,29 @@ def update_coefficients(formulation: Formulation, t: Tensor, r: Tensor) -> tuple
     return p, q, p_r, q_r
 
 
+def _time_per_unit(formulation: Formulation, t: Tensor) -> Tensor:
+    """``|dt/du|`` at ``t``: how fast the formulation's time moves per unit time ``u`` (the time in
+    which training pairs are drawn and sampling grids are laid out). 1 for u, x1 and ddim; for edm
+    ``rho sigma^((rho - 1)/rho) |sigma_min^(1/rho) - sigma_max^(1/rho)|`` (the Karras schedule)."""
+    u = formulation.unit_from_time(t)
+    _, speed = torch.func.jvp(formulation.time_from_unit, (u,), (torch.ones_like(u),))
+    return speed.abs()
+
+
 def lagrangian_weight(formulation: Formulation, t: Tensor, r: Tensor) -> Tensor:
-    """``|d_r P(t, r) / d_r P(t, t)|``: with it the gradient of a row is its Lagrangian residual
-    divided by the instantaneous field's velocity coefficient (1 for u, x1 and edm), bounded at the
-    data end where ``d_r P`` grows (ddim)."""
+    """``|d_r P(t, r) / d_r P(t, t)| * |dr/du| / |dt/du|`` (1 at ``r = t``).
+
+    With it the gradient of a row is its Lagrangian residual per unit time ``u`` (the residual of
+    ``d psi / du``) divided by the instantaneous field's velocity coefficient per unit time at
+    ``t``. The first factor bounds the weight at the data end where ``d_r P`` grows (ddim); the
+    second is 1 where time is linear in ``u`` (u, x1, ddim) and ``(r/t)^((rho - 1)/rho)`` for edm,
+    whose residual per unit sigma scales like ``1/r`` towards the data end (the velocity is
+    ``(x - D)/sigma`` and the network sees ``log sigma``): without it the rows ending near the data
+    end dominate the gradient and the intermediate ends of few-step grids are barely trained.
+    """
     _, _, p_r, _ = update_coefficients(formulation, t, r)
     _, _, p_t, _ = update_coefficients(formulation, t, t)
-    return (p_r / p_t).abs()
+    return (p_r / p_t).abs() * _time_per_unit(formulation, r) / _time_per_unit(formulation, t)
 
 
 def r_derivative(
