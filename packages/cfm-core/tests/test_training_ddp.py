@@ -13,6 +13,7 @@ from __future__ import annotations
 import faulthandler
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,9 @@ from .test_training_fixtures import gaussian_data, make_loss, train_config
 SEED = 11
 WORLD = 2
 STEPS = 3
+#: Seconds the workers may take in all before the test stops them and fails (a hung fork must not
+#: hang the suite; each worker also arms its own 120 s watchdog once it runs).
+WORKERS_DEADLINE = 600
 
 
 def _worker(rank: int, port: int, out: Path) -> None:
@@ -88,7 +92,13 @@ def _single_process_gradients(rank: int) -> dict[str, torch.Tensor]:
 def test_ddp_gradients_are_synchronised_through_the_jvp_loss(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # accelerate warns and picks a count otherwise
     alone = [_single_process_gradients(rank) for rank in range(WORLD)]
-    mp.start_processes(_worker, args=(_free_port(), tmp_path), nprocs=WORLD, start_method="fork")
+    workers = mp.start_processes(_worker, args=(_free_port(), tmp_path), nprocs=WORLD, join=False, start_method="fork")
+    deadline = time.monotonic() + WORKERS_DEADLINE
+    while not workers.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in workers.processes:
+                process.kill()
+            pytest.fail(f"the DDP workers had not finished after {WORKERS_DEADLINE} s: stopped them")
 
     grads = [load_file(str(tmp_path / f"grads-{rank}.safetensors")) for rank in range(WORLD)]
     assert any(not torch.allclose(alone[0][n], alone[1][n]) for n in alone[0])  # data differ
