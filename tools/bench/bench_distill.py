@@ -163,6 +163,14 @@ def _toy(args) -> tuple[list[Table], list[str], list[str], dict]:
     return tables, [str(figure)], notes, settings
 
 
+def _one_checkpoint_run(config, steps: int, out: Path):
+    """An image-app config trained for ``steps`` into ``out``, checkpointed and sampled once, at the end."""
+    return replace(
+        config,
+        train=replace(config.train, steps=steps, output_dir=str(out), checkpoint_every=steps, sample_every=steps),
+    )
+
+
 def _digits(args) -> tuple[list[Table], list[str], list[str], dict]:
     from cfm_image.commands import evaluate, make_trainer
     from cfm_image.config import TRAIN_PRESETS, ImageEvalConfig
@@ -171,32 +179,18 @@ def _digits(args) -> tuple[list[Table], list[str], list[str], dict]:
     rows, cost_rows, curves, seconds = [], [], {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         teacher_dir = Path(tmp) / "teacher"
-        teacher_cfg = replace(
-            preset,
-            train=replace(
-                preset.train,
-                steps=args.teacher_steps,
-                output_dir=str(teacher_dir),
-                checkpoint_every=args.teacher_steps,
-                sample_every=args.teacher_steps,
-            ),
-        )
-        seconds["teacher"] = make_trainer(teacher_cfg).fit()["seconds"]
+        seconds["teacher"] = make_trainer(_one_checkpoint_run(preset, args.teacher_steps, teacher_dir)).fit()["seconds"]
         students = [(objective, {"objective": objective}) for objective in OBJECTIVES]
         students.append(("regression peer", {"objective": "regression", "teacher_steps": args.peer_teacher_steps}))
         teacher_fd = None
         for label, method in students:
             out = Path(tmp) / label.replace(" ", "-")
-            cfg = replace(
-                preset,
-                method=replace(preset.method, instantaneous_ratio=0.5, teacher=str(teacher_dir), **method),
-                train=replace(
-                    preset.train,
-                    steps=args.student_steps,
-                    output_dir=str(out),
-                    checkpoint_every=args.student_steps,
-                    sample_every=args.student_steps,
+            cfg = _one_checkpoint_run(
+                replace(
+                    preset, method=replace(preset.method, instantaneous_ratio=0.5, teacher=str(teacher_dir), **method)
                 ),
+                args.student_steps,
+                out,
             )
             seconds[label] = make_trainer(cfg).fit()["seconds"]
             steps = (1,) if method["objective"] == "regression" else STUDENT_STEPS

@@ -30,6 +30,28 @@ def _trainer(path, data=gaussian_data, **overrides):
     return Trainer(make_loss(), data, train_config(path, seed=SEED, **overrides), run_config={}, app="test")
 
 
+def _resumed_from_step_3(path, data, **overrides):
+    """A 6-step run checkpointed at step 3, its last checkpoint deleted, resumed from step 3 by a
+    trainer built with other initial weights, and trained to the end."""
+    _trainer(path, data, steps=6, checkpoint_every=3, keep_last=0, **overrides).fit()
+    shutil.rmtree(path / "step-0000006")
+    resumed = Trainer(
+        make_loss(seed=9),
+        data,
+        train_config(path, seed=SEED, steps=6, resume=True, **overrides),
+        run_config={},
+        app="test",
+    )
+    assert resumed.step == 3
+    resumed.fit()
+    return resumed
+
+
+def _assert_same_weights(first, second):
+    for name, value in first.unwrapped_model.state_dict().items():
+        assert torch.equal(value, second.unwrapped_model.state_dict()[name]), name
+
+
 def _grads(module):
     return {n: p.grad.clone() for n, p in module.named_parameters()}
 
@@ -59,19 +81,8 @@ def test_accumulated_micro_batches_equal_one_pass_through_their_mean_loss(tmp_pa
 def test_grad_accum_resumes_exactly(tmp_path):
     straight = _trainer(tmp_path / "a", steps=6, grad_accum=2)
     straight.fit()
-    _trainer(tmp_path / "b", steps=6, grad_accum=2, checkpoint_every=3, keep_last=0).fit()
-    shutil.rmtree(tmp_path / "b" / "step-0000006")
-    resumed = Trainer(
-        make_loss(seed=9),
-        gaussian_data,
-        train_config(tmp_path / "b", seed=SEED, steps=6, grad_accum=2, resume=True),
-        run_config={},
-        app="test",
-    )
-    assert resumed.step == 3
-    resumed.fit()
-    for name, value in straight.unwrapped_model.state_dict().items():
-        assert torch.equal(value, resumed.unwrapped_model.state_dict()[name]), name
+    resumed = _resumed_from_step_3(tmp_path / "b", gaussian_data, grad_accum=2)
+    _assert_same_weights(straight, resumed)
     log_a, log_b = read_log(tmp_path / "a"), read_log(tmp_path / "b")
     assert [r["loss"] for r in log_a] == [r["loss"] for r in log_b][-6:]
 
@@ -176,18 +187,7 @@ def test_the_step_loader_yields_the_batches_built_in_process_in_order():
 def test_data_workers_train_exactly_as_the_training_process_and_resume_exactly(tmp_path):
     plain = _trainer(tmp_path / "plain", _noisy_data, steps=6)
     plain.fit()
-    _trainer(tmp_path / "workers", _noisy_data, steps=6, data_workers=2, checkpoint_every=3, keep_last=0).fit()
-    shutil.rmtree(tmp_path / "workers" / "step-0000006")
-    resumed = Trainer(
-        make_loss(seed=9),
-        _noisy_data,
-        train_config(tmp_path / "workers", seed=SEED, steps=6, data_workers=2, resume=True),
-        run_config={},
-        app="test",
-    )
-    assert resumed.step == 3
-    resumed.fit()
-    for name, value in plain.unwrapped_model.state_dict().items():
-        assert torch.equal(value, resumed.unwrapped_model.state_dict()[name]), name
+    resumed = _resumed_from_step_3(tmp_path / "workers", _noisy_data, data_workers=2)
+    _assert_same_weights(plain, resumed)
     losses = [[r["loss"] for r in read_log(tmp_path / run)] for run in ("plain", "workers")]
     assert losses[0] == losses[1][-6:]
