@@ -382,6 +382,27 @@ def digits_section(args: argparse.Namespace) -> tuple[Table, Table, dict]:
     return quality, cost, settings
 
 
+#: Score columns of the quality tables that issue 17's targets compare, and whether higher is better.
+TARGET_SCORES = {"rel. ED": False, "in squares": True, "FD": False}
+
+
+def target_notes(quality: Table, ours: str = "ours (u)") -> list[str]:
+    """Issue 17's target (our default recipe ahead of MeanFlow on every score of the section), each
+    score met or missed and by how much, from the quality table's ``ours`` and MeanFlow rows."""
+    rows = {row[0]: row for row in quality.rows}
+    peer = next(name for name in rows if name.startswith("MeanFlow"))
+    verdicts = []
+    for column, name in enumerate(quality.columns):
+        higher = next((h for key, h in TARGET_SCORES.items() if name.endswith(key)), None)
+        if higher is None:
+            continue
+        mine, theirs = rows[ours][column], rows[peer][column]
+        gap = (theirs - mine) if higher else (mine - theirs)
+        verdict = "met" if gap < 0 else f"missed by {gap:.4g}"
+        verdicts.append(f"{name}: {mine:.4g} against {theirs:.4g}, {verdict}")
+    return [f"Target (issue 17): {ours} ahead of MeanFlow on every score. " + "; ".join(verdicts) + "."]
+
+
 def run(argv: list[str]) -> Report:
     parser = argparse.ArgumentParser(prog="run.py peer", description=__doc__)
     parser.add_argument(
@@ -416,12 +437,14 @@ def run(argv: list[str]) -> Report:
     if args.section == "toy":
         tables, section_settings = toy_section(args)
         title, extra = "core defaults vs the public MeanFlow, checkerboard, plain MLP", [TOY_TRIED_NOTE]
+        extra = [*target_notes(tables[0]), *extra]
     elif args.section == "toy-recipes":
         tables, section_settings = toy_recipes_section(args)
         title, ours, extra = "recipe variants vs the public MeanFlow, checkerboard, plain MLP", RECIPES_NOTE, []
     else:
         quality, cost, section_settings = digits_section(args)
-        tables, title, extra = [quality, cost], "core defaults vs the public MeanFlow, digits, micro UNet", []
+        tables, title = [quality, cost], "core defaults vs the public MeanFlow, digits, micro UNet"
+        extra = target_notes(quality)
     return Report(
         name=f"peer-{args.section}",
         title=f"Peer: {title} (CPU)",

@@ -50,3 +50,16 @@ def test_every_recipe_variant_is_a_valid_recipe_named_by_its_options():
     for options in bench_peer.RECIPE_VARIANTS:
         LossRecipe(**options)  # raises on a misspelt option or an invalid value
     assert bench_peer.recipe_name({"adaptive_p": 0.5, "fd_step": 0.02}) == "adaptive_p=0.5, fd_step=0.02"
+
+
+def test_target_notes_say_which_scores_beat_the_peer_and_by_how_much_the_others_miss():
+    quality = bench_peer.Table(
+        "q",
+        ["model", "1 step rel. ED", "1 step in squares", "2 steps FD", "2 steps accuracy"],
+        [["ours (u)", 0.5, 0.5, 16.0, 0.9], ["MeanFlow (rectified-flow-pytorch)", 1.0, 0.7, 10.0, 0.1]],
+    )
+    (note,) = bench_peer.target_notes(quality)
+    assert "1 step rel. ED: 0.5 against 1, met" in note
+    assert "1 step in squares: 0.5 against 0.7, missed by 0.2" in note
+    assert "2 steps FD: 16 against 10, missed by 6" in note
+    assert "accuracy" not in note  # not a target score
