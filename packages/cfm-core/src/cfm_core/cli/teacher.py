@@ -45,7 +45,9 @@ def load_teacher(
     """The frozen teacher a run directory or checkpoint of ``app`` holds (its first EMA average).
 
     Refuses, with a :class:`ConfigError` naming the difference, a teacher of another app, another
-    formulation, or whose stored config differs from ``student_config`` at any dotted key of
+    formulation (another :meth:`~cfm_core.formulations.Formulation.field_config`; the network's
+    prediction may differ: an epsilon-prediction ddim teacher distils into an x0-prediction ddim
+    student), or whose stored config differs from ``student_config`` at any dotted key of
     ``must_match`` (data shape, class count...); a run directory without a checkpoint yet (still
     training) is named as such. Returns the teacher and its stored run config.
     """
@@ -60,11 +62,11 @@ def load_teacher(
         )
     model, checkpoint = load_trained(source, build, app, option=option)
     teacher_config = checkpoint.meta["config"]
-    own = json.loads(json.dumps(student_formulation.config()))
-    if checkpoint.meta["formulation"] != own:
+    if model.formulation.field_config() != student_formulation.field_config():
         raise ConfigError(
             f"{option}: the teacher {checkpoint.path} uses formulation {json.dumps(checkpoint.meta['formulation'])}, "
-            f"the student {json.dumps(own)}; distil within one formulation"
+            f"the student {json.dumps(student_formulation.config())}; distil within one formulation "
+            "(only the network's prediction may differ)"
         )
     for key in must_match:
         theirs, ours = _lookup(teacher_config, key), _lookup(student_config, key)
