@@ -11,9 +11,9 @@ its query head evaluates any point from the latents of the context (see ``backbo
   classifier-free guidance the last step's output is ``m_null + w (m_cond - m_null)``, so the
   extra points are read from the latents of both of its calls and mixed the same way.
 * **Ride-along path** (every other formulation, e.g. edm whose ``D = c_skip x + c_out net`` needs
-  the state at the point, ddim's epsilon-prediction, or u): the extra points join the state, with their own values of the
-  same correlated noise field, and every network call evaluates them too; the core's samplers
-  update them exactly like the context values. Exact for any formulation and sampler, but each
+  the state at the point, ddim's epsilon-prediction, or u): the extra points join the state, with
+  their own values of the same correlated noise field, and every network call evaluates them too;
+  the core's samplers update them exactly like the context values. Exact for any formulation and sampler, but each
   step pays for the extra points.
 
 Both paths draw one noise grid per shape (:func:`~cfm_sdf.representation.correlated_noise`), so

@@ -93,7 +93,8 @@ def distillation_setup(
     Returns ``(cfg, teacher)``: without a teacher ``(cfg, None)``; with one, the teacher checked
     against the student (see :func:`load_teacher`) and ``cfg`` set to start from its weights
     (``train.init_from``) when ``method.student_init`` is ``"teacher"``, no other warm start is
-    given, and the student's ``net`` options equal the teacher's (else it starts fresh).
+    given, and the student's ``net`` options and formulation (its network's prediction included)
+    equal the teacher's (else it starts fresh).
     """
     from cfm_core.cli.config import config_to_dict
 
@@ -101,22 +102,28 @@ def distillation_setup(
     if method.teacher is None:
         return cfg, None
     student_config = config_to_dict(cfg)
+    student_formulation = build(student_config).model.formulation  # as the app resolves it
     teacher, teacher_config = load_teacher(
         method.teacher,
         build,
         app,
         student_config=student_config,
-        student_formulation=build(student_config).model.formulation,  # as the app resolves it
+        student_formulation=student_formulation,
         must_match=must_match,
     )
     print(f"distilling teacher {teacher.source} (weights sha256 {teacher.weights_sha256[:16]}...)")
     if cfg.train.resume:
         _check_resumed_teacher(Path(cfg.train.output_dir), teacher)
     if method.student_init == "teacher" and cfg.train.init_from is None and not cfg.train.resume:
-        if same_network(teacher_config, student_config):
-            cfg = replace(cfg, train=replace(cfg.train, init_from=teacher.source))
-        else:
+        if not same_network(teacher_config, student_config):
             print("the student's network options differ from the teacher's: the student starts fresh")
+        elif teacher.formulation.config() != student_formulation.config():
+            print(
+                f"the teacher's network predicts another quantity ({teacher.formulation!r}, the student "
+                f"{student_formulation!r}): the student starts fresh"
+            )
+        else:
+            cfg = replace(cfg, train=replace(cfg.train, init_from=teacher.source))
     return cfg, teacher
 
 
