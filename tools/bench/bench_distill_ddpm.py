@@ -39,9 +39,9 @@ METRICS = {
 
 def _pose(args: argparse.Namespace, tmp: Path) -> tuple[list[dict], dict[str, float], dict[str, Any]]:
     import bench_pose
+    from cfm_core.method import MethodConfig
     from cfm_pose.commands import evaluate, train
     from cfm_pose.config import ExtractionConfig, PoseEvalConfig, PoseTrainConfig
-    from cfm_core.method import MethodConfig
 
     pose = bench_pose.parser().parse_args([])
     if args.quick:
@@ -162,7 +162,8 @@ def comparisons(app: str, rows: list[dict], seconds: dict[str, float]) -> list[s
             else "the teacher's 1 step has nothing to score"
         )
         notes.append(
-            f"The student's 1 jump is {_ratio(student[1], reference)}x the teacher's {label} at {at} DDIM steps; {one_step}."
+            f"The student's 1 jump is {_ratio(student[1], reference)}x the teacher's {label} at {at} DDIM "
+            f"steps; {one_step}."
         )
     notes.append(
         f"Training: teacher {seconds['teacher']:.0f} s, student {seconds['student']:.0f} s, total "
