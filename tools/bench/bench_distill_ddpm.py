@@ -138,32 +138,34 @@ def quality_rows(app: str, rows: list[dict]) -> list[list]:
 
 
 def comparisons(app: str, rows: list[dict], seconds: dict[str, float]) -> list[str]:
-    """Notes computed from the rows: the teacher's one step against its 64, the student's jumps
-    against the teacher's 64 steps (the app's first metric), and the training times."""
+    """Notes computed from the rows (the app's first metric): the teacher at 1 step, at 64 steps (or
+    its most) and at its best step count, the student's jumps and their ratio to the teacher, and
+    the training times."""
     label, key, lower = METRICS[app][0]
     teacher = {r["nfe"]: r[key] for r in rows if r["label"] == "baseline"}
     student = {r["nfe"]: r[key] for r in rows if r["label"] == "cfm"}
-    best = max(teacher)
-    reference = teacher.get(64, teacher[best])
-    at = 64 if 64 in teacher else best
-    better = "lower" if lower else "higher"
+    most = max(teacher)
+    at = 64 if 64 in teacher else most
+    scored = {n: v for n, v in teacher.items() if v is not None}
+    best_at = (min if lower else max)(scored, key=scored.get) if scored else None
+    shown = [1, at, *([most] if most != at else [])]
     notes = [
-        f"{label} ({better} is better): the teacher at 1 DDIM step {_fmt(teacher[1])}, at {at} steps "
-        f"{_fmt(reference)}"
-        + (f", at {best} steps {_fmt(teacher[best])}" if best != at else "")
+        f"{label} ({'lower' if lower else 'higher'} is better): the teacher at "
+        + ", ".join(f"{n} DDIM step(s) {_fmt(teacher[n])}" for n in shown)
+        + (f", best {_fmt(scored[best_at])} at {best_at} step(s)" if best_at is not None else "")
         + "; the student at "
         + ", ".join(f"{n} jump(s) {_fmt(v)}" for n, v in sorted(student.items()))
         + "."
     ]
-    if student.get(1) is not None and reference is not None:
+    if student.get(1) is not None and best_at is not None:
         one_step = (
-            f"{_ratio(student[1], teacher[1])}x the teacher's at 1 step"
+            f"{_ratio(student[1], teacher[1])}x its 1 step"
             if teacher[1] is not None
             else "the teacher's 1 step has nothing to score"
         )
         notes.append(
-            f"The student's 1 jump is {_ratio(student[1], reference)}x the teacher's {label} at {at} DDIM "
-            f"steps; {one_step}."
+            f"The student's 1 jump is {_ratio(student[1], teacher[at])}x the teacher's {label} at {at} DDIM "
+            f"steps and {_ratio(student[1], scored[best_at])}x its best ({best_at} steps); {one_step}."
         )
     notes.append(
         f"Training: teacher {seconds['teacher']:.0f} s, student {seconds['student']:.0f} s, total "
