@@ -9,7 +9,8 @@ the app's default with ``--method.formulation ddim``, since its default x1 has a
 same network and budget, distilling the teacher by the Eulerian objective; it starts fresh (the
 teacher's weights predict the noise, the student's x0). Both are scored by the app's own ``eval``
 on the held-out shapes and noise of the app's section: pose CD-J2J, IoU, precision, recall; SDF
-Chamfer, F-score, IoU and truncated-SDF error. Training time is the trainer's wall time of each run.
+IoU, Chamfer, F-score and truncated-SDF error. Training time is the trainer's wall time of each run;
+the teacher's late training loss (its noise MSE) says how much of the noise it learnt to predict.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 import torch
 from cfm_core.plotting import save_curves
+from cfm_core.training import read_log
 from harness import RESULTS, Report, Table
 
 TEACHER_STEPS = (1, 2, 4, 8, 16, 32, 64)
@@ -37,7 +39,7 @@ METRICS = {
 }  # fmt: skip
 
 
-def _pose(args: argparse.Namespace, tmp: Path) -> tuple[list[dict], dict[str, float], dict[str, Any]]:
+def _pose(args: argparse.Namespace, tmp: Path) -> tuple[list[dict], dict[str, dict], dict[str, Any]]:
     import bench_pose
     from cfm_core.method import MethodConfig
     from cfm_pose.commands import evaluate, train
@@ -52,8 +54,7 @@ def _pose(args: argparse.Namespace, tmp: Path) -> tuple[list[dict], dict[str, fl
     )
     student_method = replace(PoseTrainConfig().method, teacher=str(tmp / "teacher"))
     student = replace(base, method=student_method, train=replace(base.train, output_dir=str(tmp / "student")))
-    seconds = {"teacher": train(teacher)["seconds"]}
-    seconds["student"] = train(student)["seconds"]
+    summaries = {"teacher": train(teacher), "student": train(student)}
     result = evaluate(
         PoseEvalConfig(
             checkpoint=str(tmp / "student"),
@@ -78,10 +79,10 @@ def _pose(args: argparse.Namespace, tmp: Path) -> tuple[list[dict], dict[str, fl
         "held_out_shapes": pose.n_shapes,
         "extraction": f"mean shift bandwidth {pose.bandwidth}",
     }
-    return result["rows"], seconds, settings
+    return result["rows"], summaries, settings
 
 
-def _sdf(args: argparse.Namespace, tmp: Path) -> tuple[list[dict], dict[str, float], dict[str, Any]]:
+def _sdf(args: argparse.Namespace, tmp: Path) -> tuple[list[dict], dict[str, dict], dict[str, Any]]:
     import bench_sdf
     from cfm_sdf.commands import evaluate, train
     from cfm_sdf.config import SdfEvalConfig
@@ -93,8 +94,7 @@ def _sdf(args: argparse.Namespace, tmp: Path) -> tuple[list[dict], dict[str, flo
     teacher = replace(base, method=replace(base.method, formulation_options=EPSILON))
     student_cfg = bench_sdf.train_config(sdf, 0.5, tmp / "student")
     student = replace(student_cfg, method=replace(student_cfg.method, teacher=str(tmp / "teacher")))
-    seconds = {"teacher": train(teacher)["seconds"]}
-    seconds["student"] = train(student)["seconds"]
+    summaries = {"teacher": train(teacher), "student": train(student)}
     result = evaluate(
         SdfEvalConfig(
             checkpoint=str(tmp / "student"),
@@ -119,7 +119,7 @@ def _sdf(args: argparse.Namespace, tmp: Path) -> tuple[list[dict], dict[str, flo
         "held_out_shapes": sdf.shapes,
         "grid": f"{sdf.resolution}^3",
     }
-    return result["rows"], seconds, settings
+    return result["rows"], summaries, settings
 
 
 def quality_rows(app: str, rows: list[dict]) -> list[list]:
@@ -174,6 +174,13 @@ def comparisons(app: str, rows: list[dict], seconds: dict[str, float]) -> list[s
     return notes
 
 
+def late_loss(log: list[dict]) -> float:
+    """The mean ``loss`` of the training records logged in the second half of a run's steps."""
+    last = max(r["step"] for r in log)
+    late = [r["loss"] for r in log if "loss" in r and r["step"] > last / 2]
+    return float(sum(late) / len(late))
+
+
 def _fmt(value: float | None) -> str:
     return "nothing to score" if value is None else f"{value:.4g}"
 
@@ -188,7 +195,9 @@ def run(argv: list[str]) -> Report:
     parser.add_argument("--quick", action="store_true", help="a smoke run: a few steps and shapes")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        rows, seconds, settings = (_pose if args.app == "pose" else _sdf)(args, Path(tmp))
+        rows, summaries, settings = (_pose if args.app == "pose" else _sdf)(args, Path(tmp))
+        teacher_loss = late_loss(read_log(Path(tmp) / "teacher"))
+    seconds = {name: summary["seconds"] for name, summary in summaries.items()}
     label, key, _ = METRICS[args.app][0]
     curves = {}
     for tag, name in (("baseline", "teacher (epsilon DDPM, DDIM)"), ("cfm", "student (eulerian)")):
@@ -210,9 +219,17 @@ def run(argv: list[str]) -> Report:
             quality_rows(args.app, rows),
         ),
         Table(
-            "Training wall time (s, 1 CPU thread)",
-            ["teacher", "student", "total"],
-            [[seconds["teacher"], seconds["student"], seconds["teacher"] + seconds["student"]]],
+            "Training wall time (s, 1 CPU thread) and the teacher's training loss (DDPM's noise MSE, the mean "
+            "of the batches logged in the second half of training; 1 is the loss of predicting no noise)",
+            ["teacher s", "student s", "total s", "teacher's loss"],
+            [
+                [
+                    seconds["teacher"],
+                    seconds["student"],
+                    seconds["teacher"] + seconds["student"],
+                    teacher_loss,
+                ]
+            ],
         ),
     ]
     settings["torch_threads"] = torch.get_num_threads()

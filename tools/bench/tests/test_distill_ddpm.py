@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench_distill_ddpm  # noqa: E402
 import run  # noqa: E402
@@ -64,3 +66,9 @@ def test_the_best_follows_the_metrics_direction_and_a_scored_step_gives_a_ratio(
         {"label": r["label"], "nfe": r["nfe"], "iou": v} for r, v in zip(rows, (0.5, 0.5, 0.1, 0.4, 0.3), strict=True)
     ]
     assert "best 0.4 at 4 step(s)" in bench_distill_ddpm.comparisons("sdf", sdf, {"teacher": 1.0, "student": 1.0})[0]
+
+
+def test_the_teachers_late_loss_averages_the_second_half_of_its_logged_batches():
+    log = [{"step": 25, "loss": 1.0}, {"step": 50, "loss": 0.9}, {"step": 75, "loss": 0.4}]
+    log += [{"step": 100, "loss": 0.2}, {"step": 100, "sample/iou": 0.5}]  # a sampling record has no loss
+    assert bench_distill_ddpm.late_loss(log) == pytest.approx(0.3)
