@@ -72,3 +72,5 @@ def test_the_epsilon_prediction_is_a_formulation_option_that_round_trips():
     assert loss_fn.model.formulation.prediction == "epsilon" and loss_fn.adaptive_p == 0.0
     with pytest.raises(ConfigError, match="method.formulation_options: ddim: prediction must be one of"):
         parse_config(MethodConfig, ["--formulation", "ddim", "--formulation-options", "prediction", "v"], prog="test")
+    with pytest.raises(ConfigError, match="method.formulation_options: edm: sigma_data must be a number, got 'abc'"):
+        parse_config(MethodConfig, ["--formulation", "edm", "--formulation-options", "sigma_data", "abc"], prog="test")
