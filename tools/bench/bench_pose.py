@@ -36,7 +36,8 @@ MODELS = (("baseline", "ddim", 1.0), ("CFM-DDIM", "ddim", 0.5), ("CFM-u", "u", 0
 METRICS = ("cd_j2j", "iou", "precision", "recall", "joints")
 
 
-def _train_config(args: argparse.Namespace, formulation: str, ratio: float, out: Path) -> PoseTrainConfig:
+def train_config(args: argparse.Namespace, formulation: str, ratio: float, out: Path) -> PoseTrainConfig:
+    """The section's training config of one model (``args`` from :func:`parser`)."""
     base = PoseTrainConfig(
         procedural=ProceduralConfig(args.template),
         n_points=args.n_points,
@@ -64,7 +65,8 @@ def _row(name: str, row: dict) -> list:
     return [name, row["sampler"], row["nfe"], *cells, row["ms_per_shape"], row["total_ms_per_shape"]]
 
 
-def run(argv: list[str]) -> Report:
+def parser() -> argparse.ArgumentParser:
+    """The section's options (``parse_args([])``: the recorded run's)."""
     parser = argparse.ArgumentParser(prog="run.py pose", description=__doc__)
     parser.add_argument("--steps", type=int, default=500, help="training steps of every model")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -76,7 +78,11 @@ def run(argv: list[str]) -> Report:
     parser.add_argument("--bandwidth", type=float, default=0.04)
     parser.add_argument("--baseline-steps", type=int, nargs="+", default=list(BASELINE_STEPS))
     parser.add_argument("--quick", action="store_true", help="30 steps, 4 shapes: a smoke run")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(argv: list[str]) -> Report:
+    args = parser().parse_args(argv)
     if args.quick:
         args.steps, args.n_shapes, args.baseline_steps = 30, 4, [1, 10]
 
@@ -86,7 +92,7 @@ def run(argv: list[str]) -> Report:
         runs = {}
         for name, formulation, ratio in MODELS:
             print(f"== training {name}", flush=True)
-            summary = train(_train_config(args, formulation, ratio, Path(tmp) / name))
+            summary = train(train_config(args, formulation, ratio, Path(tmp) / name))
             runs[name], seconds[name] = Path(tmp) / name, summary["seconds"]
         for name, baseline_steps in (("CFM-DDIM", tuple(args.baseline_steps)), ("CFM-u", ())):
             print(f"== evaluating {name}", flush=True)

@@ -43,7 +43,8 @@ COLUMNS = [
 ]
 
 
-def _config(args: argparse.Namespace, ratio: float, out: Path) -> SdfTrainConfig:
+def train_config(args: argparse.Namespace, ratio: float, out: Path) -> SdfTrainConfig:
+    """The section's training config of one model (``args`` from :func:`parser`)."""
     base = SdfTrainConfig(
         data=SdfDataConfig(family=args.family, n_context=args.context, noise_grid=12),
         net=SdfNetConfig(preset=args.net),
@@ -75,7 +76,8 @@ def _step_times(configs: dict[str, SdfTrainConfig], repeats: int) -> dict[str, f
     return interleaved_step_times(steps, max(1, repeats // 5))
 
 
-def run(argv: list[str]) -> Report:
+def parser() -> argparse.ArgumentParser:
+    """The section's options (``parse_args([])``: the recorded run's)."""
     parser = argparse.ArgumentParser(prog="run.py sdf", description=__doc__)
     parser.add_argument("--family", default="table", help="procedural family to train and test on")
     parser.add_argument("--formulation", default="x1", choices=("x1", "edm", "u", "ddim"))
@@ -88,7 +90,11 @@ def run(argv: list[str]) -> Report:
     parser.add_argument("--resolution", type=int, default=48, help="marching-cubes grid")
     parser.add_argument("--timing-steps", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="100 steps, 4 shapes: a smoke run")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(argv: list[str]) -> Report:
+    args = parser().parse_args(argv)
     if args.quick:
         args.steps, args.shapes, args.resolution, args.timing_steps = 100, 4, 32, 3
 
@@ -97,7 +103,7 @@ def run(argv: list[str]) -> Report:
         for label, ratio in (("cfm", 0.5), ("baseline", 1.0)):
             runs[label] = Path(tmp) / label
             print(f"== training {label} ({args.formulation}, r = t share {ratio})", flush=True)
-            train(_config(args, ratio, runs[label]))
+            train(train_config(args, ratio, runs[label]))
         print("== evaluating", flush=True)
         result = evaluate(
             SdfEvalConfig(
@@ -117,7 +123,7 @@ def run(argv: list[str]) -> Report:
             shutil.copyfile(Path(tmp) / "eval" / f"{name}.png", target)
             figures.append(str(target))
         times = _step_times(
-            {label: _config(args, ratio, Path(tmp) / "t") for label, ratio in (("baseline", 1.0), ("cfm", 0.5))},
+            {label: train_config(args, ratio, Path(tmp) / "t") for label, ratio in (("baseline", 1.0), ("cfm", 0.5))},
             args.timing_steps,
         )
 

@@ -35,6 +35,8 @@ SECTIONS: dict[str, tuple[str, list[str]]] = {
     "distill-toy": ("distill", []),
     "distill-digits": ("distill", ["--section", "digits"]),
     "distill-geometry": ("distill", ["--section", "geometry"]),
+    "distill-ddpm-pose": ("distill_ddpm", ["--app", "pose"]),
+    "distill-ddpm-sdf": ("distill_ddpm", ["--app", "sdf"]),
     # the peer implementation comes from the bench dependency group: uv sync --locked --group bench
     "peer-toy": ("peer", ["--section", "toy"]),
     "peer-digits": ("peer", ["--section", "digits"]),

@@ -10,7 +10,7 @@ import numpy as np
 import trimesh
 from cfm_core.cli import main
 from cfm_pose.body_families import SMPL_JOINT_NAMES, SMPL_PARENTS, SMPLX_JOINT_NAMES, SMPLX_PARENTS
-from cfm_pose.config import Template
+from cfm_pose.config import TRAIN_PRESETS, Template
 from cfm_pose.smpl_synthetic import (
     synthetic_smpl_arrays,
     synthetic_smplx_arrays,
@@ -369,3 +369,33 @@ def test_distil_a_baseline_and_refuse_another_encoding(tmp_path, capsys):
     argv = ["pose", "train", *TINY, "--train.steps", "1", "--train.output-dir", str(tmp_path / "x")]
     assert main([*argv, "--method.teacher", str(teacher), "--pdt-rule", "joint"]) == 2
     assert 'pdt_rule = "bone", the student has pdt_rule = "joint"' in capsys.readouterr().err
+
+
+def test_distil_an_epsilon_ddpm_teacher_into_the_default_student(tmp_path, capsys):
+    """The ddpm-baseline preset's method (epsilon-prediction, r = t only) trains a teacher whose
+    checkpoint records the prediction; the default x0 student distils it, starting fresh; a u
+    student is refused."""
+    method = TRAIN_PRESETS["ddpm-baseline"].method
+    assert (method.formulation, method.formulation_options, method.is_baseline) == (
+        "ddim",
+        {"prediction": "epsilon"},
+        True,
+    )
+    teacher = _train(
+        tmp_path,
+        "teacher",
+        "--method.instantaneous-ratio",
+        "1.0",
+        "--method.formulation-options",
+        "prediction",
+        "epsilon",
+    )
+    assert json.loads((teacher / "step-0000003" / "meta.json").read_text())["formulation"]["prediction"] == "epsilon"
+    capsys.readouterr()
+    student = _train(tmp_path, "student", "--method.teacher", str(teacher))
+    assert "predicts another quantity" in capsys.readouterr().out  # the teacher's weights predict the noise
+    meta = json.loads((student / "step-0000003" / "meta.json").read_text())
+    assert "prediction" not in meta["formulation"] and len(meta["extra"]["teacher"]["weights_sha256"]) == 64
+    argv = ["pose", "train", *TINY, "--train.steps", "1", "--train.output-dir", str(tmp_path / "x")]
+    assert main([*argv, "--method.teacher", str(teacher), "--method.formulation", "u"]) == 2
+    assert "distil within one formulation" in capsys.readouterr().err

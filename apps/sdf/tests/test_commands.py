@@ -11,6 +11,7 @@ import torch
 import trimesh
 from cfm_core.cli import main
 from cfm_core.training import load_checkpoint, read_log
+from cfm_sdf.config import TRAIN_PRESETS
 from cfm_sdf.families import random_shape
 from PIL import Image
 
@@ -371,6 +372,27 @@ def test_bad_inputs_fail_before_work_with_the_option_named(runs, chair_points, t
     fails(["train", "--preset", "huge"], "unknown preset")
     fails(["train", "--data.noise-grid", "1"], "--data.noise-grid must be at least 2")
     fails(["train", *TINY, "--net.width", "31", "--train.output-dir", str(tmp_path / "w")], "--net: ")
+
+
+def test_distil_an_epsilon_ddpm_teacher_into_a_ddim_student(tmp_path, capsys):
+    """The quick-ddpm-baseline preset's method (ddim, epsilon-prediction, r = t only) trains a teacher
+    that an x0 ddim student distils; the app's default x1 student is refused."""
+    method = TRAIN_PRESETS["quick-ddpm-baseline"].method
+    assert (method.formulation, method.formulation_options, method.is_baseline) == (
+        "ddim",
+        {"prediction": "epsilon"},
+        True,
+    )
+    ddpm = ["--method.formulation", "ddim", "--method.formulation-options", "prediction", "epsilon"]
+    teacher = train(tmp_path / "teacher", *ddpm, "--method.instantaneous-ratio", "1.0", "--train.steps", "2")
+    student = train(
+        tmp_path / "student", "--method.formulation", "ddim", "--method.teacher", str(teacher), "--train.steps", "2"
+    )
+    meta = json.loads((student / "step-0000002" / "meta.json").read_text())
+    assert meta["formulation"]["name"] == "ddim" and "prediction" not in meta["formulation"]
+    argv = ["sdf", "train", *TINY, "--train.output-dir", str(tmp_path / "x"), "--method.teacher", str(teacher)]
+    assert main(argv) == 2
+    assert "distil within one formulation" in capsys.readouterr().err
 
 
 def test_distil_a_baseline_and_refuse_another_conditioning(tmp_path, capsys):

@@ -22,7 +22,7 @@ CONFIG = RepresentationConfig(n_context=64, n_query_volume=16, n_query_near=16, 
 NOISE_GRID = 6
 
 
-def model(formulation: str, null_cond=None) -> FlowMap:
+def model(formulation: str | dict, null_cond=None) -> FlowMap:
     """A CFM around a tiny decoder with perturbed weights (fresh gates output zeros)."""
     torch.manual_seed(0)
     features = "fourier" if formulation == "edm" else "sinusoidal"
@@ -39,9 +39,18 @@ def data():
     return batch(0, 2, 0, "stool", CONFIG)
 
 
-@pytest.mark.parametrize("name, expected", [("x1", True), ("ddim", True), ("edm", False), ("u", False)])
-def test_field_is_network_output(name, expected):
-    assert field_is_network_output(get_formulation(name)) is expected
+@pytest.mark.parametrize(
+    "name, options, expected",
+    [
+        ("x1", {}, True),
+        ("ddim", {}, True),
+        ("ddim", {"prediction": "epsilon"}, False),  # x0_hat = (x - s eps_hat)/a mixes the state in
+        ("edm", {}, False),
+        ("u", {}, False),
+    ],
+)
+def test_field_is_network_output(name, options, expected):
+    assert field_is_network_output(get_formulation(name, **options)) is expected
 
 
 def generate(m, data, extra, steps, sampler, seed=3, guidance=1.0):
@@ -62,7 +71,7 @@ def test_final_field_path_equals_riding_along(data, monkeypatch, sampler, steps)
     assert fast.extra_values.abs().max() > 0.01  # not trivially zero
 
 
-@pytest.mark.parametrize("formulation", ["x1", "edm"])
+@pytest.mark.parametrize("formulation", ["x1", "edm", {"name": "ddim", "prediction": "epsilon"}], ids=str)
 def test_context_values_match_the_core_sampler_and_extra_points_agree(data, formulation):
     m = model(formulation)
     # the extra points are the context points themselves: their values must agree

@@ -61,3 +61,16 @@ def test_the_formulation_leads_the_method_options():
     names = [f.name for f in dataclasses.fields(MethodConfig)]
     assert names[:2] == ["formulation", "formulation_options"]
     assert names[2:][: len(dataclasses.fields(LossRecipe))] == [f.name for f in dataclasses.fields(LossRecipe)]
+
+
+def test_the_epsilon_prediction_is_a_formulation_option_that_round_trips():
+    argv = ["--formulation", "ddim", "--formulation-options", "prediction", "epsilon", "beta_max", "10"]
+    cfg = parse_config(MethodConfig, argv, prog="test")
+    assert cfg.formulation_options == {"prediction": "epsilon", "beta_max": 10.0}
+    assert config_from_dict(MethodConfig, config_to_dict(cfg)) == cfg
+    loss_fn = build_cfm(SmoothNet(), cfg)
+    assert loss_fn.model.formulation.prediction == "epsilon" and loss_fn.adaptive_p == 0.0
+    with pytest.raises(ConfigError, match="method.formulation_options: ddim: prediction must be one of"):
+        parse_config(MethodConfig, ["--formulation", "ddim", "--formulation-options", "prediction", "v"], prog="test")
+    with pytest.raises(ConfigError, match="method.formulation_options: edm: sigma_data must be a number, got 'abc'"):
+        parse_config(MethodConfig, ["--formulation", "edm", "--formulation-options", "sigma_data", "abc"], prog="test")

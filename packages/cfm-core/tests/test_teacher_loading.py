@@ -16,7 +16,9 @@ CONFIG = {"data": {"shape": [2], "classes": 0}, "net": {"hidden": 32}, "method":
 
 
 def build(config):
-    return CFMLoss(FlowMap(TinyNet(hidden=config["net"]["hidden"]), config["method"]["formulation"]))
+    method = config["method"]
+    net = TinyNet(hidden=config["net"]["hidden"])
+    return CFMLoss(FlowMap(net, method["formulation"], formulation_options=method.get("formulation_options")))
 
 
 def _teacher_run(run_dir, config=CONFIG, app="demo"):
@@ -74,6 +76,21 @@ def test_a_teacher_of_another_app_or_formulation_is_refused(tmp_path):
         _load(tmp_path / "other")
     _teacher_run(tmp_path / "teacher")
     with pytest.raises(ConfigError, match='formulation \\{"name": "u"\\}, the student \\{"name": "edm"'):
+        _load(tmp_path / "teacher", formulation="edm")
+
+
+EPSILON = {**CONFIG, "method": {"formulation": "ddim", "formulation_options": {"prediction": "epsilon"}}}
+
+
+def test_an_epsilon_teacher_loads_as_such_for_an_x0_student_of_its_path(tmp_path):
+    """The checkpoint's stored prediction rebuilds the teacher as an epsilon model; an x0 student of
+    the same path distils it, a student of another path (beta_max) or formulation is refused."""
+    _teacher_run(tmp_path / "teacher", config=EPSILON)
+    teacher, _ = _load(tmp_path / "teacher", formulation="ddim")
+    assert teacher.formulation.prediction == "epsilon"
+    with pytest.raises(ConfigError, match='"prediction": "epsilon"\\}, the student \\{"name": "ddim", "beta_min"'):
+        _load(tmp_path / "teacher", formulation={"name": "ddim", "beta_max": 10.0})
+    with pytest.raises(ConfigError, match='the student \\{"name": "edm"'):
         _load(tmp_path / "teacher", formulation="edm")
 
 

@@ -185,6 +185,10 @@ TRAIN_PRESETS = {
         net=PoseNetConfig(hidden=128, depth=3, code_dim=128, encoder_hidden=64),
     ),
     "baseline": _preset(3000, "runs/pose-baseline", instantaneous_ratio=1.0),
+    # DDPM as PDT trains it: epsilon-prediction, plain noise loss, sampled with DDIM steps
+    "ddpm-baseline": _preset(
+        3000, "runs/pose-ddpm-baseline", instantaneous_ratio=1.0, formulation_options={"prediction": "epsilon"}
+    ),
     "cfm-u": _preset(3000, "runs/pose-u", formulation="u"),
     "biped": _preset(3000, "runs/pose-biped", template="biped"),
     "biped-baseline": _preset(3000, "runs/pose-biped-baseline", template="biped", instantaneous_ratio=1.0),

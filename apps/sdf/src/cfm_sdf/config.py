@@ -151,6 +151,11 @@ def _preset(base: SdfTrainConfig, steps: int, output_dir: str, ratio: float = 0.
     )
 
 
+def _ddpm(base: SdfTrainConfig) -> SdfTrainConfig:
+    """``base`` on DDPM's path with epsilon-prediction (the baseline Functional Diffusion trains)."""
+    return replace(base, method=replace(base.method, formulation="ddim", formulation_options={"prediction": "epsilon"}))
+
+
 _CPU = SdfTrainConfig(
     data=SdfDataConfig(n_context=1024, n_query_near=512, n_query_surface=128, noise_grid=12),
     net=SdfNetConfig(preset="small"),
@@ -159,6 +164,7 @@ _CPU = SdfTrainConfig(
 TRAIN_PRESETS = {
     "quick": _preset(_CPU, 3000, "runs/sdf-quick"),
     "quick-baseline": _preset(_CPU, 3000, "runs/sdf-quick-baseline", ratio=1.0),
+    "quick-ddpm-baseline": _preset(_ddpm(_CPU), 3000, "runs/sdf-quick-ddpm-baseline", ratio=1.0),
     "base": _preset(
         replace(SdfTrainConfig(), net=SdfNetConfig(preset="base")),
         100000,
@@ -169,6 +175,13 @@ TRAIN_PRESETS = {
         replace(SdfTrainConfig(), net=SdfNetConfig(preset="base")),
         100000,
         "runs/sdf-base-baseline",
+        ratio=1.0,
+        batch_size=64,
+    ),
+    "base-ddpm-baseline": _preset(
+        _ddpm(replace(SdfTrainConfig(), net=SdfNetConfig(preset="base"))),
+        100000,
+        "runs/sdf-base-ddpm-baseline",
         ratio=1.0,
         batch_size=64,
     ),

@@ -5,15 +5,15 @@ at any other points (a marching-cubes grid, metric points) follows from the same
 its query head evaluates any point from the latents of the context (see ``backbone.py``):
 
 * **Final-field path** (formulations without preconditioning whose update into the data end
-  returns the field, ``F[m, x, t, t_data] = m``: x1 and ddim): the last network call's output
+  returns the field, ``F[m, x, t, t_data] = m``: x1 and ddim's x0-prediction): the last network call's output
   *is* the generated field, so the extra points are read once, from that call's latents, after
   sampling. Exact, and it costs one query pass however many steps the sampler took. With
   classifier-free guidance the last step's output is ``m_null + w (m_cond - m_null)``, so the
   extra points are read from the latents of both of its calls and mixed the same way.
 * **Ride-along path** (every other formulation, e.g. edm whose ``D = c_skip x + c_out net`` needs
-  the state at the point, or u): the extra points join the state, with their own values of the
-  same correlated noise field, and every network call evaluates them too; the core's samplers
-  update them exactly like the context values. Exact for any formulation and sampler, but each
+  the state at the point, ddim's epsilon-prediction, or u): the extra points join the state, with
+  their own values of the same correlated noise field, and every network call evaluates them too;
+  the core's samplers update them exactly like the context values. Exact for any formulation and sampler, but each
   step pays for the extra points.
 
 Both paths draw one noise grid per shape (:func:`~cfm_sdf.representation.correlated_noise`), so
@@ -50,14 +50,19 @@ class GeneratedFields:
 def field_is_network_output(formulation: Formulation) -> bool:
     """True when the sampled state at the data end is the last raw network output: the update
     into the data end returns the field (``F[m, x, t, t_data] = m``) and no preconditioning
-    mixes the state into the field (checked on the update's coefficients)."""
-    if type(formulation).precondition is not Formulation.precondition:
-        return False
+    mixes the state into the field (``m = net``; both checked on their coefficients, the
+    preconditioning's with constant networks)."""
     t = formulation.time_from_unit(torch.tensor([0.5]))
     r = torch.tensor([formulation.t_data])
     one, zero = torch.ones(1, 1), torch.zeros(1, 1)
+
+    def field(net_output: Tensor, x: Tensor) -> Tensor:
+        return formulation.precondition(lambda *_: net_output, x, t, t)
+
     return bool(
-        torch.allclose(formulation.update(one, zero, t, r), one)
+        torch.allclose(field(one, zero), one)
+        and torch.allclose(field(zero, one), zero)
+        and torch.allclose(formulation.update(one, zero, t, r), one)
         and torch.allclose(formulation.update(zero, one, t, r), zero)
     )
 

@@ -1,9 +1,10 @@
 """Distillation from a frozen, trained teacher: the teacher and the objectives that use it.
 
 A :class:`Teacher` wraps a trained model (any multi-step model, or a CFM model's ``r = t`` field) of
-the same formulation as the student. It is frozen (eval mode, no gradients), it is not a submodule
-of the loss (so it is never saved into the student's checkpoints nor seen by its optimizer) and it
-follows the student's device and dtype.
+the same formulation as the student (the same path and field ``m``; the network's parametrisation of
+``m`` may differ: an epsilon-prediction ddim teacher gives the same ``x0_hat`` field as an x0 one).
+It is frozen (eval mode, no gradients), it is not a submodule of the loss (so it is never saved into
+the student's checkpoints nor seen by its optimizer) and it follows the student's device and dtype.
 
 The objectives (Boffi et al., *Flow Map Matching*; Luhman & Luhman 2021 for ``regression``):
 

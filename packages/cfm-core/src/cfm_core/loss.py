@@ -84,7 +84,7 @@ class LossRecipe:
     gradients near the data end without moving the minimiser) or none (plain L2)."""
     adaptive_p: float | None = None
     """Adaptive loss weight 1/(err + c)^p under stop-gradient (0 = plain L2); default: the
-    formulation's default_adaptive_p (1 for ddim, 0 otherwise)."""
+    formulation's default_adaptive_p (1 for ddim's x0-prediction, 0 otherwise)."""
     adaptive_c: float = 1e-3
     """The c of the adaptive weight."""
     cond_dropout: float = 0.0
@@ -171,7 +171,9 @@ class CFMLoss(nn.Module):
         noise_sampler: ``noise_sampler(x_data, cond) -> noise`` used when ``forward`` is given no
             ``noise`` (default ``torch.randn_like``); e.g. spatially correlated noise for functions.
         teacher: a frozen trained :class:`~cfm_core.distillation.Teacher` of the same formulation
-            to distil by ``recipe.objective`` (not a submodule: never saved with the model).
+            (equal :meth:`~cfm_core.formulations.Formulation.field_config`: the network's
+            prediction may differ) to distil by ``recipe.objective`` (not a submodule: never saved
+            with the model).
 
     Attributes:
         check_finite: raise on NaN or inf in ``x_data`` (``ValueError``) or in the loss
@@ -370,10 +372,10 @@ def _objective(recipe: LossRecipe, teacher: Teacher | None, model: FlowMap) -> s
         raise ValueError(f"objective {objective!r} distils a teacher: pass teacher=")
     if teacher is not None and objective not in TEACHER_OBJECTIVES:
         raise ValueError(f"a teacher needs a distillation objective {TEACHER_OBJECTIVES}, got {objective!r}")
-    if teacher is not None and teacher.formulation.config() != model.formulation.config():
+    if teacher is not None and teacher.formulation.field_config() != model.formulation.field_config():
         raise ValueError(
             f"the teacher's formulation {teacher.formulation.config()} differs from the "
-            f"student's {model.formulation.config()}"
+            f"student's {model.formulation.config()} (only the network's prediction may differ)"
         )
     return objective
 

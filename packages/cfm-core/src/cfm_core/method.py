@@ -22,9 +22,11 @@ class _FormulationChoice:
     (a dataclass lists its bases' fields before its own, the last base's first)."""
 
     formulation: Literal["u", "x1", "edm", "ddim"] = "u"
-    """The formulation: u (velocity) or x1 (endpoint) flow matching, edm (denoiser), ddim (x0)."""
-    formulation_options: dict[str, float] = field(default_factory=dict)
-    """Formulation settings, e.g. sigma_max 10 sigma_data 0.5 (edm), target_clamp 0.02 (x1)."""
+    """The formulation: u (velocity) or x1 (endpoint) flow matching, edm (denoiser), ddim (x0, or
+    the noise with --method.formulation-options prediction epsilon)."""
+    formulation_options: dict[str, float | str] = field(default_factory=dict)
+    """Formulation settings, e.g. sigma_max 10 sigma_data 0.5 (edm), target_clamp 0.02 (x1),
+    prediction epsilon (ddim: the network predicts the noise, trained by DDPM's loss)."""
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,9 @@ def load_teacher(
     """The frozen teacher a run directory or checkpoint of ``app`` holds (its first EMA average).
 
     Refuses, with a :class:`ConfigError` naming the difference, a teacher of another app, another
-    formulation, or whose stored config differs from ``student_config`` at any dotted key of
+    formulation (another :meth:`~cfm_core.formulations.Formulation.field_config`; the network's
+    prediction may differ: an epsilon-prediction ddim teacher distils into an x0-prediction ddim
+    student), or whose stored config differs from ``student_config`` at any dotted key of
     ``must_match`` (data shape, class count...); a run directory without a checkpoint yet (still
     training) is named as such. Returns the teacher and its stored run config.
     """
@@ -60,11 +62,11 @@ def load_teacher(
         )
     model, checkpoint = load_trained(source, build, app, option=option)
     teacher_config = checkpoint.meta["config"]
-    own = json.loads(json.dumps(student_formulation.config()))
-    if checkpoint.meta["formulation"] != own:
+    if model.formulation.field_config() != student_formulation.field_config():
         raise ConfigError(
             f"{option}: the teacher {checkpoint.path} uses formulation {json.dumps(checkpoint.meta['formulation'])}, "
-            f"the student {json.dumps(own)}; distil within one formulation"
+            f"the student {json.dumps(student_formulation.config())}; distil within one formulation "
+            "(only the network's prediction may differ)"
         )
     for key in must_match:
         theirs, ours = _lookup(teacher_config, key), _lookup(student_config, key)
@@ -91,7 +93,8 @@ def distillation_setup(
     Returns ``(cfg, teacher)``: without a teacher ``(cfg, None)``; with one, the teacher checked
     against the student (see :func:`load_teacher`) and ``cfg`` set to start from its weights
     (``train.init_from``) when ``method.student_init`` is ``"teacher"``, no other warm start is
-    given, and the student's ``net`` options equal the teacher's (else it starts fresh).
+    given, and the student's ``net`` options and formulation (its network's prediction included)
+    equal the teacher's (else it starts fresh).
     """
     from cfm_core.cli.config import config_to_dict
 
@@ -99,22 +102,28 @@ def distillation_setup(
     if method.teacher is None:
         return cfg, None
     student_config = config_to_dict(cfg)
+    student_formulation = build(student_config).model.formulation  # as the app resolves it
     teacher, teacher_config = load_teacher(
         method.teacher,
         build,
         app,
         student_config=student_config,
-        student_formulation=build(student_config).model.formulation,  # as the app resolves it
+        student_formulation=student_formulation,
         must_match=must_match,
     )
     print(f"distilling teacher {teacher.source} (weights sha256 {teacher.weights_sha256[:16]}...)")
     if cfg.train.resume:
         _check_resumed_teacher(Path(cfg.train.output_dir), teacher)
     if method.student_init == "teacher" and cfg.train.init_from is None and not cfg.train.resume:
-        if same_network(teacher_config, student_config):
-            cfg = replace(cfg, train=replace(cfg.train, init_from=teacher.source))
-        else:
+        if not same_network(teacher_config, student_config):
             print("the student's network options differ from the teacher's: the student starts fresh")
+        elif teacher.formulation.config() != student_formulation.config():
+            print(
+                f"the teacher's network predicts another quantity ({teacher.formulation!r}, the student "
+                f"{student_formulation!r}): the student starts fresh"
+            )
+        else:
+            cfg = replace(cfg, train=replace(cfg.train, init_from=teacher.source))
     return cfg, teacher
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from cfm_core.formulations.base import Formulation, expand_like
@@ -34,6 +35,10 @@ def get_formulation(spec: str | Formulation | dict[str, Any], **kwargs: Any) -> 
         raise ValueError(
             f"unknown formulation {spec!r}; choose one of {sorted(FORMULATIONS)} or pass a Formulation instance"
         )
+    for key, parameter in inspect.signature(FORMULATIONS[spec]).parameters.items():
+        numeric = isinstance(parameter.default, (int, float)) and not isinstance(parameter.default, bool)
+        if numeric and isinstance(kwargs.get(key), str):
+            raise ValueError(f"{spec}: {key} must be a number, got {kwargs[key]!r}")
     try:
         return FORMULATIONS[spec](**kwargs)
     except TypeError as err:

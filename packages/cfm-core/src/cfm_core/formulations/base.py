@@ -193,6 +193,13 @@ class Formulation(ABC):
         """The constructor arguments, for checkpoints (``get_formulation`` rebuilds it from them)."""
         return {"name": self.name}
 
+    def field_config(self) -> dict:
+        """The part of :meth:`config` that fixes the path, the time and the field ``m`` (what
+        :meth:`update` and :meth:`velocity` take), leaving out how the network parametrises ``m``
+        (ddim's ``prediction``). Models with equal field configs have interchangeable fields: a
+        distillation teacher and its student must share it."""
+        return self.config()
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
         return f"{type(self).__name__}({args})"

@@ -1,4 +1,4 @@
-"""DDIM: the DDPM (variance-preserving) path with x0-prediction and the deterministic DDIM update.
+"""DDIM: the DDPM (variance-preserving) path, x0- or epsilon-prediction, and the deterministic DDIM update.
 
 Time convention: continuous ``t`` in ``[0, 1]`` (DDPM step index / T), **t = 1 is noise, t = 0 is
 data**; ``x_t = sqrt(abar(t)) x0 + sqrt(1 - abar(t)) eps``. Generation runs from ``t`` down to ``r <= t``.
@@ -16,9 +16,12 @@ from torch import Tensor
 
 from cfm_core.formulations.base import Formulation, expand_like
 
+#: What the network outputs: the clean data x0, or the noise epsilon.
+PREDICTIONS = ("x0", "epsilon")
+
 
 class DDIM(Formulation):
-    """DDIM with x0-prediction ``x0_hat``.
+    """DDIM with x0-prediction ``x0_hat`` (or epsilon-prediction, read as ``x0_hat``).
 
     Write ``a = sqrt(abar)``, ``s = sqrt(1 - abar)``.
 
@@ -40,24 +43,42 @@ class DDIM(Formulation):
       errors in ``d_t x0_hat``, and the adaptive weight bounds their effect on the gradient (the
       paper also reports DDIM's learning-rate sensitivity; docs/design-notes.md, "DDIM's adaptive
       weight").
+    * ``prediction="epsilon"``: the network outputs ``eps_hat`` and the field is
+      ``x0_hat = (x - s_t eps_hat)/a_t``. Since ``x0_hat - x0 = s_t (eps - eps_hat)/a_t`` on the
+      path, the loss weight ``a_t^2/s_t^2`` (the signal-to-noise ratio, ``t`` clamped at
+      ``target_clamp``: DDPM's step 1, below which DDPM never trains) makes the ``r = t`` loss DDPM's
+      plain squared error on the noise, and the default adaptive weight is ``p = 0``. One DDIM step
+      from the noise end reads ``x0_hat`` through ``1/a_1 ~ 150``, so every error of ``eps_hat``
+      there is amplified that much: an epsilon model needs its steps (the few-step failure the CFM
+      paper reports). Stored in checkpoints only when it is ``epsilon``, so that x0 checkpoints keep
+      their config.
     """
 
     name = "ddim"
-    default_adaptive_p = 1.0
     time_convention = (
         "t in [0, 1] (DDPM step / T): t = 1 is noise, t = 0 is data; x_t = sqrt(abar)*x0 + sqrt(1-abar)*eps"
     )
 
-    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, target_clamp: float = 1e-3) -> None:
+    def __init__(
+        self, beta_min: float = 0.1, beta_max: float = 20.0, target_clamp: float = 1e-3, prediction: str = "x0"
+    ) -> None:
         if not 0.0 < beta_min <= beta_max:
             raise ValueError(f"ddim: need 0 < beta_min <= beta_max, got {beta_min}, {beta_max}")
         if not 0.0 < target_clamp < 1.0:
             raise ValueError(f"ddim: target_clamp must lie in (0, 1), got {target_clamp}")
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"ddim: prediction must be one of {PREDICTIONS}, got {prediction!r}")
         self.beta_min, self.beta_max, self.target_clamp = (
             float(beta_min),
             float(beta_max),
             float(target_clamp),
         )
+        self.prediction = prediction
+
+    @property
+    def default_adaptive_p(self) -> float:  # the base class's class attribute, per instance here
+        """1 for x0-prediction; 0 for epsilon-prediction (DDPM's plain squared error on the noise)."""
+        return 0.0 if self.prediction == "epsilon" else 1.0
 
     @property
     def t_noise(self) -> float:
@@ -99,6 +120,21 @@ class DDIM(Formulation):
         beta = self.beta(t)
         return a, s, -0.5 * beta * a, 0.5 * beta * a**2 / s.clamp_min(1e-12)
 
+    def precondition(self, net, x: Tensor, t: Tensor, r: Tensor, cond=None) -> Tensor:
+        """The network's output (x0-prediction), or ``(x - s_t eps_hat)/a_t`` (epsilon-prediction)."""
+        out = net(x, self.network_time(t), self.network_time(r), cond)
+        if self.prediction == "x0":
+            return out
+        a, s = (expand_like(c, x) for c in self._a_s(t))
+        return (x - s * out) / a
+
+    def loss_weight(self, t: Tensor) -> Tensor:
+        """1 for x0-prediction; ``a_t^2/s_t^2`` (``t`` clamped at ``target_clamp``) for epsilon."""
+        if self.prediction == "x0":
+            return torch.ones_like(t)
+        log_abar = self.log_alpha_bar(t.clamp_min(self.target_clamp))
+        return log_abar.exp() / -torch.expm1(log_abar)
+
     def conditional_target(self, x_data: Tensor, noise: Tensor, t: Tensor) -> Tensor:
         return x_data
 
@@ -124,9 +160,16 @@ class DDIM(Formulation):
         return self._a_s(r)[1] / self._a_s(t)[1].clamp_min(1e-12)
 
     def config(self) -> dict:
-        return {
+        config = {
             "name": self.name,
             "beta_min": self.beta_min,
             "beta_max": self.beta_max,
             "target_clamp": self.target_clamp,
         }
+        if self.prediction != "x0":
+            config["prediction"] = self.prediction
+        return config
+
+    def field_config(self) -> dict:
+        """The config without ``prediction``: x0- and epsilon-models share the field ``x0_hat``."""
+        return {k: v for k, v in self.config().items() if k != "prediction"}
