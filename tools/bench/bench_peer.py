@@ -45,7 +45,7 @@ from timing import interleaved_step_times
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-SECTIONS = ("toy", "digits", "toy-recipes")
+SECTIONS = ("toy", "digits", "toy-recipes", "digits-recipes")
 SAMPLE_STEPS = (1, 2)
 #: Where the toy section's notes point for the recipes tried against the peer.
 TOY_TRIED_NOTE = (
@@ -78,6 +78,24 @@ RECIPE_VARIANTS: tuple[dict, ...] = (
     {"adaptive_p": 0.75, "time_sampler": "logit_normal", "logit_normal": (0.4, 1.0), "fd_step": 0.02},
     {"adaptive_p": 0.75, "time_sampler": "logit_normal", "logit_normal": (0.2, 1.0)},
     {"adaptive_p": 1.0, "time_sampler": "logit_normal", "logit_normal": (0.4, 1.0)},
+)
+#: Our side's LossRecipe options tried against the peer in ``--section digits-recipes``: the core
+#: default, MeanFlow's own recipe (its adaptive weight, time law and exact derivative), that recipe
+#: with the core's forward and central finite differences, and the toy's closest variant with each
+#: derivative.
+DIGITS_RECIPE_VARIANTS: tuple[dict, ...] = (
+    {},
+    {"adaptive_p": 0.5, "time_sampler": "logit_normal", "logit_normal": (0.4, 1.0), "derivative": "jvp"},
+    {"adaptive_p": 0.5, "time_sampler": "logit_normal", "logit_normal": (0.4, 1.0)},
+    {"adaptive_p": 0.5, "time_sampler": "logit_normal", "logit_normal": (0.4, 1.0), "fd_scheme": "central"},
+    {"adaptive_p": 0.65, "time_sampler": "logit_normal", "logit_normal": (0.4, 1.0), "fd_step": 0.02},
+    {"adaptive_p": 0.65, "time_sampler": "logit_normal", "logit_normal": (0.4, 1.0), "fd_scheme": "central"},
+    {"adaptive_p": 0.65, "time_sampler": "logit_normal", "logit_normal": (0.4, 1.0), "derivative": "jvp"},
+)
+DIGITS_RECIPES_NOTE = (
+    "Our side is CFMLoss(FlowMap(unet, 'u'), LossRecipe(options)) with the options named in the model column, "
+    "every other at its default (logit_normal: (mean, std) in unit time, where 0 is the noise); MeanFlow is "
+    "MeanFlow(unet) with every option at its default. One training seed (the quick preset's), as in peer-digits."
 )
 #: A training batch: data, or data and class labels.
 Batch = Tensor | tuple[Tensor, Tensor]
@@ -322,64 +340,134 @@ def toy_recipes_section(args: argparse.Namespace) -> tuple[list[Table], dict]:
     return [quality], settings | {"training_seeds": " ".join(map(str, args.recipe_seeds))}
 
 
-def digits_section(args: argparse.Namespace) -> tuple[Table, Table, dict]:
-    """Train every side on the built-in digits (the image app's quick preset: data, micro UNet,
-    batch, learning rate, warm-up, steps) and score one- and two-step samples by the app's
-    classifier Frechet distance."""
+class DigitsSetting(NamedTuple):
+    """The image app's quick preset as the digits comparisons use it, and its scoring."""
+
+    quick: object
+    net_config: dict
+    batches: Callable[[int], Batch]
+    steps: int
+    null_class: Tensor
+    score: Callable[[Contender, nn.Module], list[float]]
+
+
+def digits_setting(args: argparse.Namespace) -> DigitsSetting:
+    """The built-in digits as the image app's quick preset trains them (data, micro UNet, batch,
+    learning rate, warm-up, steps), and a scorer of one- and two-step samples by the app's
+    classifier Frechet distance and accuracy on fixed noise and labels."""
     from cfm_image.classifier import builtin_classifier
     from cfm_image.commands import architecture, generation_labels
     from cfm_image.config import TRAIN_PRESETS
     from cfm_image.scores import ImageScorer
     from cfm_image.sources import open_training_data, reference_images, training_batches
-    from cfm_image.unet import unet_from_config
 
     quick = TRAIN_PRESETS["quick"]
     source, data = open_training_data(quick.data, seed=quick.train.seed)
-    steps = min(args.digits_steps, quick.train.steps)
-    batches = training_batches(source, data, quick.train.batch_size)
     config = replace(quick, data=data, method=replace(quick.method, formulation=args.digits_formulations[0]))
-    net_config = architecture(config)
     real, _ = reference_images(data, max(args.digits_n, 2000))
-    classifier = builtin_classifier(data.builtin, data.resolution).model
-    scorer = ImageScorer(real, classifier)
+    scorer = ImageScorer(real, builtin_classifier(data.builtin, data.resolution).model)
     labels = generation_labels(data.num_classes, args.digits_n)
     noise = torch.randn(
         args.digits_n, data.channels, data.resolution, data.resolution, generator=torch.Generator().manual_seed(1234)
     )
+
+    @torch.no_grad()
+    def score(side: Contender, model: nn.Module) -> list[float]:
+        row = []
+        for n_steps in SAMPLE_STEPS:
+            scores = scorer(side.sample(model, noise, n_steps, labels), labels)
+            row += [scores["classifier_fd"], scores["classifier_accuracy"]]
+        return row
+
+    return DigitsSetting(
+        quick=quick,
+        net_config=architecture(config),
+        batches=training_batches(source, data, quick.train.batch_size),
+        steps=min(args.digits_steps, quick.train.steps),
+        null_class=torch.tensor(data.num_classes),
+        score=score,
+    )
+
+
+def digits_settings(setting: DigitsSetting, args: argparse.Namespace) -> dict:
+    return {
+        "digits_net": f"{setting.quick.net.preset} UNet, time features {setting.net_config['time_embedding']}",
+        "digits_batch": setting.quick.train.batch_size,
+        "digits_steps": setting.steps,
+        "digits_lr": setting.quick.train.lr,
+        "digits_eval_samples": args.digits_n,
+    }
+
+
+DIGITS_COLUMNS = ["1 step FD", "1 step accuracy", "2 steps FD", "2 steps accuracy"]
+DIGITS_QUALITY = "classifier Frechet distance (lower is better) and the classifier's accuracy on the generated class"
+
+
+def train_digits(setting: DigitsSetting, side: Contender) -> nn.Module:
+    """``side`` trained with the quick preset's optimiser settings; returns its EMA copy."""
+    train_options = setting.quick.train
+    return train(side, setting.batches, setting.steps, train_options.lr, train_options.warmup_steps, train_options.seed)
+
+
+def digits_section(args: argparse.Namespace) -> tuple[Table, Table, dict]:
+    """Train every side on the built-in digits and score one- and two-step samples."""
+    from cfm_image.unet import unet_from_config
+
+    setting = digits_setting(args)
     sides = contenders(
-        lambda: unet_from_config(net_config), args.digits_formulations, quick.train.seed, torch.tensor(data.num_classes)
+        lambda: unet_from_config(setting.net_config),
+        args.digits_formulations,
+        setting.quick.train.seed,
+        setting.null_class,
     )
     rows = []
     for side in sides:
-        model = train(side, batches, steps, quick.train.lr, quick.train.warmup_steps, quick.train.seed)
-        row = [side.name]
-        with torch.no_grad():
-            for n_steps in SAMPLE_STEPS:
-                scores = scorer(side.sample(model, noise, n_steps, labels), labels)
-                row += [scores["classifier_fd"], scores["classifier_accuracy"]]
-        rows.append(row)
-        print(f"digits {side.name}: {row[1:]}", flush=True)
-    times = step_times(sides, batches, args.timing_steps)
+        rows.append([side.name, *setting.score(side, train_digits(setting, side))])
+        print(f"digits {side.name}: {rows[-1][1:]}", flush=True)
+    times = step_times(sides, setting.batches, args.timing_steps)
     peer_ms = 1000 * times[sides[-1].name]
     quality = Table(
-        "Digits 16x16, micro UNet, class-conditional (guidance 1): classifier Frechet distance (lower is "
-        "better) and the classifier's accuracy on the generated class",
-        ["model", "1 step FD", "1 step accuracy", "2 steps FD", "2 steps accuracy"],
-        rows,
+        f"Digits 16x16, micro UNet, class-conditional (guidance 1): {DIGITS_QUALITY}", ["model", *DIGITS_COLUMNS], rows
     )
     cost = Table(
         "Digits: training step time (ms) and ratio to MeanFlow's",
         ["model", "ms", "ratio"],
         [[s.name, 1000 * times[s.name], 1000 * times[s.name] / peer_ms] for s in sides],
     )
-    settings = {
-        "digits_net": f"{quick.net.preset} UNet, time features {net_config['time_embedding']}",
-        "digits_batch": quick.train.batch_size,
-        "digits_steps": steps,
-        "digits_lr": quick.train.lr,
-        "digits_eval_samples": args.digits_n,
-    }
-    return quality, cost, settings
+    return quality, cost, digits_settings(setting, args)
+
+
+def digits_recipes_section(args: argparse.Namespace) -> tuple[list[Table], dict]:
+    """The peer's MeanFlow and our u side with each of ``DIGITS_RECIPE_VARIANTS`` on the digits."""
+    from cfm_image.unet import unet_from_config
+
+    mean_flow = require_peer()
+    setting = digits_setting(args)
+    seed_initial_weights(setting.quick.train.seed)
+    initial = unet_from_config(setting.net_config)
+    sides = [
+        Contender(
+            "MeanFlow (its defaults)", mean_flow(PeerTimes(copy.deepcopy(initial)), accept_cond=True), meanflow_sample
+        )
+    ]
+    sides += [
+        Contender(
+            recipe_name(options),
+            CFMLoss(FlowMap(copy.deepcopy(initial), "u", null_cond=setting.null_class), LossRecipe(**options)),
+            ours_sample,
+        )
+        for options in DIGITS_RECIPE_VARIANTS
+    ]
+    rows = []
+    for side in sides:
+        rows.append([side.name, *setting.score(side, train_digits(setting, side))])
+        print(f"digits-recipes {side.name}: {rows[-1][1:]}", flush=True)
+    quality = Table(
+        f"Digits 16x16, micro UNet, class-conditional (guidance 1), ours (u) with LossRecipe options: {DIGITS_QUALITY}",
+        ["model", *DIGITS_COLUMNS],
+        rows,
+    )
+    return [quality], digits_settings(setting, args)
 
 
 #: Score columns of the quality tables that issue 17's targets compare, and whether higher is better.
@@ -441,6 +529,9 @@ def run(argv: list[str]) -> Report:
     elif args.section == "toy-recipes":
         tables, section_settings = toy_recipes_section(args)
         title, ours, extra = "recipe variants vs the public MeanFlow, checkerboard, plain MLP", RECIPES_NOTE, []
+    elif args.section == "digits-recipes":
+        tables, section_settings = digits_recipes_section(args)
+        title, ours, extra = "recipe variants vs the public MeanFlow, digits, micro UNet", DIGITS_RECIPES_NOTE, []
     else:
         quality, cost, section_settings = digits_section(args)
         tables, title = [quality, cost], "core defaults vs the public MeanFlow, digits, micro UNet"

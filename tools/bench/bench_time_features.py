@@ -38,7 +38,8 @@ TIME_FEATURES: dict[str, Callable[[], nn.Module]] = {
 DIVERGED = "diverged"
 #: The recipes compared: the paper's objective (the exact derivative, plain L2), the exact derivative
 #: with the default weighting (alone, without DDIM's adaptive weight, with MeanFlow's adaptive weight
-#: for all) and the secant at three steps (0.05: the default). Every other option is at its default.
+#: for all), the secant at three steps (0.05: the default), the central secant, and MeanFlow's time law
+#: and adaptive weight with the default secant. Every other option is at its default.
 RECIPES: dict[str, LossRecipe] = {
     "jvp, plain L2 (the paper's objective)": LossRecipe(derivative="jvp", field_weighting="none", adaptive_p=0.0),
     "jvp": LossRecipe(derivative="jvp"),
@@ -47,6 +48,10 @@ RECIPES: dict[str, LossRecipe] = {
     "finite difference 0.01": LossRecipe(fd_step=0.01),
     "finite difference 0.05 (default)": LossRecipe(),
     "finite difference 0.1": LossRecipe(fd_step=0.1),
+    "central difference 0.05": LossRecipe(fd_scheme="central"),
+    "finite difference 0.05, MeanFlow's time law, adaptive weight p = 0.5": LossRecipe(
+        time_sampler="logit_normal", logit_normal=(0.4, 1.0), adaptive_p=0.5
+    ),
 }
 
 
@@ -187,8 +192,10 @@ def run(argv: list[str]) -> Report:
             "jvp: the exact total time derivative (the paper's); plain L2: no field weighting and no adaptive "
             "weight, the paper's objective; an empty cell: the recipe is the jvp row's for that formulation "
             "(u has no field weight; DDIM's default adaptive weight is p = 1); finite difference: the secant "
-            "over fd_step along the instantaneous flow (0.05 is the default). Every other option at its "
-            "default: normalised field weighting, DDIM's adaptive weight p = 1.",
+            "over fd_step along the instantaneous flow (0.05 is the default); central difference: the secant "
+            "from fd_step back to fd_step forward (fd_scheme central); MeanFlow's time law: logit-normal "
+            "times, (0.4, 1.0) in unit time. Every other option at its default: uniform times, normalised "
+            "field weighting, DDIM's adaptive weight p = 1.",
             "Time features: DDPM's sinusoids at scale 1000, Fourier features at scale 16 (NCSN++), "
             "sinusoids at scale 10 (the cfm_core.nn default).",
             f"Training and evaluation of all {trained} models took "

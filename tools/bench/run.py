@@ -41,6 +41,7 @@ SECTIONS: dict[str, tuple[str, list[str]]] = {
     "peer-toy": ("peer", ["--section", "toy"]),
     "peer-digits": ("peer", ["--section", "digits"]),
     "peer-toy-recipes": ("peer", ["--section", "toy-recipes"]),
+    "peer-digits-recipes": ("peer", ["--section", "digits-recipes"]),
     "time-features": ("time_features", []),
     "derivative-cost": ("derivative_cost", []),
 }

@@ -102,10 +102,12 @@ def test_exact_derivative_misses_the_tolerance_with_ddpm_scale_features(formulat
     assert error > TOLERANCES[formulation, "ddpm_sinusoidal_1000"], error
 
 
+@pytest.mark.parametrize(("central", "order"), [(False, 1), (True, 2)])
 @pytest.mark.parametrize("name", ["u", "x1", "edm", "ddim"])
-def test_finite_difference_target_converges_to_the_exact_target_at_the_oracle_flow_map(name):
+def test_finite_difference_target_converges_to_the_exact_target_at_the_oracle_flow_map(name, central, order):
     """At the exact cumulative field the finite-difference target differs from the exact target
-    (the field itself) by a first-order term: halving the step about halves it."""
+    (the field itself) by a term of the scheme's order: halving the step about halves it (forward)
+    or quarters it (central)."""
     f = get_formulation(name)
     oracle = GaussianOracle(f, MEAN, torch.diag(STD**2))
     gen = torch.Generator().manual_seed(0)
@@ -122,15 +124,17 @@ def test_finite_difference_target_converges_to_the_exact_target_at_the_oracle_fl
     m = field(x, t)
     errors = []
     for step in (0.02, 0.01):
-        dm = finite_difference_derivative(field, x, t, r, m_inst, m, f, step).double()
+        dm = finite_difference_derivative(field, x, t, r, m_inst, m, f, step, central=central).double()
         errors.append((f.field_target(m_inst, x, t, r, dm) - m).abs().max().item())
     jvp_dm = jvp_derivative(field, x, t, f.velocity(m_inst, x, t)).double()
     assert (f.field_target(m_inst, x, t, r, jvp_dm) - m).abs().max().item() < 1e-3
-    assert 1.6 < errors[0] / errors[1] < 2.4, errors
+    assert 0.8 * 2**order < errors[0] / errors[1] < 1.2 * 2**order, errors
 
 
-def test_finite_difference_bounds_the_derivative_of_a_fast_time_oscillation():
-    """For ``m = sin(w t)`` the exact derivative has size ``w``; the secant stays below ``2/step``."""
+@pytest.mark.parametrize(("central", "bound"), [(False, 2.0), (True, 1.0)])
+def test_finite_difference_bounds_the_derivative_of_a_fast_time_oscillation(central, bound):
+    """For ``m = sin(w t)`` the exact derivative has size ``w``; the forward secant stays below
+    ``2/step``, the central one (twice as long) below ``1/step``."""
     f = get_formulation("u")
     w, step = 1000.0, 0.05
     t = torch.linspace(0.1, 0.5, 200)
@@ -141,7 +145,31 @@ def test_finite_difference_bounds_the_derivative_of_a_fast_time_oscillation():
         return torch.sin(w * t_)[:, None] + 0 * x_
 
     m = field(x, t)
-    fd = finite_difference_derivative(field, x, t, r, torch.zeros_like(x), m, f, step)
+    fd = finite_difference_derivative(field, x, t, r, torch.zeros_like(x), m, f, step, central=central)
     exact = jvp_derivative(field, x, t, torch.zeros_like(x))
     assert exact.abs().max() > 0.9 * w
-    assert fd.abs().max() <= 2 / step + 1e-3
+    assert fd.abs().max() <= bound / step + 1e-3
+
+
+@pytest.mark.parametrize("name", ["u", "edm"])
+def test_central_difference_falls_back_to_the_forward_secant_at_the_noise_end(name):
+    """No time lies before the noise end: there the central secant is the forward one, and one
+    step after it the back step is shortened to the room left (no time before the noise end)."""
+    f = get_formulation(name)
+    oracle = GaussianOracle(f, MEAN, torch.diag(STD**2))
+    u_t = torch.tensor([0.0, 0.0, 0.02, 0.3], dtype=torch.float64)
+    t, r = f.time_from_unit(u_t), f.time_from_unit(u_t + 0.5)
+    x = oracle.sample_marginal(torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64), t)
+    m_inst = oracle.instantaneous_field(x, t)
+    seen = []
+
+    def field(x_, t_):
+        seen.append(f.unit_from_time(t_.double()))
+        return oracle.cumulative_field(x_.double(), t_.double(), r)
+
+    m = field(x, t)
+    central = finite_difference_derivative(field, x, t, r, m_inst, m, f, 0.05, central=True)
+    forward = finite_difference_derivative(field, x, t, r, m_inst, m, f, 0.05)
+    torch.testing.assert_close(central[:2], forward[:2])
+    assert not torch.allclose(central[3], forward[3])
+    assert min(u.min().item() for u in seen) >= -1e-6

@@ -35,3 +35,16 @@ def test_equalling_the_peer_does_not_beat_it(to_peer):
     rows = [["eulerian", 1.0, 2.0, 0.05, to_peer, 1.0, True]]
     (verdict,) = bench_distill._geometry_verdicts(rows, best=0.05, best_nfe=63)
     assert "missed" in verdict
+
+
+def test_digits_target_notes_say_met_or_by_how_much_each_flow_map_student_missed():
+    rows = [
+        ["eulerian", 1.0, 2.0, 1.2, 1.05],
+        ["lagrangian", 1.0, 2.0, 1.3, 0.99],
+        ["regression peer", 1.0, 2.0, 1.1, ""],
+    ]
+    notes = bench_distill._digits_target_notes(rows)
+    assert notes == [
+        "Student eulerian: 1 jump(s) 1.2x: met; 4 jump(s) 1.05x: missed by 0.05x.",
+        "Student lagrangian: 1 jump(s) 1.3x: missed by 0.05x; 4 jump(s) 0.99x: met.",
+    ]

@@ -44,10 +44,11 @@ def test_meanflow_sampler_jumps_on_a_uniform_grid():
     assert torch.allclose(bench_peer.meanflow_sample(_ConstantVelocity(), noise, 2), torch.full((3, 2), -1.25))
 
 
-def test_every_recipe_variant_is_a_valid_recipe_named_by_its_options():
-    names = [bench_peer.recipe_name(options) for options in bench_peer.RECIPE_VARIANTS]
+@pytest.mark.parametrize("variants", [bench_peer.RECIPE_VARIANTS, bench_peer.DIGITS_RECIPE_VARIANTS])
+def test_every_recipe_variant_is_a_valid_recipe_named_by_its_options(variants):
+    names = [bench_peer.recipe_name(options) for options in variants]
     assert len(set(names)) == len(names) and names[0] == "core default"
-    for options in bench_peer.RECIPE_VARIANTS:
+    for options in variants:
         LossRecipe(**options)  # raises on a misspelt option or an invalid value
     assert bench_peer.recipe_name({"adaptive_p": 0.5, "fd_step": 0.02}) == "adaptive_p=0.5, fd_step=0.02"
 

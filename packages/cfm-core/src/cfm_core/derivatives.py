@@ -24,6 +24,9 @@ and returns ``Dm`` detached: the derivative only enters the stop-gradient target
   bias first order in ``step``. Both ends of the secant are float32 outside autocast: under autocast
   the loss has the start ``m(x, t)`` evaluated again in float32 (one more forward), since a
   bfloat16 value's rounding (relative 2^-8) divided by the step would swamp the derivative.
+  ``central=True`` (the recipe's ``fd_scheme="central"``) spans ``step`` back and ``step`` forward
+  along the flow, one more pass: a bias second order in ``step`` on slowly varying fields, and the
+  same bound on fast oscillations (``1/step`` times their amplitude).
 * ``autograd`` — ``torch.autograd.functional.jvp`` (the double-backward trick): slower, but works for
   modules without forward-mode rules; the tests use it as the reference.
 """
@@ -124,25 +127,36 @@ def finite_difference_derivative(
     m_value: Tensor | None,
     formulation: Formulation,
     step: float,
+    *,
+    central: bool = False,
 ) -> Tensor:
     """``Dm`` by one extra forward pass ``step`` (unit time) along the instantaneous flow towards ``r``.
 
     ``m_value`` is the detached float32 output of the gradient pass at ``(x, t)``, or ``None``: then
     the start is evaluated here too, in float32 outside autocast, with the RNG state the end's pass
     then uses (the same dropout masks); ``m_inst`` is the instantaneous field that moves ``x`` (the
-    conditional target in training).
+    conditional target in training). ``central``: the secant between ``step`` back along the flow
+    (shortened to the room left before the noise end) and ``step`` forward, one more pass; where
+    no room is left it is the forward secant.
     """
     u_t, u_r = formulation.unit_from_time(t), formulation.unit_from_time(r)
     gap = (u_r - u_t).clamp_min(0.0)
     h = torch.where(gap > 0, torch.minimum(gap, torch.full_like(gap, step)), torch.full_like(gap, step))
     t_next = formulation.time_from_unit(u_t + h)
+    shape = t.shape + (1,) * (x.ndim - t.ndim)
     with derivative_context(x.device):
+        replay = not torch.compiler.is_compiling()  # a compiled graph cannot fork the RNG
         if m_value is None:
-            replay = not torch.compiler.is_compiling()  # a compiled graph cannot fork the RNG
             with shared_rng(x.device) if replay else contextlib.nullcontext():
                 m_value = field(x.float(), t.float())
+        t_prev, m_prev = t.float(), m_value.float()
+        if central:
+            back = torch.minimum(h, u_t.clamp_min(0.0))
+            t_prev = torch.where(back > 0, formulation.time_from_unit(u_t - back), t).float()
+            x_prev = formulation.update(m_inst.float(), x.float(), t.float(), t_prev)
+            with shared_rng(x.device) if replay else contextlib.nullcontext():
+                m_prev = torch.where((back > 0).reshape(shape), field(x_prev, t_prev), m_prev)
         x_next = formulation.update(m_inst.float(), x.float(), t.float(), t_next.float())
         m_next = field(x_next, t_next.float())
-        dt = (t_next - t).float()
-        shape = dt.shape + (1,) * (x.ndim - dt.ndim)
-        return ((m_next - m_value.float()) / dt.reshape(shape)).detach()
+        dt = (t_next - t_prev).float()
+        return ((m_next - m_prev) / dt.reshape(shape)).detach()

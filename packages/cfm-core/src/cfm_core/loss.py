@@ -45,6 +45,7 @@ from cfm_core.time_sampling import TimePairSampler
 FIELD_WEIGHTINGS = ("normalized", "none")
 TARGET_FIELDS = ("conditional", "model")
 TEACHER_TARGETS = ("teacher", "data")
+FD_SCHEMES = ("forward", "central")
 
 NoiseSampler = Callable[[Tensor, Condition], Tensor]
 
@@ -74,6 +75,11 @@ class LossRecipe:
     fd_step: float = 0.05
     """Finite-difference step in unit time (shortened where r is closer): a longer step damps more of
     the network's fast time oscillations and biases the target more (first order in the step)."""
+    fd_scheme: Literal["forward", "central"] = "forward"
+    """The finite difference's secant in the field-equation target: forward (from (x, t) one fd_step
+    along the flow; one extra pass) or central (from fd_step back to fd_step forward, the back step
+    shortened near the noise end; two extra passes, a bias second order in the step). The
+    lagrangian objective's derivative in r is the forward secant."""
     forward_rules: Literal["auto", "lean", "torch"] = "auto"
     """Forward-mode rules of the jvp backends: lean (exact tangents of linear, convolution and
     normalisation layers with constant weights, cfm_core.forward_rules), torch (PyTorch's own), or
@@ -125,6 +131,8 @@ class LossRecipe:
             raise ValueError(f"forward_rules: unknown {self.forward_rules!r}; choose one of {FORWARD_RULES}")
         if not 0.0 < self.fd_step < 1.0:
             raise ValueError(f"fd_step must lie in (0, 1) (unit time), got {self.fd_step}")
+        if self.fd_scheme not in FD_SCHEMES:
+            raise ValueError(f"fd_scheme: unknown {self.fd_scheme!r}; choose one of {FD_SCHEMES}")
         if self.field_weighting not in FIELD_WEIGHTINGS:
             raise ValueError(f"field_weighting: unknown {self.field_weighting!r}; choose one of {FIELD_WEIGHTINGS}")
         if self.adaptive_p is not None and self.adaptive_p < 0:
@@ -312,7 +320,9 @@ class CFMLoss(nn.Module):
                     _set_rng_state(x.device, state)
                 # under autocast the prediction is low precision: the secant's start is redone in float32
                 start = None if torch.is_autocast_enabled(x.device.type) else pred.detach()
-                dm = finite_difference_derivative(field_at, x, t, r, m_inst, start, f, self.recipe.fd_step)
+                dm = finite_difference_derivative(
+                    field_at, x, t, r, m_inst, start, f, self.recipe.fd_step, central=self.recipe.fd_scheme == "central"
+                )
         elif backend == "jvp_one_pass" and not torch.is_autocast_enabled(x.device.type):
             lean = use_lean_rules(self.recipe.forward_rules, x.device)
             pred, dm = jvp_with_value(field_at, x, t, velocity, lean=lean)  # one pass: value and tangent
