@@ -79,7 +79,7 @@ class LossRecipe:
     """The finite difference's secant in the field-equation target: forward (from (x, t) one fd_step
     along the flow; one extra pass) or central (from fd_step back to fd_step forward, the back step
     shortened near the noise end; two extra passes, a bias second order in the step). The
-    lagrangian objective's derivative in r is the forward secant."""
+    lagrangian objective's derivative in r always takes a three-point secant (second order)."""
     forward_rules: Literal["auto", "lean", "torch"] = "auto"
     """Forward-mode rules of the jvp backends: lean (exact tangents of linear, convolution and
     normalisation layers with constant weights, cfm_core.forward_rules), torch (PyTorch's own), or
