@@ -31,7 +31,7 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from cfm_core import CFMLoss, FlowMap, LossRecipe
@@ -44,6 +44,9 @@ from harness import Report, Table
 from timing import interleaved_step_times
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+if TYPE_CHECKING:
+    from cfm_image.config import ImageTrainConfig
 
 SECTIONS = ("toy", "digits", "toy-recipes", "digits-recipes")
 SAMPLE_STEPS = (1, 2)
@@ -343,7 +346,7 @@ def toy_recipes_section(args: argparse.Namespace) -> tuple[list[Table], dict]:
 class DigitsSetting(NamedTuple):
     """The image app's quick preset as the digits comparisons use it, and its scoring."""
 
-    quick: object
+    quick: ImageTrainConfig
     net_config: dict
     batches: Callable[[int], Batch]
     steps: int

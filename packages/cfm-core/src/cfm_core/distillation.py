@@ -193,7 +193,6 @@ def r_derivative(
     back = torch.minimum(h, ((u_r - u_t) / 2).clamp_min(1e-4))
     u_a = torch.where(central, u_r - h, torch.where(ahead, u_r + h, u_r - back))
     u_b = torch.where(central, u_r + h, torch.where(ahead, u_r + 2 * h, u_r - 2 * back))
-    r0 = r.float()
     r_a, r_b = (formulation.time_from_unit(u).to(r.dtype) for u in (u_a, u_b))
     with derivative_context(r.device):
         values = []
@@ -201,7 +200,7 @@ def r_derivative(
             with shared_rng(r.device):
                 values.append(field_at(r_i).float())
         m0, m_a, m_b = values
-        r_a, r_b = r_a.float(), r_b.float()
+        r0, r_a, r_b = r.float(), r_a.float(), r_b.float()
         # the derivative at r0 of the Lagrange parabola through (r0, m0), (r_a, m_a), (r_b, m_b)
         c0 = (2 * r0 - r_a - r_b) / ((r0 - r_a) * (r0 - r_b))
         c_a = (r0 - r_b) / ((r_a - r0) * (r_a - r_b))
