@@ -1,4 +1,4 @@
-"""The distillation benchmark's geometry verdicts: each flow-map student against the two targets."""
+"""The distillation benchmark's verdicts: each flow-map student against its targets."""
 
 from __future__ import annotations
 
@@ -48,3 +48,21 @@ def test_digits_target_notes_say_met_or_by_how_much_each_flow_map_student_missed
         "Student eulerian: 1 jump(s) 1.2x: met; 4 jump(s) 1.05x: missed by 0.05x.",
         "Student lagrangian: 1 jump(s) 1.3x: missed by 0.05x; 4 jump(s) 0.99x: met.",
     ]
+
+
+def test_toy_verdicts_count_the_seeds_whose_one_jump_meets_the_target():
+    # student, training s, total s, 1-step energy, within the floor, floor sd above the teacher
+    rows = [
+        ["eulerian, seed 0", 1.0, 2.0, 0.002, False, 4.0],
+        ["eulerian, seed 1", 1.0, 2.0, 0.0005, True, 1.5],
+        ["lagrangian, seed 0", 1.0, 2.0, 0.0004, True, 0.5],
+        ["lagrangian, seed 1", 1.0, 2.0, 0.0003, True, 0.1],
+        ["regression peer", 1.0, 2.0, 0.0001, True, -0.5],
+    ]
+    eulerian, lagrangian = bench_distill._toy_verdicts(rows, (0, 1))
+    assert eulerian == (
+        "eulerian: one jump within the floor with 1 of 2 training seeds "
+        "(4, 1.5 floor sd above the teacher at 64 steps): met with some seeds only."
+    )
+    assert lagrangian.startswith("lagrangian: one jump within the floor with 2 of 2 training seeds")
+    assert lagrangian.endswith(": met.")
