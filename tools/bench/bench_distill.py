@@ -56,7 +56,12 @@ STUDENT_RECIPE = {"adaptive_p": 0.5}
 #: Training seeds of the toy's flow-map students (their one jump moves with the seed): the recorded
 #: run's, then a smoke run's.
 TOY_STUDENT_SEEDS = ((0, 1, 2), (0,))
+#: The knot's flow-map students' recipe beyond the app's CFM default (r = t share 0.75): their
+#: r = t rows only repeat the teacher's field, so a quarter of the batch keeps them.
+GEOMETRY_STUDENT_RECIPE = {"instantaneous_ratio": 0.25}
 GEOMETRY_STUDENT_STEPS = (1, 2, 3, 6)
+#: Jumps of the students also scored on EDM's Karras grid (the solvers' grid) against the default jump grid.
+KARRAS_JUMPS = (2, 3, 6)
 #: The geometry table's columns: the students' jumps and the teacher's Heun NFE (2 steps - 1).
 GEOMETRY_NFE = (1, 2, 3, 6, 7, 15, 31, 63)
 #: The geometry target: the student's 3-step Chamfer at most this times the teacher's at 63 NFE.
@@ -325,7 +330,7 @@ def _geometry(args) -> tuple[list[Table], list[str], list[str], dict]:
     geo = bench_geometry.parser().parse_args([])
     geo.steps = args.teacher_steps
     student_method = GeometryTrainConfig().method
-    rows, cost_rows, curves, seconds, scores = [], [], {}, {}, {}
+    rows, cost_rows, grid_rows, curves, seconds, scores = [], [], [], {}, {}, {}
     teacher_chamfer = None
     with tempfile.TemporaryDirectory() as tmp:
         teacher_cfg = bench_geometry.model_config(geo, "baseline", Path(tmp) / "teacher")
@@ -336,6 +341,8 @@ def _geometry(args) -> tuple[list[Table], list[str], list[str], dict]:
         students.append(("regression peer", {"objective": "regression", "teacher_steps": args.peer_teacher_steps}))
         for label, method in students:
             out = Path(tmp) / label.replace(" ", "-")
+            if method["objective"] != "regression":
+                method = {**GEOMETRY_STUDENT_RECIPE, **method}
             cfg = replace(
                 teacher_cfg,
                 method=replace(student_method, teacher=teacher_dir, **method),
@@ -367,6 +374,9 @@ def _geometry(args) -> tuple[list[Table], list[str], list[str], dict]:
                 curves["teacher (Heun)"] = (list(teacher_chamfer), list(teacher_chamfer.values()))
                 print(f"teacher: {teacher_chamfer}", flush=True)
             got = {s: chamfer[("cfm", s)] for s in steps}
+            if method["objective"] != "regression":
+                karras = _karras_grid_chamfer(str(out), args.n)
+                grid_rows.append([label] + [x for s in KARRAS_JUMPS for x in (got[s], karras[s])])
             rows.append([f"student: {label}"] + [got.get(n, "") for n in GEOMETRY_NFE])
             curves[label] = (list(steps), [got[s] for s in steps])
             scores[label] = got
@@ -416,6 +426,12 @@ def _geometry(args) -> tuple[list[Table], list[str], list[str], dict]:
             ],
             cost_rows,
         ),
+        Table(
+            "The students' Chamfer on the default jump grid (equal steps in log sigma) and on EDM's Karras "
+            "grid (rho 7, the solvers' grid), same noise and reference points",
+            ["student"] + [f"{n} jumps, {grid}" for n in KARRAS_JUMPS for grid in ("jump grid", "Karras grid")],
+            grid_rows,
+        ),
     ]
     notes = [
         f"Targets (issue): the student's 3-step Chamfer at most {TARGET_3_STEP}x the teacher's at "
@@ -437,14 +453,41 @@ def _geometry(args) -> tuple[list[Table], list[str], list[str], dict]:
         "student_steps": args.student_steps,
         "batch_points": geo.batch,
         "lr": geo.lr,
-        "student_method": f"the app's default (edm, r = t share {student_method.instantaneous_ratio}, "
-        f"derivative {student_method.derivative})",
+        "student_method": f"the app's default (edm, derivative {student_method.derivative}) with "
+        + ", ".join(f"{k} {v}" for k, v in GEOMETRY_STUDENT_RECIPE.items())
+        + " (eulerian, lagrangian)",
         "student_init": "teacher's weights",
         "peer_targets": f"teacher Heun, {args.peer_teacher_steps} steps",
         "eval_points": args.n,
         "reference_points": args.n,
     }
     return tables, [str(figure)], notes, settings
+
+
+def _karras_grid_chamfer(run_dir: str, n: int) -> dict[int, float]:
+    """The summed Chamfer (box units) of the flow map in ``run_dir`` at each of ``KARRAS_JUMPS`` jumps on
+    EDM's Karras grid instead of its jump grid, from ``cfm geometry eval``'s noise and reference points."""
+    from cfm_core.cli.skeleton import load_run
+    from cfm_geometry.commands import APP, build_model, load_surface_option, set_size
+    from cfm_geometry.config import GeometryEvalConfig, GeometryTrainConfig
+    from cfm_geometry.data import sample_surface_points
+    from cfm_geometry.generation import generate_points
+    from cfm_geometry.normalisation import Normalisation
+    from cfm_geometry.scoring import Units, score_points
+
+    seed, f_threshold = GeometryEvalConfig.seed, GeometryEvalConfig.f_threshold
+    model, ckpt, run = load_run(run_dir, build_model, APP, GeometryTrainConfig)
+    norm = Normalisation.from_dict(ckpt.meta["normalisation"])
+    surface = load_surface_option(run.surface_spec, "--checkpoint")
+    reference = sample_surface_points(surface, n, seed)[:, :3].astype(np.float64)
+    units = Units.of(norm, np.asarray(ckpt.meta.get("extra", {}).get("bounds", surface.bounds)))
+    chamfer = {}
+    for jumps in KARRAS_JUMPS:
+        grid = model.formulation.time_grid(jumps).tolist()
+        points, _, _ = generate_points(model, n, grid, "cumulative", None, seed, set_size(run))
+        points = torch.from_numpy(norm.invert(points.double().numpy()))
+        chamfer[jumps] = score_points(points, reference, units, f_threshold)["chamfer_sum_box"]
+    return chamfer
 
 
 def _geometry_verdicts(cost_rows: list[list], best: float, best_nfe: int) -> list[str]:

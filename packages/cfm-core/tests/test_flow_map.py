@@ -71,3 +71,14 @@ def test_user_time_grid_and_its_errors(formulation):
         model.sample(torch.randn(4, 3), steps=grid[::-1])
     with pytest.raises(ValueError, match="outside the formulation's range"):
         model.sample(torch.randn(4, 3), steps=[grid[0] + 100 * (grid[0] - grid[-1]), grid[-1]])
+
+
+@pytest.mark.parametrize(("sampler", "grid_of"), [("cumulative", "jump_grid"), ("euler", "time_grid")])
+def test_an_int_step_count_samples_on_the_samplers_default_grid(sampler, grid_of):
+    model = FlowMap(SmoothNet(), "edm")
+    noise = torch.randn(5, 3)
+    grid = getattr(model.formulation, grid_of)(3)
+    assert not torch.equal(model.formulation.jump_grid(3), model.formulation.time_grid(3))
+    torch.testing.assert_close(
+        model.sample(noise, 3, sampler=sampler), model.sample(noise, grid.tolist(), sampler=sampler)
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from cfm_core.formulations import EDM, FORMULATIONS, expand_like, get_formulation
@@ -147,3 +149,20 @@ def test_field_weight_is_the_ratio_of_time_derivatives(formulation):
     p_s, _ = _coefficients(formulation, t2, t.detach())
     (dp_s,) = torch.autograd.grad(p_s.sum(), t2)
     torch.testing.assert_close(formulation.field_weight(t.detach(), r), dp_r / dp_s, rtol=1e-6, atol=1e-9)
+
+
+def test_edm_jump_grid_is_equally_spaced_in_log_sigma_then_zero():
+    f = EDM()
+    for steps in (1, 3, 6):
+        grid = f.jump_grid(steps).double()
+        log_sigma = torch.linspace(math.log(f.sigma_max), math.log(f.sigma_min), steps + 1, dtype=torch.float64)
+        torch.testing.assert_close(grid[:-1], log_sigma[:-1].exp(), rtol=1e-6, atol=0)
+        assert grid[-1].item() == 0.0
+    with pytest.raises(ValueError, match="positive integer"):
+        f.jump_grid(0)
+
+
+@pytest.mark.parametrize("name", ["u", "x1", "ddim"])
+def test_other_formulations_jump_on_their_solver_grid(name):
+    f = get_formulation(name)
+    torch.testing.assert_close(f.jump_grid(4), f.time_grid(4))

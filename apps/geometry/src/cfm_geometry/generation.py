@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -55,9 +56,10 @@ def flatten_points(samples: Tensor, points: int) -> Tensor:
     return samples.reshape(-1, samples.shape[-1])[:points]
 
 
-def run_sampler(model: FlowMap, noise: Tensor, steps: int, sampler: str) -> tuple[Tensor, int]:
+def run_sampler(model: FlowMap, noise: Tensor, steps: int | Sequence[float], sampler: str) -> tuple[Tensor, int]:
     """One batch: CFM ``steps`` jumps (``cumulative``) or the r = t field's ``euler`` / ``heun``
-    solver; returns the samples and the number of network evaluations."""
+    solver (``steps``: a count on the default grid, or the grid's times); returns the samples and
+    the number of network evaluations."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
     return model.sample(noise, steps, sampler=sampler, return_nfe=True)
@@ -77,7 +79,7 @@ def default_batch_points(device: torch.device) -> int:
 def generate_points(
     model: FlowMap,
     points: int,
-    steps: int,
+    steps: int | Sequence[float],
     sampler: str,
     batch_size: int | None,
     seed: int,

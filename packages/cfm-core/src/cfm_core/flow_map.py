@@ -100,8 +100,9 @@ class FlowMap(nn.Module):
     ) -> Tensor | tuple[Tensor, int]:
         """Generate from standard-normal ``noise`` shaped like the data (the formulation scales it).
 
-        ``steps`` is an int (hops on the formulation's default grid) or a sequence of times from the
-        noise end towards the data end. ``sampler`` is ``"cumulative"`` (one jump
+        ``steps`` is an int (hops on the formulation's default grid: its ``jump_grid`` for the
+        cumulative sampler, its ``time_grid`` for the solvers) or a sequence of times from the noise
+        end towards the data end. ``sampler`` is ``"cumulative"`` (one jump
         ``m_{t_i -> t_{i+1}}`` per hop: the flow map), or a multi-step solver of the instantaneous
         field ``r = t``: ``"euler"`` (the ``F`` step: Euler for u/x1/edm, deterministic DDIM for
         ddim), ``"ddim"`` (the same step) or ``"heun"`` (second order, ``2N - 1`` evaluations).
@@ -116,7 +117,7 @@ class FlowMap(nn.Module):
             raise ValueError("noise must be a standard-normal tensor of shape (batch, ...) like the data")
         if not torch.isfinite(noise).all():
             raise ValueError("noise contains NaN or inf")
-        grid = self._grid(steps, noise.device)
+        grid = self._grid(steps, sampler, noise.device)
         with _eval_mode(self):
             x, nfe = SAMPLERS[sampler](
                 self._guided_field(cond, float(guidance)),
@@ -167,7 +168,8 @@ class FlowMap(nn.Module):
 
         return field
 
-    def _grid(self, steps: int | Sequence[float] | Tensor, device: torch.device) -> Tensor:
+    def _grid(self, steps: int | Sequence[float] | Tensor, sampler: str, device: torch.device) -> Tensor:
         if isinstance(steps, int) and not isinstance(steps, bool):
-            return self.formulation.time_grid(steps, device=device)
+            default = self.formulation.jump_grid if sampler == "cumulative" else self.formulation.time_grid
+            return default(steps, device=device)
         return check_time_grid(self.formulation, torch.as_tensor(steps)).to(device)

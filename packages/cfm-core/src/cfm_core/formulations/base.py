@@ -82,13 +82,17 @@ class Formulation(ABC):
         """Inverse of :meth:`time_from_unit`."""
 
     def time_grid(self, steps: int, device: torch.device | str | None = None) -> Tensor:
-        """The default sampling grid of ``steps`` hops, from ``t_noise`` to ``t_data`` (``steps+1`` times)."""
-        if int(steps) != steps or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
-        u = torch.linspace(0.0, 1.0, int(steps) + 1, device=device, dtype=torch.float64)
+        """The default grid of ``steps`` hops of the multi-step solvers, from ``t_noise`` to
+        ``t_data`` (``steps+1`` times): equal steps in unit time."""
+        u = torch.linspace(0.0, 1.0, check_steps(steps) + 1, device=device, dtype=torch.float64)
         grid = self.time_from_unit(u)
         grid[0], grid[-1] = self.t_noise, self.t_data
         return grid.float()
+
+    def jump_grid(self, steps: int, device: torch.device | str | None = None) -> Tensor:
+        """The default grid of ``steps`` jumps of the flow map (the cumulative sampler): the
+        solvers' :meth:`time_grid` unless the formulation says otherwise."""
+        return self.time_grid(steps, device=device)
 
     def network_time(self, t: Tensor) -> Tensor:
         """What the network sees as a time input (identity unless a subclass says otherwise)."""
@@ -203,3 +207,10 @@ class Formulation(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
         return f"{type(self).__name__}({args})"
+
+
+def check_steps(steps: int) -> int:
+    """``steps`` as an int; ``ValueError`` unless it is a positive integer."""
+    if int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    return int(steps)

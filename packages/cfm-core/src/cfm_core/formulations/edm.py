@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from cfm_core.formulations.base import Formulation, expand_like
+from cfm_core.formulations.base import Formulation, check_steps, expand_like
 
 
 class EDM(Formulation):
@@ -31,7 +31,8 @@ class EDM(Formulation):
     * Clamp: ``r`` in the ``1/r`` factor is clamped at ``target_clamp`` (default ``sigma_min``).
     * Unit time follows the Karras schedule with ``rho``: ``u = 0 -> sigma_max``, ``u = 1 ->
       sigma_min``; the sampling grid of N hops is ``Karras(i/N)`` for ``i < N``, then 0 (EDM's own
-      grid puts ``sigma_min`` before the final 0, which wastes a hop in few-step sampling).
+      grid puts ``sigma_min`` before the final 0, which wastes a hop in few-step sampling). The
+      flow map's jumps take :meth:`jump_grid`, equal steps in ``log sigma``.
     * Loss weight ``1/c_out(t)^2`` (EDM's ``lambda(sigma)``): the loss in the raw network's units.
     """
 
@@ -71,6 +72,16 @@ class EDM(Formulation):
     def unit_from_time(self, t: Tensor) -> Tensor:
         lo, hi = self.sigma_min ** (1 / self.rho), self.sigma_max ** (1 / self.rho)
         return (t.clamp_min(0.0) ** (1 / self.rho) - hi) / (lo - hi)
+
+    def jump_grid(self, steps: int, device: torch.device | str | None = None) -> Tensor:
+        """``steps`` jumps equally spaced in ``log sigma`` (the network's time input) from
+        ``sigma_max`` to ``sigma_min``, then 0. The Karras grid of :meth:`time_grid` spaces an ODE
+        solver's steps by its truncation error, which a jump of the flow map does not have
+        (docs/design-notes.md, "EDM's jump grid")."""
+        i = torch.arange(check_steps(steps), device=device, dtype=torch.float64)
+        log_max, log_min = torch.tensor([self.sigma_max, self.sigma_min], dtype=torch.float64).log().tolist()
+        sigmas = torch.exp(log_max + i / steps * (log_min - log_max))
+        return torch.cat([sigmas, sigmas.new_zeros(1)]).float()
 
     def network_time(self, t: Tensor) -> Tensor:
         return t.clamp_min(self.sigma_min).log() / 4
