@@ -6,12 +6,15 @@ Results go to ``tools/bench/results/<section>.json`` and the ``<section>`` secti
 
 ``run.py all`` re-records every section of ``BENCHMARKS.md`` (the list ``SECTIONS``), one after
 the other, at one commit: it refuses to start with uncommitted changes to tracked files and stops
-if the checked-out commit changes during the run. ``run.py all --list`` prints the plan.
+if the checked-out commit changes during the run. It resumes: a section that ``run.py all``
+already recorded at the checked-out commit is skipped, so a run that was stopped continues where
+it stopped (at the same commit). ``run.py all --list`` prints the plan.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from harness import Report, git_commit, record, uncommitted_changes  # noqa: E402
+from harness import RESULTS, Report, git_commit, record, uncommitted_changes  # noqa: E402
 
 #: Every section of BENCHMARKS.md: the benchmark that writes it and the options it runs with.
 SECTIONS: dict[str, tuple[str, list[str]]] = {
@@ -49,6 +52,17 @@ SECTIONS: dict[str, tuple[str, list[str]]] = {
 ALL_NOTE = "Recorded by `tools/bench/run.py all`: every section of BENCHMARKS.md at the same commit."
 
 
+def recorded_by_all(section: str, commit: str) -> bool:
+    """Whether ``run.py all`` already recorded ``section`` at ``commit`` (its result file says so)."""
+    try:
+        result = json.loads((RESULTS / f"{section}.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(result, dict) or not isinstance(result.get("machine"), dict):
+        return False
+    return result["machine"].get("commit") == commit and ALL_NOTE in result.get("notes", [])
+
+
 def available() -> list[str]:
     return sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
 
@@ -63,14 +77,19 @@ def run_all(
     save: Callable[[Report], Path] = record,
     commit: Callable[[], str] = git_commit,
     changes: Callable[[], list[str]] = uncommitted_changes,
+    already: Callable[[str, str], bool] = recorded_by_all,
 ) -> int:
-    """Run every section's benchmark in turn and record it; 0 when all were recorded at one commit."""
+    """Run every section's benchmark in turn and record it, skipping the sections already recorded
+    by ``run.py all`` at this commit; 0 when all are recorded at one commit."""
     dirty = changes()
     if dirty:
         print(f"run.py all: commit or stash these changes first: {', '.join(dirty)}", file=sys.stderr)
         return 2
     start = commit()
     for done, (section, (bench, argv)) in enumerate(sections.items()):
+        if already(section, start):
+            print(f"== {section}: already recorded by run.py all at commit {start}, skipped", flush=True)
+            continue
         print(f"== {section}: run.py {' '.join([bench, *argv])} (commit {start})", flush=True)
         report = load(bench)(argv)
         if report.name != section:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -44,6 +45,7 @@ def test_all_records_every_section_in_order_with_a_note():
         save=lambda report: saved.append(report) or Path(report.name),
         commit=lambda: "abc1234",
         changes=lambda: [],
+        already=lambda section, commit: False,
     )
     assert code == 0
     assert [r.name for r in saved] == ["a", "b", "c"]
@@ -70,6 +72,7 @@ def test_all_stops_when_the_commit_moves():
         save=lambda report: saved.append(report.name) or Path(report.name),
         commit=lambda: next(commits),
         changes=lambda: [],
+        already=lambda section, commit: False,
     )
     assert code == 1
     assert saved == ["a"]
@@ -78,3 +81,34 @@ def test_all_stops_when_the_commit_moves():
 def test_a_section_starts_with_its_anchor():
     text = render(Report(name="toy", title="Toy", settings={}), {"commit": "abc1234"})
     assert text.startswith('<a id="bench-toy"></a>\n\n## Toy\n')
+
+
+def test_all_resumes_past_the_sections_it_recorded_at_this_commit():
+    saved: list[str] = []
+    code = run.run_all(
+        SECTIONS,
+        load=lambda bench: lambda argv: _fake_bench("c")(argv),
+        save=lambda report: saved.append(report.name) or Path(report.name),
+        commit=lambda: "abc1234",
+        changes=lambda: [],
+        already=lambda section, commit: commit == "abc1234" and section in ("a", "b"),
+    )
+    assert code == 0
+    assert saved == ["c"]
+
+
+def _result(tmp_path: Path, section: str, commit: str, notes: list[str]) -> None:
+    payload = {"machine": {"commit": commit}, "name": section, "notes": notes}
+    (tmp_path / f"{section}.json").write_text(json.dumps(payload))
+
+
+def test_a_section_counts_as_recorded_by_all_only_at_the_same_commit_with_the_note(tmp_path, monkeypatch):
+    monkeypatch.setattr(run, "RESULTS", tmp_path)
+    _result(tmp_path, "a", "abc1234", ["x", run.ALL_NOTE])
+    _result(tmp_path, "b", "abc1234", ["x"])  # recorded on its own, not by run.py all
+    (tmp_path / "c.json").write_text("not json")
+    assert run.recorded_by_all("a", "abc1234")
+    assert not run.recorded_by_all("a", "def5678")
+    assert not run.recorded_by_all("b", "abc1234")
+    assert not run.recorded_by_all("c", "abc1234")
+    assert not run.recorded_by_all("missing", "abc1234")

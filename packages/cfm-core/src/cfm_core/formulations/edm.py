@@ -6,6 +6,8 @@ the path is ``x = x_data + sigma * noise``. Generation runs from ``t`` down to `
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -79,7 +81,7 @@ class EDM(Formulation):
         solver's steps by its truncation error, which a jump of the flow map does not have
         (docs/design-notes.md, "EDM's jump grid")."""
         i = torch.arange(check_steps(steps), device=device, dtype=torch.float64)
-        log_max, log_min = torch.tensor([self.sigma_max, self.sigma_min], dtype=torch.float64).log().tolist()
+        log_max, log_min = math.log(self.sigma_max), math.log(self.sigma_min)
         sigmas = torch.exp(log_max + i / steps * (log_min - log_max))
         return torch.cat([sigmas, sigmas.new_zeros(1)]).float()
 
