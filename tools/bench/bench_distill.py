@@ -47,12 +47,16 @@ FLOOR_DRAWS = 10
 #: the recorded run's, then a smoke run's (``--quick``).
 DEFAULTS = {
     "toy": ((3000, 1000, 8, 5000), (200, 100, 8, 1000)),
-    "digits": ((1500, 1200, 8, 300), (30, 20, 8, 100)),
+    "digits": ((1500, 2400, 8, 300), (30, 20, 8, 100)),
     "geometry": ((6000, 3000, 16, 100_000), (200, 100, 16, 10_000)),
 }
 #: The toy's and the digits' (u) flow-map students' recipe beyond the app's: the adaptive weight
 #: (MeanFlow's p) on the flow-map objectives (the regression peer has no per-row weight).
 STUDENT_RECIPE = {"adaptive_p": 0.5}
+#: The digits' flow-map students' weight, and every digits student's learning-rate schedule (the
+#: regression peer's too): the quick preset's constant rate decays along a cosine instead.
+DIGITS_STUDENT_RECIPE = {"adaptive_p": 0.65}
+DIGITS_STUDENT_TRAIN = {"lr_schedule": "cosine"}
 #: Training seeds of the toy's flow-map students (their one jump moves with the seed): the recorded
 #: run's, then a smoke run's.
 TOY_STUDENT_SEEDS = ((0, 1, 2), (0,))
@@ -216,14 +220,16 @@ def _digits(args) -> tuple[list[Table], list[str], list[str], dict]:
     with tempfile.TemporaryDirectory() as tmp:
         teacher_dir = Path(tmp) / "teacher"
         seconds["teacher"] = make_trainer(_one_checkpoint_run(preset, args.teacher_steps, teacher_dir)).fit()["seconds"]
-        students = [(objective, {"objective": objective, **STUDENT_RECIPE}) for objective in OBJECTIVES]
+        students = [(objective, {"objective": objective, **DIGITS_STUDENT_RECIPE}) for objective in OBJECTIVES]
         students.append(("regression peer", {"objective": "regression", "teacher_steps": args.peer_teacher_steps}))
         teacher_fd = None
         for label, method in students:
             out = Path(tmp) / label.replace(" ", "-")
             cfg = _one_checkpoint_run(
                 replace(
-                    preset, method=replace(preset.method, instantaneous_ratio=0.5, teacher=str(teacher_dir), **method)
+                    preset,
+                    method=replace(preset.method, instantaneous_ratio=0.5, teacher=str(teacher_dir), **method),
+                    train=replace(preset.train, **DIGITS_STUDENT_TRAIN),
                 ),
                 args.student_steps,
                 out,
@@ -294,8 +300,10 @@ def _digits(args) -> tuple[list[Table], list[str], list[str], dict]:
         "teacher": f"quick-baseline preset, {args.teacher_steps} steps",
         "student_steps": args.student_steps,
         "student_recipe": "the quick preset's, r = t share 0.5, "
-        + ", ".join(f"{k} {v}" for k, v in STUDENT_RECIPE.items())
-        + " (eulerian, lagrangian)",
+        + ", ".join(f"{k} {v}" for k, v in DIGITS_STUDENT_RECIPE.items())
+        + " (eulerian, lagrangian); "
+        + ", ".join(f"{k} {v}" for k, v in DIGITS_STUDENT_TRAIN.items())
+        + " (every student)",
         "batch": preset.train.batch_size,
         "student_init": "teacher's weights",
         "peer_targets": f"teacher Heun, {args.peer_teacher_steps} steps",
@@ -512,7 +520,7 @@ def run(argv: list[str]) -> Report:
         "--teacher-steps", type=int, help="training steps of the teacher (toy 3000, digits 1500, geometry 6000)"
     )
     parser.add_argument(
-        "--student-steps", type=int, help="training steps of every student (toy 1000, digits 1200, geometry 3000)"
+        "--student-steps", type=int, help="training steps of every student (toy 1000, digits 2400, geometry 3000)"
     )
     parser.add_argument(
         "--peer-teacher-steps", type=int, help="Heun steps of the peer's targets (toy 8, digits 8, geometry 16)"
