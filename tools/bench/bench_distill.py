@@ -11,8 +11,9 @@ the total compute of a student is its own time plus the teacher's.
 
 Digits section (``--section digits``): the teacher is the image app's ``quick-baseline`` preset
 (micro UNet, r = t only); the students are the quick preset's CFM with ``--method.teacher`` (same
-UNet, from the teacher's weights), scored by ``cfm image eval``'s digit-classifier Frechet distance
-on the same noise: the teacher at 1..64 Euler steps, the students at 1, 2, 4 jumps, the peer at 1.
+UNet, from the teacher's weights, on a cosine learning rate), scored by ``cfm image eval``'s
+digit-classifier Frechet distance on the same noise: the teacher at 1..64 Euler steps, the students
+at 1, 2, 4 jumps, the peer at 1.
 
 Geometry section (``--section geometry``): the torus knot with the ``geometry`` section's network
 and settings (``bench_geometry``); the teacher is that section's multi-step baseline (EDM, r = t
@@ -50,11 +51,11 @@ DEFAULTS = {
     "digits": ((1500, 2400, 8, 300), (30, 20, 8, 100)),
     "geometry": ((6000, 3000, 16, 100_000), (200, 100, 16, 10_000)),
 }
-#: The toy's and the digits' (u) flow-map students' recipe beyond the app's: the adaptive weight
-#: (MeanFlow's p) on the flow-map objectives (the regression peer has no per-row weight).
+#: The toy's (u) flow-map students' recipe beyond the app's: the adaptive weight (MeanFlow's p) on
+#: the flow-map objectives (the regression peer has no per-row weight).
 STUDENT_RECIPE = {"adaptive_p": 0.5}
-#: The digits' flow-map students' weight, and every digits student's learning-rate schedule (the
-#: regression peer's too): the quick preset's constant rate decays along a cosine instead.
+#: The digits' flow-map students' adaptive weight, and every digits student's learning-rate
+#: schedule (the regression peer's too): the quick preset's constant rate decays along a cosine.
 DIGITS_STUDENT_RECIPE = {"adaptive_p": 0.65}
 DIGITS_STUDENT_TRAIN = {"lr_schedule": "cosine"}
 #: Training seeds of the toy's flow-map students (their one jump moves with the seed): the recorded
